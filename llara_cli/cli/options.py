@@ -1,0 +1,30 @@
+"""Shared ``Annotated`` option aliases, so every command spells an option the same way."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DEFAULT_MODEL = "smollm2-135m"
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m",
+        help="Model: a local Hugging Face / llara model directory, or an alias (smollm2-135m, llama-2-7b).",
+    ),
+]
+OptionalModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Model directory or alias; default: the one recorded with the index."),
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per forward pass.")]
+MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=8, help="Maximum tokens per text, prompt included.")]
+OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
+OutFileOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+TrustRemoteCodeOpt = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow custom model code from the model directory (off by default).")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, sampling).")]

@@ -1,0 +1,111 @@
+"""Corpora and queries: Pyserini jsonl, BEIR jsonl/directories, TREC topics tsv, plain text."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from llara_cli.data.files import iter_jsonl, iter_lines
+from llara_cli.data.records import Document, Query
+from llara_cli.errors import UsageError
+
+ID_FIELDS = ("_id", "id", "docid", "doc_id", "qid", "query_id")
+TEXT_FIELDS = ("text", "contents", "query", "body")
+TITLE_FIELD = "title"
+BEIR_CORPUS_FILE = "corpus.jsonl"
+BEIR_QUERIES_FILE = "queries.jsonl"
+TSV_SUFFIXES = (".tsv", ".tsv.gz", ".txt", ".txt.gz")
+DUPLICATES_SHOWN = 5
+
+
+def _first_field(record: dict[str, Any], fields: tuple[str, ...], path: Path, line_number: int, what: str) -> Any:
+    for field in fields:
+        if field in record:
+            return record[field]
+    raise UsageError(f"{path}:{line_number}: no {what} field (expected one of {', '.join(fields)})")
+
+
+def _parse_record(record: dict[str, Any], path: Path, line_number: int) -> tuple[str, str]:
+    record_id = _first_field(record, ID_FIELDS, path, line_number, "id")
+    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
+        raise UsageError(f"{path}:{line_number}: id must be a string, got {type(record_id).__name__}")
+    text = _first_field(record, TEXT_FIELDS, path, line_number, "text")
+    title = record.get(TITLE_FIELD) or ""
+    if not isinstance(text, str) or not isinstance(title, str):
+        raise UsageError(f"{path}:{line_number}: text and title must be strings")
+    record_id = str(record_id)
+    if not record_id.strip():
+        raise UsageError(f"{path}:{line_number}: empty id")
+    return record_id, f"{title} {text}".strip() if title else text
+
+
+def resolve_beir_file(path: str | Path, file_name: str) -> Path:
+    """A BEIR directory stands for its ``corpus.jsonl`` / ``queries.jsonl``; a file stands for itself."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / file_name, path / f"{file_name}.gz"):
+            if candidate.is_file():
+                return candidate
+        raise UsageError(f"{path}: directory has no {file_name}")
+    return path
+
+
+def _is_tsv(path: Path) -> bool:
+    return path.name.endswith(TSV_SUFFIXES)
+
+
+def _iter_tsv_pairs(path: Path) -> Iterator[tuple[str, str]]:
+    for line_number, line in iter_lines(path):
+        if not line.strip():
+            raise UsageError(f"{path}:{line_number}: empty line")
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0].strip():
+            raise UsageError(f"{path}:{line_number}: expected 'id<TAB>text'")
+        yield fields[0].strip(), "\t".join(fields[1:])
+
+
+def _iter_pairs(path: Path) -> Iterator[tuple[str, str]]:
+    if _is_tsv(path):
+        yield from _iter_tsv_pairs(path)
+        return
+    for line_number, record in iter_jsonl(path):
+        yield _parse_record(record, path, line_number)
+
+
+def iter_documents(path: str | Path) -> Iterator[Document]:
+    """Stream a corpus (jsonl, BEIR dir, or ``id<TAB>text`` tsv) without holding it in memory."""
+    for doc_id, text in _iter_pairs(resolve_beir_file(path, BEIR_CORPUS_FILE)):
+        yield Document(doc_id, text)
+
+
+def check_unique_ids(ids: Iterable[str], source: str | Path, what: str) -> None:
+    """Raise listing the first duplicated ids, if any."""
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for record_id in ids:
+        if record_id in seen and record_id not in duplicates:
+            duplicates.append(record_id)
+            if len(duplicates) == DUPLICATES_SHOWN:
+                break
+        seen.add(record_id)
+    if duplicates:
+        raise UsageError(f"{source}: duplicate {what} ids: {', '.join(duplicates)}")
+
+
+def read_corpus(path: str | Path) -> list[Document]:
+    """Read a whole corpus; duplicate ids and an empty corpus are errors."""
+    documents = list(iter_documents(path))
+    if not documents:
+        raise UsageError(f"{path}: corpus is empty")
+    check_unique_ids((document.doc_id for document in documents), path, "document")
+    return documents
+
+
+def read_queries(path: str | Path) -> list[Query]:
+    """Read queries from jsonl, a BEIR dir, or a Pyserini topics tsv (``qid<TAB>query``)."""
+    source = resolve_beir_file(path, BEIR_QUERIES_FILE)
+    queries = [Query(query_id, text) for query_id, text in _iter_pairs(source)]
+    if not queries:
+        raise UsageError(f"{path}: no queries")
+    check_unique_ids((query.query_id for query in queries), path, "query")
+    return queries

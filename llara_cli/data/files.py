@@ -1,0 +1,108 @@
+"""Reading (plain or gzip) and writing files safely: every write goes to a temp file and is renamed into place."""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from llara_cli.errors import LlaraError, UsageError
+
+GZIP_SUFFIX = ".gz"
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a UTF-8 text file for reading, transparently gunzipping ``*.gz``; missing file -> UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    raw = gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based, line ending stripped); undecodable bytes name the line."""
+    path = Path(path)
+    with open_text(path) as handle:
+        line_number = 0
+        while True:
+            line_number += 1
+            try:
+                line = handle.readline()
+            except UnicodeDecodeError as error:
+                raise UsageError(f"{path}:{line_number}: not valid UTF-8 ({error.reason})") from None
+            except (OSError, EOFError) as error:
+                raise UsageError(f"{path}:{line_number}: unreadable ({error})") from None
+            if not line:
+                return
+            yield line_number, line.rstrip("\r\n")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each line; empty or malformed lines raise naming file and line."""
+    for line_number, line in iter_lines(path):
+        if not line.strip():
+            raise UsageError(f"{path}:{line_number}: empty line")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}:{line_number}: malformed JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
+        yield line_number, record
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write ``path`` through a temp file in the same directory, renamed into place only on success.
+
+    An interrupted or failed write leaves any previous file untouched and no partial file behind.
+    ``mode`` is ``"w"`` (UTF-8 text) or ``"wb"``; a ``.gz`` target is gzip-compressed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise LlaraError(f"cannot write {path}: {error.strerror or error}") from None
+    temp_path = Path(temp_name)
+    try:
+        with os.fdopen(descriptor, "wb") as raw:
+            target: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == GZIP_SUFFIX else raw
+            handle = io.TextIOWrapper(target, encoding="utf-8", newline="\n") if "b" not in mode else target
+            yield handle
+            handle.flush()
+            if handle is not target:
+                handle.detach()  # the raw file is closed below, not by the wrapper's finaliser
+            if target is not raw:
+                target.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp_path, path)
+    except OSError as error:
+        temp_path.unlink(missing_ok=True)
+        raise LlaraError(f"cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """Atomically write ``payload`` as pretty JSON."""
+    with atomic_write(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a malformed one raises a UsageError naming it."""
+    with open_text(path) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}:{error.lineno}: malformed JSON ({error.msg})") from None

@@ -1,0 +1,78 @@
+"""TREC runs: ``qid Q0 docid rank score tag``, ranks from 1, ties broken by ``(-score, doc_id)``."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from llara_cli.data.files import atomic_write, iter_lines
+from llara_cli.errors import UsageError
+
+TREC_RUN_COLUMNS = 6
+DEFAULT_RUN_TAG = "llara"
+
+
+class ScoredDoc(NamedTuple):
+    query_id: str
+    doc_id: str
+    score: float
+
+
+def rank_results(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Order ``(doc_id, score)`` pairs best first; equal scores by doc_id so runs are deterministic."""
+    return sorted(scored, key=lambda pair: (-pair[1], pair[0]))
+
+
+def format_run_lines(results: Mapping[str, Sequence[tuple[str, float]]], tag: str = DEFAULT_RUN_TAG) -> Iterable[str]:
+    for query_id, scored in results.items():
+        for rank, (doc_id, score) in enumerate(rank_results(scored), start=1):
+            yield f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n"
+
+
+def write_run(path: str | Path, results: Mapping[str, Sequence[tuple[str, float]]], tag: str = DEFAULT_RUN_TAG) -> None:
+    """Atomically write ``{query_id: [(doc_id, score), ...]}`` as a TREC run."""
+    if any(char.isspace() for char in tag) or not tag:
+        raise UsageError(f"run tag {tag!r} must be one non-empty word")
+    with atomic_write(path) as handle:
+        handle.writelines(format_run_lines(results, tag))
+
+
+def read_run(path: str | Path) -> list[ScoredDoc]:
+    """Strictly read a TREC run: a malformed line or a repeated (query, doc) pair names file and line."""
+    path = Path(path)
+    scored_docs: list[ScoredDoc] = []
+    seen: set[tuple[str, str]] = set()
+    for line_number, line in iter_lines(path):
+        fields = line.split()
+        if len(fields) != TREC_RUN_COLUMNS:
+            raise UsageError(
+                f"{path}:{line_number}: expected 6 columns 'qid Q0 docid rank score tag', got {len(fields)}"
+            )
+        query_id, _q0, doc_id, rank, score, _tag = fields
+        try:
+            int(rank)
+        except ValueError:
+            raise UsageError(f"{path}:{line_number}: rank {rank!r} is not an integer") from None
+        try:
+            score_value = float(score)
+        except ValueError:
+            raise UsageError(f"{path}:{line_number}: score {score!r} is not a number") from None
+        if not math.isfinite(score_value):
+            raise UsageError(f"{path}:{line_number}: score {score!r} is not finite")
+        if (query_id, doc_id) in seen:
+            raise UsageError(f"{path}:{line_number}: document {doc_id} listed twice for query {query_id}")
+        seen.add((query_id, doc_id))
+        scored_docs.append(ScoredDoc(query_id, doc_id, score_value))
+    if not scored_docs:
+        raise UsageError(f"{path}: run is empty")
+    return scored_docs
+
+
+def group_run(scored_docs: Iterable[ScoredDoc]) -> dict[str, list[tuple[str, float]]]:
+    """``{query_id: [(doc_id, score), ...]}`` best first."""
+    grouped: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for scored in scored_docs:
+        grouped[scored.query_id].append((scored.doc_id, scored.score))
+    return {query_id: rank_results(pairs) for query_id, pairs in grouped.items()}
