@@ -1,0 +1,50 @@
+"""Loading and saving llara models: HF weights + tokenizer + ``llara_config.json``."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from llara_cli.core.config import LlaraConfig
+from llara_cli.core.prompts import TEMPLATES, PromptFamily, add_marker_tokens, parse_family
+from llara_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+
+def choose_config(saved: LlaraConfig | None, requested_family: str | None, model: str) -> LlaraConfig:
+    """The saved config wins; a different ``--prompt-family`` for a trained model is refused."""
+    family = parse_family(requested_family) if requested_family else None
+    if saved is None:
+        return LlaraConfig(prompt_family=family or PromptFamily.PAPER, base_model=model)
+    if family is not None and family is not saved.prompt_family and saved.stage != "base":
+        raise UsageError(
+            f"model {model} was {saved.stage} with the {saved.prompt_family.value} prompt family; "
+            f"it cannot be used with --prompt-family {family.value}"
+        )
+    if family is not None and family is not saved.prompt_family:
+        return LlaraConfig(**{**saved.__dict__, "prompt_family": family})
+    return saved
+
+
+def load_llara_model(model: str, *, dtype: str = "fp32", prompt_family: str | None = None,
+                     trust_remote_code: bool = False, attn_implementation: str = "sdpa"):  # noqa: ANN201
+    """``(causal_lm, tokenizer, config)`` for a model directory or alias; marker tokens added when needed."""
+    from llara_cli.core.models import load_causal_lm, load_tokenizer, resolve_model
+
+    model_dir = resolve_model(model)
+    config = choose_config(LlaraConfig.load(model_dir), prompt_family, model)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
+    causal_lm = load_causal_lm(model_dir, dtype=dtype, attn_implementation=attn_implementation,
+                               trust_remote_code=trust_remote_code)
+    added = add_marker_tokens(tokenizer, causal_lm, TEMPLATES[config.prompt_family])
+    if added:
+        logger.info("added %d marker tokens for the %s prompt family", added, config.prompt_family.value)
+    return causal_lm, tokenizer, config
+
+
+def save_llara_model(out_dir: str | Path, causal_lm, tokenizer, config: LlaraConfig) -> None:  # noqa: ANN001
+    """Write an HF model directory (safetensors) with its tokenizer and ``llara_config.json``."""
+    out_dir = Path(out_dir)
+    causal_lm.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    config.save(out_dir)

@@ -1,0 +1,222 @@
+"""The two LLaRA prompt families and how a text is laid out as token ids around them.
+
+``paper`` (arXiv 2312.15503, eqs. 4-5):
+    EBAE (passage side)  ``{text} The original sentence: </s>``  embedding = last hidden state at ``</s>``
+    EBAR (query side)    ``{text} The next sentence: </s>``      embedding = last hidden state at ``</s>``
+``flagembedding`` (the authors' released code, FlagEmbedding ``research/LLARA``):
+    passage  ``"{text}", summarize the above passage within eight words: <s1>...<s8>``
+    query    ``"{text}", predict the following passage within eight words: <s9>...<s16>``
+    embedding = mean of the last hidden states of the eight marker tokens.
+
+``</s>`` means the model's own eos token. Suffixes are tokenized on their own (never merged with the text),
+so the marker positions are known exactly; the text is truncated to fit ``max_length`` with the prompt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from llara_cli.errors import UsageError
+
+
+class PromptFamily(str, Enum):
+    PAPER = "paper"
+    FLAGEMBEDDING = "flagembedding"
+
+
+class Side(str, Enum):
+    """Which embedding a prompt yields: passages use EBAE (self), queries use EBAR (next)."""
+
+    PASSAGE = "passage"
+    QUERY = "query"
+
+
+class Segment(int, Enum):
+    """Per-token role in a laid-out sequence; the joint attention mask is derived from these."""
+
+    PAD = 0
+    SHARED = 1  # prefix + text: visible to every later token
+    FIRST_SUFFIX = 2  # the passage (EBAE) suffix
+    SECOND_SUFFIX = 3  # the query (EBAR) suffix of a joint sequence: cannot see FIRST_SUFFIX
+
+
+FLAG_MARKERS_PER_SIDE = 8
+FLAG_MARKER_TOKENS = tuple(f"<s{index}>" for index in range(1, 2 * FLAG_MARKERS_PER_SIDE + 1))
+EOS_PLACEHOLDER = "</s>"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A family's text template; ``markers`` are pooled, or the trailing eos when there are none."""
+
+    family: PromptFamily
+    prefix: str
+    passage_suffix: str
+    query_suffix: str
+    passage_markers: tuple[str, ...]
+    query_markers: tuple[str, ...]
+
+    @property
+    def added_tokens(self) -> tuple[str, ...]:
+        return self.passage_markers + self.query_markers
+
+    def suffix(self, side: Side) -> str:
+        return self.passage_suffix if side is Side.PASSAGE else self.query_suffix
+
+    def markers(self, side: Side) -> tuple[str, ...]:
+        return self.passage_markers if side is Side.PASSAGE else self.query_markers
+
+    def render(self, text: str, side: Side) -> str:
+        """The prompt as a readable string (for docs and logs; encoding works on token ids)."""
+        markers = "".join(self.markers(side)) or EOS_PLACEHOLDER
+        return f"{self.prefix}{text}{self.suffix(side)}{markers}"
+
+
+TEMPLATES: dict[PromptFamily, PromptTemplate] = {
+    PromptFamily.PAPER: PromptTemplate(
+        family=PromptFamily.PAPER,
+        prefix="",
+        passage_suffix=" The original sentence: ",
+        query_suffix=" The next sentence: ",
+        passage_markers=(),
+        query_markers=(),
+    ),
+    PromptFamily.FLAGEMBEDDING: PromptTemplate(
+        family=PromptFamily.FLAGEMBEDDING,
+        prefix='"',
+        passage_suffix='", summarize the above passage within eight words: ',
+        query_suffix='", predict the following passage within eight words: ',
+        passage_markers=FLAG_MARKER_TOKENS[:FLAG_MARKERS_PER_SIDE],
+        query_markers=FLAG_MARKER_TOKENS[FLAG_MARKERS_PER_SIDE:],
+    ),
+}
+
+
+def parse_family(name: str | PromptFamily) -> PromptFamily:
+    try:
+        return PromptFamily(name)
+    except ValueError:
+        known = ", ".join(family.value for family in PromptFamily)
+        raise UsageError(f"unknown prompt family {name!r}: choose one of {known}") from None
+
+
+class PromptedSequence(NamedTuple):
+    """One laid-out sequence: token ids, their segments, and the positions pooled for each side."""
+
+    input_ids: list[int]
+    segment_ids: list[int]
+    pool_positions: dict[Side, list[int]]
+    text_span: tuple[int, int]  # [start, end) of the text tokens, for the optional LM loss
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """A template bound to a tokenizer: the token ids around the text, fixed once."""
+
+    template: PromptTemplate
+    prefix_ids: tuple[int, ...]
+    suffix_ids: dict[Side, tuple[int, ...]]
+    pool_offsets: dict[Side, tuple[int, ...]]  # positions inside the suffix whose states are pooled
+
+    @property
+    def family(self) -> PromptFamily:
+        return self.template.family
+
+    @classmethod
+    def from_tokenizer(cls, template: PromptTemplate, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
+        """Tokenize the template's fixed parts; the markers (or eos) must already be single tokens."""
+        prefix_ids = tuple(_leading_special_ids(tokenizer)) + tuple(_encode(tokenizer, template.prefix))
+        suffix_ids: dict[Side, tuple[int, ...]] = {}
+        pool_offsets: dict[Side, tuple[int, ...]] = {}
+        for side in Side:
+            words = tuple(_encode(tokenizer, template.suffix(side).rstrip()))
+            pooled = tuple(_marker_ids(tokenizer, template.markers(side)))
+            suffix_ids[side] = words + pooled
+            pool_offsets[side] = tuple(range(len(words), len(words) + len(pooled)))
+        return cls(template, prefix_ids, suffix_ids, pool_offsets)
+
+    def prompt_length(self, *, joint: bool) -> int:
+        suffixes = self.suffix_ids.values() if joint else [max(self.suffix_ids.values(), key=len)]
+        return len(self.prefix_ids) + sum(len(ids) for ids in suffixes)
+
+    def text_budget(self, max_length: int, *, joint: bool) -> int:
+        """How many text tokens fit in ``max_length`` beside the prompt; a non-positive budget is an error."""
+        budget = max_length - self.prompt_length(joint=joint)
+        if budget <= 0:
+            raise UsageError(
+                f"--max-length {max_length} is too short for the {self.family.value} prompt "
+                f"({self.prompt_length(joint=joint)} tokens without any text)"
+            )
+        return budget
+
+    def single(self, text_ids: list[int], side: Side, max_length: int) -> PromptedSequence:
+        """``prefix + text + suffix(side)``: one embedding, the model's ordinary causal attention."""
+        budget = self.text_budget(max_length, joint=False)
+        kept = text_ids[:budget]
+        start = len(self.prefix_ids)
+        suffix_start = start + len(kept)
+        input_ids = [*self.prefix_ids, *kept, *self.suffix_ids[side]]
+        segment_ids = [Segment.SHARED] * suffix_start + [Segment.FIRST_SUFFIX] * len(self.suffix_ids[side])
+        positions = {side: [suffix_start + offset for offset in self.pool_offsets[side]]}
+        return PromptedSequence(input_ids, segment_ids, positions, (start, suffix_start), len(kept) < len(text_ids))
+
+    def joint(self, text_ids: list[int], max_length: int) -> PromptedSequence:
+        """``prefix + text + passage suffix + query suffix``: both embeddings from one forward pass.
+
+        The query suffix is marked SECOND_SUFFIX so the joint mask hides the passage suffix from it.
+        """
+        budget = self.text_budget(max_length, joint=True)
+        kept = text_ids[:budget]
+        start = len(self.prefix_ids)
+        first_start = start + len(kept)
+        second_start = first_start + len(self.suffix_ids[Side.PASSAGE])
+        input_ids = [*self.prefix_ids, *kept, *self.suffix_ids[Side.PASSAGE], *self.suffix_ids[Side.QUERY]]
+        segment_ids = (
+            [Segment.SHARED] * first_start
+            + [Segment.FIRST_SUFFIX] * len(self.suffix_ids[Side.PASSAGE])
+            + [Segment.SECOND_SUFFIX] * len(self.suffix_ids[Side.QUERY])
+        )
+        positions = {
+            Side.PASSAGE: [first_start + offset for offset in self.pool_offsets[Side.PASSAGE]],
+            Side.QUERY: [second_start + offset for offset in self.pool_offsets[Side.QUERY]],
+        }
+        return PromptedSequence(input_ids, segment_ids, positions, (start, first_start), len(kept) < len(text_ids))
+
+
+def _encode(tokenizer, text: str) -> list[int]:  # noqa: ANN001
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+def _leading_special_ids(tokenizer) -> list[int]:  # noqa: ANN001
+    """The special tokens the tokenizer puts before a text (e.g. Llama's ``<s>``), found by comparison."""
+    probe = "a"
+    with_special = list(tokenizer(probe)["input_ids"])
+    without_special = _encode(tokenizer, probe)
+    for start in range(len(with_special) - len(without_special) + 1):
+        if with_special[start:start + len(without_special)] == without_special:
+            return with_special[:start]
+    return []
+
+
+def _marker_ids(tokenizer, markers: tuple[str, ...]) -> list[int]:  # noqa: ANN001
+    if not markers:
+        if tokenizer.eos_token_id is None:
+            raise UsageError("the tokenizer has no eos token, which the paper prompt family pools")
+        return [tokenizer.eos_token_id]
+    ids = tokenizer.convert_tokens_to_ids(list(markers))
+    missing = [marker for marker, token_id in zip(markers, ids) if token_id is None or token_id == tokenizer.unk_token_id]
+    if missing:
+        raise UsageError(f"the tokenizer lacks the marker tokens {', '.join(missing)}; add them with add_marker_tokens")
+    return list(ids)
+
+
+def add_marker_tokens(tokenizer, model, template: PromptTemplate) -> int:  # noqa: ANN001
+    """Add the family's marker tokens that are missing (only those) and resize the embeddings; returns how many."""
+    vocabulary = tokenizer.get_vocab()
+    missing = [token for token in template.added_tokens if token not in vocabulary]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer))
+    return len(missing)
