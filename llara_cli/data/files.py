@@ -14,6 +14,13 @@ from typing import IO, Any
 from llara_cli.errors import LlaraError, UsageError
 
 GZIP_SUFFIX = ".gz"
+DEFAULT_FILE_MODE = 0o666  # like open(): the umask decides, not mkstemp's private 0600
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -72,6 +79,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise LlaraError(f"cannot write {path}: {error.strerror or error}") from None
     temp_path = Path(temp_name)
     try:
+        os.chmod(temp_path, DEFAULT_FILE_MODE & ~_current_umask())
         with os.fdopen(descriptor, "wb") as raw:
             target: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == GZIP_SUFFIX else raw
             handle = io.TextIOWrapper(target, encoding="utf-8", newline="\n") if "b" not in mode else target
