@@ -28,3 +28,19 @@ TrustRemoteCodeOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow custom model code from the model directory (off by default).")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, sampling).")]
+QrelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--qrels", "-q",
+        help="Qrels: a TREC or BEIR file, a BEIR directory, or a name (msmarco, msmarco-doc-dev, beir/<name>, "
+        "scifact, cacm, cranfield) looked up under $LLARA_DATA, then ~/.cache/llara/data.",
+    ),
+]
+QrelsSplitOpt = Annotated[
+    str, typer.Option("--split", help="Qrels split of a BEIR-layout collection (qrels/<split>.tsv).")
+]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: fp32, bf16 or fp16.")]
+PromptFamilyOpt = Annotated[
+    Optional[str],
+    typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),
+]

@@ -1,0 +1,105 @@
+"""The ir_measures wrapper: measures parsed from strings, per-query values and their aggregates.
+
+Queries judged in the qrels that a run does not return score the measure's default (0), as ir_measures
+and ``trec_eval -c`` do; run queries absent from the qrels are not scored.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llara_cli.data.qrels import Qrel
+from llara_cli.data.runs import ScoredDoc
+from llara_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from ir_measures import Measure
+
+DEFAULT_MEASURES = ("nDCG@10", "MRR@10", "R@100", "R@1000", "MAP")
+CUTOFF_PARAM = "cutoff"
+MIN_CUTOFF = 1  # a cutoff of 0 or less aborts the process inside pytrec_eval
+MEASURE_SEPARATOR = ","
+_MISSING_PARAM = re.compile(r"invalid param (\w+)=<object object at 0x[0-9a-f]+>")  # ir_measures' "not provided"
+
+QrelsDict = dict[str, dict[str, int]]
+RunDict = dict[str, dict[str, float]]
+PerQuery = dict[str, dict[str, float]]  # measure label -> query_id -> value
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def split_measure_names(names: Iterable[str]) -> list[str]:
+    """Flatten ``["nDCG@10,R@100", "MAP"]`` into ``["nDCG@10", "R@100", "MAP"]``."""
+    return [part.strip() for name in names for part in name.split(MEASURE_SEPARATOR) if part.strip()]
+
+
+def parse_measures(names: Sequence[str]) -> dict[str, Measure]:
+    """Map each label (as the user spelled it) to its ir_measures measure; a bad name raises UsageError.
+
+    Labels naming the same measure twice (``MRR@10`` and ``RR@10``) keep the first spelling.
+    """
+    import ir_measures
+
+    if not names:
+        raise UsageError("no measures given (example: nDCG@10,R@100,MAP)")
+    parsed: dict[str, Measure] = {}
+    for name in names:
+        try:
+            measure = ir_measures.parse_measure(name)
+            measure.validate_params()
+        except (ValueError, NameError, AssertionError, SyntaxError) as error:
+            reason = _MISSING_PARAM.sub(r"parameter \1 is required", _one_line(error))
+            raise UsageError(
+                f"measure {name!r} is not an ir_measures measure ({reason}); examples: {', '.join(DEFAULT_MEASURES)}"
+            ) from None
+        cutoff = measure.params.get(CUTOFF_PARAM)
+        if cutoff is not None and (not isinstance(cutoff, int) or cutoff < MIN_CUTOFF):
+            raise UsageError(f"measure {name!r}: the cutoff after '@' must be a positive integer")
+        if measure not in parsed.values():
+            parsed[name] = measure
+    return parsed
+
+
+def qrels_to_dict(qrels: Iterable[Qrel]) -> QrelsDict:
+    """``{query_id: {doc_id: relevance}}``, the form ir_measures reads fastest."""
+    judged: QrelsDict = {}
+    for qrel in qrels:
+        judged.setdefault(qrel.query_id, {})[qrel.doc_id] = qrel.relevance
+    return judged
+
+
+def run_to_dict(run: Iterable[ScoredDoc]) -> RunDict:
+    """``{query_id: {doc_id: score}}``; documents whose id equals the query id are kept (Cranfield ids overlap)."""
+    scored: RunDict = {}
+    for scored_doc in run:
+        scored.setdefault(scored_doc.query_id, {})[scored_doc.doc_id] = scored_doc.score
+    return scored
+
+
+def calc_per_query(measures: Mapping[str, Measure], qrels: QrelsDict, run: RunDict) -> PerQuery:
+    """Per-query values for every judged query (missing from the run -> the measure's default, 0)."""
+    import ir_measures
+
+    labels = {measure: label for label, measure in measures.items()}
+    values: PerQuery = {label: {} for label in measures}
+    try:
+        metrics = list(ir_measures.iter_calc(list(measures.values()), qrels, run))
+    except (ValueError, RuntimeError) as error:  # e.g. no provider installed for a measure
+        raise UsageError(f"cannot compute {', '.join(measures)}: {_one_line(error)}") from None
+    for metric in metrics:
+        values[labels[metric.measure]][metric.query_id] = float(metric.value)
+    return values
+
+
+def aggregate(measures: Mapping[str, Measure], per_query: PerQuery) -> dict[str, float]:
+    """Aggregate per-query values with each measure's own aggregator (a mean for almost all), as ir_measures does."""
+    results: dict[str, float] = {}
+    for label, measure in measures.items():
+        aggregator: Any = measure.aggregator()
+        for value in per_query[label].values():
+            aggregator.add(value)
+        results[label] = float(aggregator.result())
+    return results
