@@ -1,6 +1,7 @@
 """Corpora and queries: Pyserini jsonl, BEIR jsonl/directories, TREC topics tsv, plain text."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,8 @@ from typing import Any
 from llara_cli.data.files import iter_jsonl, iter_lines
 from llara_cli.data.records import Document, Query
 from llara_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 ID_FIELDS = ("_id", "id", "docid", "doc_id", "qid", "query_id")
 TEXT_FIELDS = ("text", "contents", "query", "body")
@@ -109,3 +112,18 @@ def read_queries(path: str | Path) -> list[Query]:
         raise UsageError(f"{path}: no queries")
     check_unique_ids((query.query_id for query in queries), path, "query")
     return queries
+
+
+def queries_for_search(path: str | Path, split: str | None = None) -> list[Query]:
+    """Queries to search. For a BEIR directory with ``qrels/<split>.tsv``, only that split's judged queries."""
+    queries = read_queries(path)
+    if split is None or not Path(path).is_dir() or not (Path(path) / "qrels" / f"{split}.tsv").is_file():
+        return queries
+    from llara_cli.data.qrels import read_qrels
+
+    judged = {qrel.query_id for qrel in read_qrels(path, split)}
+    selected = [query for query in queries if query.query_id in judged]
+    if not selected:
+        raise UsageError(f"{path}: no query of queries.jsonl is judged in qrels/{split}.tsv")
+    logger.info("searching the %d queries judged in %s split %s (of %d)", len(selected), path, split, len(queries))
+    return selected
