@@ -1,14 +1,56 @@
-"""`llara encode`: Encode a corpus or queries into embeddings."""
+"""`llara encode`: encode a corpus (passages, EBAE side) or queries (EBAR side) into an embedding directory."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli._pending import not_yet_available
+from llara_cli.cli.options import (
+    DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, TrustRemoteCodeOpt,
+)
+
+DEFAULT_BATCH_SIZE = 16
 
 
-def encode() -> None:
-    """Encode a corpus or queries into embeddings. (not implemented yet)"""
-    not_yet_available("encode", 4)
+def encode(
+    source: Annotated[Path, typer.Argument(help="Corpus or queries: jsonl, tsv, or a BEIR directory.")],
+    out: OutDirOpt,
+    model: ModelOpt = DEFAULT_MODEL,
+    queries: Annotated[bool, typer.Option("--queries", help="Encode queries (EBAR prompt) instead of passages.")] = False,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", min=8, help="Tokens per text with the prompt; default from the model's llara config (512 passages / 64 queries).")] = None,
+    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    dtype: DtypeOpt = "fp32",
+    prompt_family: PromptFamilyOpt = None,
+    shard_id: Annotated[int, typer.Option("--shard-id", min=0, help="Which shard to encode (0-based).")] = 0,
+    shard_num: Annotated[int, typer.Option("--shard-num", min=1, help="Number of contiguous shards.")] = 1,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Texts per saved chunk (the resume unit).")] = 1024,
+    overwrite: OverwriteOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+) -> None:
+    """Encode texts into embeddings ([bold]resumable[/]: rerun the same command after an interruption).
+
+    Examples:
+
+      [cyan]llara encode data/scifact --out emb/scifact[/]
+
+      [cyan]llara encode data/scifact/queries.jsonl --queries --out emb/scifact-queries[/]
+
+      [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
+    """
+    from llara_cli.cli.progress import item_progress
+    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.core.prompts import Side
+    from llara_cli.retrieval.encode import EncodeJob, encode_to_directory
+
+    side = Side.QUERY if queries else Side.PASSAGE
+    job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,
+                    shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite)
+    encoder = LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code)
+    unit = "queries" if queries else "passages"
+    with item_progress(f"encoding {unit}", unit) as (on_start, on_advance):
+        meta = encode_to_directory(job, encoder, on_progress=on_advance, on_start=on_start)
+    typer.echo(f"encoded {meta.count} {unit} (dim {meta.dim}, {meta.prompt_family} prompt) -> {out}")
 
 
 def register(app: typer.Typer) -> None:

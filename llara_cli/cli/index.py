@@ -1,14 +1,59 @@
-"""`llara index`: Build a faiss index from embeddings."""
+"""`llara index`: build a faiss index from passage embedding shards."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli._pending import not_yet_available
+from llara_cli.cli.options import OutDirOpt, OverwriteOpt
+from llara_cli.retrieval.index import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_HNSW_M,
+    IndexType,
+    build_index,
+)
 
 
-def index() -> None:
-    """Build a faiss index from embeddings. (not implemented yet)"""
-    not_yet_available("index", 4)
+def index(
+    embedding_dirs: Annotated[
+        list[Path], typer.Argument(help="Embedding directories written by `llara encode` (all shards of one corpus).")
+    ],
+    out: OutDirOpt,
+    index_type: Annotated[
+        IndexType, typer.Option("--type", "-t", help="flat: exact; hnsw: graph, fast approximate; ivfpq: compressed.")
+    ] = IndexType.FLAT,
+    hnsw_m: Annotated[int, typer.Option("--hnsw-m", min=1, help="HNSW: neighbours per node.")] = DEFAULT_HNSW_M,
+    ef_construction: Annotated[
+        int, typer.Option("--ef-construction", min=1, help="HNSW: candidate list size while building.")
+    ] = DEFAULT_EF_CONSTRUCTION,
+    ef_search: Annotated[
+        int, typer.Option("--ef-search", min=1, help="HNSW: candidate list size at search (stored; overridable).")
+    ] = DEFAULT_EF_SEARCH,
+    nlist: Annotated[
+        Optional[int], typer.Option("--nlist", min=1, help="IVF-PQ: inverted lists; default 4*sqrt(n), clamped to the data.")
+    ] = None,
+    pq_m: Annotated[
+        Optional[int], typer.Option("--pq-m", min=1, help="IVF-PQ: sub-quantizers, must divide dim; default the largest divisor <= 64.")
+    ] = None,
+    nprobe: Annotated[
+        Optional[int], typer.Option("--nprobe", min=1, help="IVF-PQ: lists visited at search (stored; overridable).")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
+
+    Shards are merged in shard order; they must come from the same model, prompt, pooling and corpus.
+
+    Example: [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
+    """
+    meta = build_index(
+        embedding_dirs, out, index_type,
+        hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
+        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite,
+    )
+    typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}) in {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,14 +1,99 @@
-"""`llara search`: Search an index (dense), BM25, or fuse runs; writes a TREC run."""
+"""`llara search`: dense search over a faiss index, BM25 through Anserini, or fusion of runs."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli._pending import not_yet_available
+from llara_cli.cli.options import DtypeOpt, OptionalModelOpt, OutFileOpt, PromptFamilyOpt, TrustRemoteCodeOpt
+from llara_cli.errors import UsageError
+
+DEFAULT_K = 1000
+DEFAULT_QUERY_BATCH_SIZE = 32
+DEFAULT_K1 = 0.9
+DEFAULT_B = 0.4
+DEFAULT_RRF_K = 60
 
 
-def search() -> None:
-    """Search an index (dense), BM25, or fuse runs; writes a TREC run. (not implemented yet)"""
-    not_yet_available("search", 4)
+def search(
+    out: OutFileOpt,
+    queries: Annotated[Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Dense: an index built by `llara index`.")] = None,
+    bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
+    bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
+    k1: Annotated[float, typer.Option("--k1", help="BM25 k1.")] = DEFAULT_K1,
+    b: Annotated[float, typer.Option("--b", help="BM25 b.")] = DEFAULT_B,
+    fuse: Annotated[Optional[list[Path]], typer.Option("--fuse", help="Fusion: a run to fuse (repeat the option).")] = None,
+    method: Annotated[str, typer.Option("--method", help="Fusion method: rrf or weighted (min-max normalised).")] = "rrf",
+    rrf_k: Annotated[int, typer.Option("--rrf-k", min=1, help="RRF constant k.")] = DEFAULT_RRF_K,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results per query.")] = DEFAULT_K,
+    model: OptionalModelOpt = None,
+    prompt_family: PromptFamilyOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
+    dtype: DtypeOpt = "fp32",
+    trust_remote_code: TrustRemoteCodeOpt = False,
+) -> None:
+    """Search and write a TREC run: [bold]dense[/] (--index), [bold]BM25[/] (--bm25) or [bold]fusion[/] (--fuse).
+
+    Examples:
+
+      [cyan]llara search --index index/scifact --queries data/scifact --out dense.trec[/]
+
+      [cyan]llara search --bm25 --corpus data/scifact --queries data/scifact --out bm25.trec[/]
+
+      [cyan]llara search --fuse bm25.trec --fuse dense.trec --method rrf --out fused.trec[/]
+    """
+    modes = [name for name, chosen in (("--index", index is not None), ("--bm25", bm25), ("--fuse", bool(fuse))) if chosen]
+    if len(modes) != 1:
+        raise UsageError("choose exactly one of --index (dense), --bm25 or --fuse" +
+                         (f" (got {', '.join(modes)})" if modes else ""))
+    if fuse:
+        _fuse(fuse, method, out, rrf_k, weights, k)
+        return
+    if queries is None:
+        raise UsageError("--queries is required for dense and BM25 search")
+    if bm25:
+        _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
+        return
+    _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code)
+
+
+def _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code) -> None:  # noqa: ANN001
+    from llara_cli.cli.progress import item_progress
+    from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
+
+    job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
+                         prompt_family=prompt_family, k=k, batch_size=batch_size, dtype=dtype,
+                         trust_remote_code=trust_remote_code)
+    with item_progress("encoding queries", "queries") as (on_start, on_advance):
+        count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
+    typer.echo(f"searched {count} queries (top {k}) -> {out}")
+
+
+def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: ANN001
+    from llara_cli.retrieval.bm25 import run_bm25
+
+    if corpus is None:
+        raise UsageError("--bm25 needs --corpus")
+    _, count = run_bm25(corpus, queries, out, index_dir=bm25_index, k=k, k1=k1, b=b, split=split)
+    typer.echo(f"searched {count} queries with BM25 (k1={k1}, b={b}) -> {out}")
+
+
+def _fuse(runs, method, out, rrf_k, weights, k) -> None:  # noqa: ANN001
+    from llara_cli.retrieval.fusion import fuse_run_files
+
+    parsed_weights = None
+    if weights:
+        try:
+            parsed_weights = [float(weight) for weight in weights.split(",")]
+        except ValueError:
+            raise UsageError(f"--weights must be comma-separated numbers, got {weights!r}") from None
+    fuse_run_files(runs, method, out, k=rrf_k, weights=parsed_weights, depth=k)
+    typer.echo(f"fused {len(runs)} runs with {method} -> {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,8 +29,11 @@ def choose_config(saved: LlaraConfig | None, requested_family: str | None, model
 def load_llara_model(model: str, *, dtype: str = "fp32", prompt_family: str | None = None,
                      trust_remote_code: bool = False, attn_implementation: str = "sdpa"):  # noqa: ANN201
     """``(causal_lm, tokenizer, config)`` for a model directory or alias; marker tokens added when needed."""
+    from transformers.utils import logging as transformers_logging
+
     from llara_cli.core.models import load_causal_lm, load_tokenizer, resolve_model
 
+    transformers_logging.disable_progress_bar()  # llara draws its own progress; a weights bar is noise
     model_dir = resolve_model(model)
     config = choose_config(LlaraConfig.load(model_dir), prompt_family, model)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ class LlaraEncoder:
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
         self.prompt_format = prompt_format_for(tokenizer, config)
+        self.truncated_texts = 0  # texts cut to fit max_length so far (reported by callers)
 
     @classmethod
     def load(cls, model: str, *, dtype: str = "fp32", prompt_family: str | None = None,
@@ -73,7 +75,8 @@ class LlaraEncoder:
             model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
         )
-        return cls(causal_lm, tokenizer, config, name=model, device=device)
+        name = str(Path(model).resolve()) if Path(model).is_dir() else model  # recorded with embeddings/indexes
+        return cls(causal_lm, tokenizer, config, name=name, device=device)
 
     @property
     def dim(self) -> int:
@@ -90,6 +93,7 @@ class LlaraEncoder:
         """Embeddings ``(batch, dim)`` of one batch of tokenized texts (float32, normalised if configured)."""
         max_length = max_length or self.max_length(side)
         sequences = [self.prompt_format.single(ids, side, max_length) for ids in text_ids]
+        self.truncated_texts += sum(sequence.truncated for sequence in sequences)
         batch = collate_prompted(sequences, self.tokenizer.pad_token_id)
         hidden = run_decoder(decoder_of(self.model), batch["input_ids"].to(self.device),
                              batch["segment_ids"].to(self.device), joint=False)

@@ -1,0 +1,78 @@
+"""Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llara_cli.data.corpus import queries_for_search
+from llara_cli.data.runs import write_run
+from llara_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_K = 1000
+DEFAULT_QUERY_BATCH_SIZE = 32
+DENSE_RUN_TAG = "llara-dense"
+
+
+def same_model(recorded: str, requested: str) -> bool:
+    """Whether two ``--model`` values name the same model (aliases and paths compared after resolution)."""
+    if recorded == requested:
+        return True
+    from llara_cli.core.models import resolve_model
+
+    try:
+        return resolve_model(recorded).resolve() == resolve_model(requested).resolve()
+    except Exception:  # noqa: BLE001 - an unresolvable recorded model cannot be proven equal
+        return False
+
+
+@dataclass(frozen=True)
+class DenseSearchJob:
+    index_dir: Path
+    queries: Path
+    out_run: Path
+    split: str | None = None
+    model: str | None = None
+    prompt_family: str | None = None
+    k: int = DEFAULT_K
+    batch_size: int = DEFAULT_QUERY_BATCH_SIZE
+    dtype: str = "fp32"
+    trust_remote_code: bool = False
+    tag: str = DENSE_RUN_TAG
+
+
+def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:  # noqa: ANN001
+    """The model and family to encode queries with: the index's own, or an explicit one that matches it."""
+    recorded_model, recorded_family = index_meta.embedding.model, index_meta.embedding.prompt_family
+    if model is not None and not same_model(recorded_model, model):
+        raise UsageError(
+            f"the index was built with model {recorded_model!r}, not {model!r}: queries must be encoded with the "
+            "same model (omit --model to use the index's)"
+        )
+    if prompt_family is not None and prompt_family != recorded_family:
+        raise UsageError(f"the index was built with the {recorded_family} prompt family, not {prompt_family}")
+    return recorded_model, recorded_family
+
+
+def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
+                     on_progress: Callable[[int], None] | None = None) -> int:
+    """Encode the queries (EBAR side), search the index, write the run; returns the number of queries."""
+    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.retrieval.dense_search import search_index
+    from llara_cli.retrieval.index import load_index
+
+    index = load_index(job.index_dir)
+    model, family = check_query_encoder(index.meta, job.model, job.prompt_family)
+    queries = queries_for_search(job.queries, job.split)
+    encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
+    if encoder.dim != index.dim:
+        raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {index.dim}")
+    if on_start is not None:
+        on_start(len(queries), 0)
+    vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
+    results = search_index(index, vectors, [query.query_id for query in queries], k=job.k)
+    write_run(job.out_run, results, job.tag)
+    return len(queries)

@@ -1,0 +1,83 @@
+"""The retrieval pipeline through the CLI: encode -> index -> search -> evaluate, on the tiny model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llara_cli.cli.app import app
+from llara_cli.data.runs import read_run
+
+DOCS = {
+    "d1": "the protein cell gene cancer", "d2": "river city music film history", "d3": "a model for dense retrieval",
+    "d4": "water energy light", "d5": "king queen war history", "d6": "computer program network learning",
+}
+QUERIES = {"q1": "protein gene", "q2": "dense retrieval model", "q3": "queen war"}
+QRELS = [("q1", "d1", 1), ("q2", "d3", 1), ("q3", "d5", 2)]
+
+
+@pytest.fixture
+def beir_dir(tmp_path):
+    directory = tmp_path / "collection"
+    (directory / "qrels").mkdir(parents=True)
+    (directory / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
+    (directory / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in QUERIES.items()))
+    (directory / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS))
+    return directory
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def test_encode_index_search_evaluate_round_trip(beir_dir, tiny_model_dir, tmp_path):
+    result = invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb", "--batch-size", 4)
+    assert result.exit_code == 0, result.output
+    result = invoke("index", tmp_path / "emb", "--out", tmp_path / "index")
+    assert result.exit_code == 0, result.output
+    result = invoke("search", "--index", tmp_path / "index", "--queries", beir_dir, "--out", tmp_path / "dense.trec",
+                    "--k", 4)
+    assert result.exit_code == 0, result.output
+    run = read_run(tmp_path / "dense.trec")
+    assert {scored.query_id for scored in run} == set(QUERIES)
+    assert all(sum(scored.query_id == query_id for scored in run) == 4 for query_id in QUERIES)
+    result = invoke("evaluate", tmp_path / "dense.trec", "--qrels", beir_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert "dense" in json.loads(result.stdout)["runs"]
+
+
+def test_search_refuses_a_model_other_than_the_indexes(beir_dir, tiny_model_dir, tmp_path):
+    assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb").exit_code == 0
+    assert invoke("index", tmp_path / "emb", "--out", tmp_path / "index").exit_code == 0
+    other = tmp_path / "other-model"
+    other.mkdir()
+    for item in tiny_model_dir.iterdir():
+        (other / item.name).write_bytes(item.read_bytes())
+    result = invoke("search", "--index", tmp_path / "index", "--queries", beir_dir, "--out", tmp_path / "x.trec",
+                    "--model", other)
+    assert result.exit_code == 2
+    assert "the index was built with model" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.trec").exists()
+
+
+def test_search_needs_exactly_one_mode(tmp_path):
+    result = invoke("search", "--out", tmp_path / "run.trec")
+    assert result.exit_code == 2 and "choose exactly one of" in result.output
+
+
+def test_unknown_model_alias_is_one_line_and_exit_two(beir_dir, tmp_path):
+    result = invoke("encode", beir_dir, "--model", "no-such-model", "--out", tmp_path / "emb")
+    assert result.exit_code == 2
+    assert "unknown model 'no-such-model'" in result.output and "Traceback" not in result.output
+
+
+def test_malformed_corpus_line_names_file_and_line(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "x"}\n{"_id": "b", "text": \n')
+    result = invoke("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "emb")
+    assert result.exit_code == 2
+    assert f"{corpus}:2: malformed JSON" in result.output
