@@ -23,31 +23,33 @@ def _current_umask() -> int:
     return mask
 
 
-def open_text(path: str | Path) -> IO[str]:
-    """Open a UTF-8 text file for reading, transparently gunzipping ``*.gz``; missing file -> UsageError."""
+def open_binary(path: str | Path) -> IO[bytes]:
+    """Open a file for reading bytes, transparently gunzipping ``*.gz``; missing file -> UsageError."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    raw = gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    return gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a UTF-8 text file for reading (gzip aware)."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8", newline="")
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, line ending stripped); undecodable bytes name the line."""
     path = Path(path)
-    with open_text(path) as handle:
+    with open_binary(path) as handle:
         line_number = 0
-        while True:
-            line_number += 1
-            try:
-                line = handle.readline()
-            except UnicodeDecodeError as error:
-                raise UsageError(f"{path}:{line_number}: not valid UTF-8 ({error.reason})") from None
-            except (OSError, EOFError) as error:
-                raise UsageError(f"{path}:{line_number}: unreadable ({error})") from None
-            if not line:
-                return
-            yield line_number, line.rstrip("\r\n")
+        try:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise UsageError(f"{path}:{line_number}: not valid UTF-8 ({error.reason})") from None
+                yield line_number, line.rstrip("\r\n")
+        except (OSError, EOFError) as error:
+            raise UsageError(f"{path}:{line_number + 1}: unreadable ({error})") from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
