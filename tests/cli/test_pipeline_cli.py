@@ -81,3 +81,12 @@ def test_malformed_corpus_line_names_file_and_line(tiny_model_dir, tmp_path):
     result = invoke("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "emb")
     assert result.exit_code == 2
     assert f"{corpus}:2: malformed JSON" in result.output
+
+
+def test_search_refuses_another_prompt_family_than_the_indexes(beir_dir, tiny_model_dir, tmp_path):
+    assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb").exit_code == 0
+    assert invoke("index", tmp_path / "emb", "--out", tmp_path / "index").exit_code == 0
+    result = invoke("search", "--index", tmp_path / "index", "--queries", beir_dir, "--out", tmp_path / "x.trec",
+                    "--prompt-family", "flagembedding")
+    assert result.exit_code == 2
+    assert "built with the paper prompt family, not flagembedding" in result.output

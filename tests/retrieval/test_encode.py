@@ -109,3 +109,11 @@ def test_queries_are_encoded_with_the_ebar_prompt(encoder, tmp_path):
     loaded = load_embeddings(tmp_path / "q")
     assert loaded.meta.side == "query"
     assert np.allclose(loaded.vectors, encoder.encode_queries(["the protein cell", "river city"]), atol=1e-6)
+
+
+def test_over_long_texts_are_truncated_with_one_warning_that_counts_them(encoder, corpus, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="llara_cli.retrieval.encode"):
+        encode_to_directory(EncodeJob(corpus, tmp_path / "emb", Side.PASSAGE, batch_size=4, max_length=12), encoder)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    long_texts = sum(len(ids) > encoder.prompt_format.text_budget(12, joint=False) for ids in encoder.tokenize(TEXTS))
+    assert warnings == [f"{long_texts} texts were longer than --max-length 12 and were truncated"]
