@@ -12,13 +12,13 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
 from llara_cli.data.files import atomic_write, iter_lines, read_json, write_json
-from llara_cli.errors import UsageError
+from llara_cli.core.prompts import Side
+from llara_cli.errors import LlaraError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,12 +35,6 @@ COMPATIBILITY_FIELDS = ("model", "prompt_family", "pooling", "side", "dim", "nor
 SHARD_FIELDS = ("source_sha256", "shard_num")
 EXAMPLES_SHOWN = 5
 
-
-class Side(str, Enum):
-    """Which side of retrieval the vectors encode (EBAE is the passage side, EBAR the query side)."""
-
-    PASSAGE = "passage"
-    QUERY = "query"
 
 
 @dataclass(frozen=True)
@@ -253,11 +247,19 @@ def load_embeddings(directory: str | Path, mmap: bool = True) -> EmbeddingSet:
 
 
 def same_model(first: str, second: str) -> bool:
-    """Two model descriptions name the same model: equal strings, or paths to the same directory."""
+    """Two ``--model`` values name the same model: equal strings, paths to the same directory, or an alias
+    and the directory it resolves to."""
     if first == second:
         return True
     first_path, second_path = Path(first).expanduser(), Path(second).expanduser()
-    return first_path.exists() and second_path.exists() and first_path.resolve() == second_path.resolve()
+    if first_path.is_dir() and second_path.is_dir():
+        return first_path.resolve() == second_path.resolve()
+    from llara_cli.core.models import resolve_model
+
+    try:
+        return resolve_model(first).resolve() == resolve_model(second).resolve()
+    except LlaraError:  # an unresolvable model cannot be shown to be the same
+        return False
 
 
 def describe_differences(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llara_cli.data.corpus import queries_for_search
 from llara_cli.data.runs import write_run
+from llara_cli.retrieval.embeddings import same_model
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -15,18 +16,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_K = 1000
 DEFAULT_QUERY_BATCH_SIZE = 32
 DENSE_RUN_TAG = "llara-dense"
-
-
-def same_model(recorded: str, requested: str) -> bool:
-    """Whether two ``--model`` values name the same model (aliases and paths compared after resolution)."""
-    if recorded == requested:
-        return True
-    from llara_cli.core.models import resolve_model
-
-    try:
-        return resolve_model(recorded).resolve() == resolve_model(requested).resolve()
-    except Exception:  # noqa: BLE001 - an unresolvable recorded model cannot be proven equal
-        return False
 
 
 @dataclass(frozen=True)
