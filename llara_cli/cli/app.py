@@ -78,9 +78,9 @@ def root(
 
 
 def _register_commands() -> None:
-    from llara_cli.cli import adapt, encode, evaluate, finetune, index, search
+    from llara_cli.cli import adapt, encode, evaluate, finetune, index, mine, search
 
-    for module in (adapt, finetune, encode, index, search, evaluate):
+    for module in (adapt, finetune, mine, encode, index, search, evaluate):
         module.register(app)
 
 

@@ -31,9 +31,14 @@ def load_llara_model(model: str, *, dtype: str = "fp32", prompt_family: str | No
     """``(causal_lm, tokenizer, config)`` for a model directory or alias; marker tokens added when needed."""
     from transformers.utils import logging as transformers_logging
 
-    from llara_cli.core.models import load_causal_lm, load_tokenizer, resolve_model
+    from llara_cli.core.models import is_peft_adapter_dir, load_causal_lm, load_tokenizer, resolve_model
 
     transformers_logging.disable_progress_bar()  # llara draws its own progress; a weights bar is noise
+    if is_peft_adapter_dir(model):  # `llara finetune` output: base model + LoRA adapter, merged
+        from llara_cli.core.adapters import load_adapter_model
+
+        return load_adapter_model(model, dtype=dtype, prompt_family=prompt_family,
+                                  trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
     model_dir = resolve_model(model)
     config = choose_config(LlaraConfig.load(model_dir), prompt_family, model)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)

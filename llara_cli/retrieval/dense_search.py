@@ -1,10 +1,11 @@
 """Searching a :class:`~llara_cli.retrieval.index.DenseIndex` with query vectors: ``{query_id: [(doc_id, score)]}``.
 
-Exact (flat) search is tuned to use BLAS matrix products for every batch: by default faiss scores fewer
-than ``128000 / dim`` queries at a time (222 queries at dim 576) with a per-pair loop that is several times
-slower than one matrix product (faiss wiki, "Implementation notes"; measured here: 16 queries x 100k docs
-at dim 576, ~4x). ``configure_flat_search`` sets the threshold to 0; faiss' block sizes are kept (larger
-database blocks measured no faster). ``benchmarks/search_speed.py`` compares it with torch matmul + topk.
+Exact (flat) search is tuned to use BLAS matrix products from a few queries on: by default faiss 1.15 scores
+batches with ``n_queries * dim < 128000`` (fewer than 222 queries at dim 576) with a per-pair loop, several
+times slower than one matrix product (faiss wiki, "Implementation notes"). Measured on 100k x 576 vectors,
+one thread: 16 queries 63 -> 187 QPS, 64 queries 82 -> 454 QPS; below ~4 queries the loop is as fast or
+faster, so ``configure_flat_search`` moves the threshold to ``4 * dim``. ``benchmarks/search_speed.py``
+compares the result with torch matmul + topk.
 """
 from __future__ import annotations
 
@@ -23,18 +24,19 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 1000
 DEFAULT_QUERY_BATCH_SIZE = 1024  # queries per faiss call; bounds the (batch, k) result buffers
-# faiss uses BLAS when n_queries * dim >= this threshold; 0 means always (faiss 1.15 default: 128000).
-FLAT_BLAS_THRESHOLD = 0
+# faiss uses BLAS when n_queries * dim >= distance_compute_blas_threshold (faiss 1.15 default: 128000);
+# llara sets it to this many queries' worth, where BLAS and the per-pair loop break even.
+FLAT_BLAS_MIN_QUERIES = 4
 MISSING_ID = -1  # what faiss returns when fewer than k results exist
 # Fields a query embedding must share with the index it searches (side is expected to differ).
 QUERY_MATCH_FIELDS = tuple(name for name in COMPATIBILITY_FIELDS if name != "side")
 
 
-def configure_flat_search() -> None:
-    """Make exact faiss search use BLAS for any number of queries (process-wide faiss settings)."""
+def configure_flat_search(dim: int) -> None:
+    """Make exact faiss search use BLAS from ``FLAT_BLAS_MIN_QUERIES`` queries on (a process-wide faiss setting)."""
     import faiss
 
-    faiss.cvar.distance_compute_blas_threshold = FLAT_BLAS_THRESHOLD
+    faiss.cvar.distance_compute_blas_threshold = FLAT_BLAS_MIN_QUERIES * dim
 
 
 def _search_parameters(index: DenseIndex, ef_search: int | None, nprobe: int | None) -> Any:
@@ -67,7 +69,6 @@ def search_index(
     """
     import numpy as np
 
-    configure_flat_search()
     query_vectors = np.asarray(query_vectors)
     if query_vectors.ndim != 2:
         raise UsageError(f"query vectors must be a 2-D array (n_queries, dim), got shape {query_vectors.shape}")
@@ -81,6 +82,7 @@ def search_index(
     if k < 1 or batch_size < 1:
         raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
     params = _search_parameters(index, ef_search, nprobe)
+    configure_flat_search(index.dim)
     k = min(k, index.ntotal)
     results: dict[str, list[tuple[str, float]]] = {}
     if k == 0:

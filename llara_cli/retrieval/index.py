@@ -27,6 +27,7 @@ from llara_cli.errors import LlaraError, UsageError
 from llara_cli.retrieval.embeddings import (
     META_FILE,
     EmbeddingMeta,
+    EmbeddingSet,
     Side,
     check_compatible,
     load_embedding_meta,
@@ -79,7 +80,6 @@ class IndexMeta:
             **self.embedding.to_dict(),
             "index_type": self.index_type.value,
             "index_params": dict(self.params),
-            "llara_version": __version__,
         }
 
     @classmethod
@@ -222,6 +222,49 @@ def _move_into_place(temp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+def _load_shards(directories: Sequence[Path]) -> tuple[list[EmbeddingSet], list[str]]:
+    """Check the shards agree and are passages, then open them (mmap) in shard order; doc ids must be unique."""
+    metas = {directory: load_embedding_meta(directory) for directory in directories}
+    check_compatible(metas)
+    first_meta = metas[directories[0]]
+    if first_meta.side != Side.PASSAGE.value:
+        raise UsageError(f"{directories[0]}: holds {first_meta.side} embeddings; an index needs passage embeddings")
+    ordered = sorted(directories, key=lambda directory: metas[directory].shard_id)
+    shards = [load_embeddings(directory, mmap=True) for directory in ordered]
+    doc_ids: list[str] = []
+    owner: dict[str, Path] = {}
+    for directory, shard in zip(ordered, shards):
+        for doc_id in shard.ids:
+            if doc_id in owner:
+                raise UsageError(f"document {doc_id} is in both {owner[doc_id]} and {directory}")
+            owner[doc_id] = directory
+        doc_ids.extend(shard.ids)
+    if not doc_ids:
+        raise UsageError(f"no vectors in {', '.join(str(directory) for directory in ordered)}")
+    return shards, doc_ids
+
+
+def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta) -> None:
+    """Write ``index``, ``docid`` and ``meta.json`` into a temp dir beside ``out_dir``, then rename it into place."""
+    import faiss
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        faiss.write_index(faiss_index, str(temp_dir / INDEX_FILE))
+        with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
+        write_json(temp_dir / META_FILE, meta.to_dict())
+        _move_into_place(temp_dir, out_dir)
+    except OSError as error:
+        raise LlaraError(f"cannot write index {out_dir}: {error.strerror or error}") from None
+    except RuntimeError as error:  # faiss reports I/O failures as RuntimeError
+        raise LlaraError(f"cannot write index {out_dir}: {str(error).strip().splitlines()[-1]}") from None
+    finally:
+        if temp_dir.exists():
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def build_index(
     embedding_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -243,8 +286,6 @@ def build_index(
     (with a warning) to what the corpus can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
     Returns the meta written to ``out_dir/meta.json``.
     """
-    import faiss
-
     try:
         index_type = IndexType(index_type)
     except ValueError:
@@ -264,26 +305,9 @@ def build_index(
         raise UsageError("the same embedding directory is given twice")
     _check_output(out_dir, directories, overwrite)
 
-    metas = {directory: load_embedding_meta(directory) for directory in directories}
-    check_compatible(metas)
-    first_meta = next(iter(metas.values()))
-    if first_meta.side != Side.PASSAGE.value:
-        raise UsageError(f"{directories[0]}: holds {first_meta.side} embeddings; an index needs passage embeddings")
-    ordered = sorted(directories, key=lambda directory: metas[directory].shard_id)
-    shards = [load_embeddings(directory, mmap=True) for directory in ordered]
-
-    doc_ids: list[str] = []
-    owner: dict[str, Path] = {}
-    for directory, shard in zip(ordered, shards):
-        for doc_id in shard.ids:
-            if doc_id in owner:
-                raise UsageError(f"document {doc_id} is in both {owner[doc_id]} and {directory}")
-            owner[doc_id] = directory
-        doc_ids.extend(shard.ids)
-    total = len(doc_ids)
-    if total == 0:
-        raise UsageError(f"no vectors in {', '.join(str(directory) for directory in ordered)}")
-    dim = first_meta.dim
+    shards, doc_ids = _load_shards(directories)
+    first_meta = shards[0].meta
+    total, dim = len(doc_ids), first_meta.dim
 
     if index_type is IndexType.FLAT:
         params: dict[str, int] = {}
@@ -306,21 +330,7 @@ def build_index(
         index_type=index_type,
         params=params,
     )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        faiss.write_index(faiss_index, str(temp_dir / INDEX_FILE))
-        with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
-            handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
-        write_json(temp_dir / META_FILE, meta.to_dict())
-        _move_into_place(temp_dir, out_dir)
-    except OSError as error:
-        raise LlaraError(f"cannot write index {out_dir}: {error.strerror or error}") from None
-    except RuntimeError as error:  # faiss reports I/O failures as RuntimeError
-        raise LlaraError(f"cannot write index {out_dir}: {str(error).strip().splitlines()[-1]}") from None
-    finally:
-        if temp_dir.exists():
-            shutil.rmtree(temp_dir, ignore_errors=True)
+    _write_index_dir(out_dir, faiss_index, doc_ids, meta)
     logger.info("indexed %d vectors of dim %d (%s) into %s", total, dim, index_type.value, out_dir)
     return meta
 

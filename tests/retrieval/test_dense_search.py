@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import FLAT_BLAS_THRESHOLD, check_query_model, search_index
+from llara_cli.retrieval.dense_search import FLAT_BLAS_MIN_QUERIES, check_query_model, search_index
 from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings
 from llara_cli.retrieval.index import build_index, load_index
 
@@ -70,7 +70,7 @@ def test_flat_search_equals_brute_force(index_dirs, corpus, queries, batch_size)
 
 def test_flat_search_uses_blas_for_few_queries(index_dirs, queries):
     search_index(load_index(index_dirs / "flat"), queries[1][:2], queries[0][:2], k=3)
-    assert faiss.cvar.distance_compute_blas_threshold == FLAT_BLAS_THRESHOLD
+    assert faiss.cvar.distance_compute_blas_threshold == FLAT_BLAS_MIN_QUERIES * DIM
 
 
 def test_hnsw_recall_at_10(index_dirs, corpus, queries):

@@ -1,0 +1,503 @@
+"""Library entry of ``llara adapt``: LLaRA post-hoc adaptation (EBAE + EBAR) on unlabeled text, on the HF Trainer.
+
+One process, ``torchrun --nproc_per_node N`` (DDP) or ``accelerate launch`` (DDP, DeepSpeed ZeRO, FSDP) run the
+same code: the Trainer/Accelerate set up the processes, the data stream is the same whatever their number
+(see :mod:`llara_cli.data.adaptation`), and only the main process writes files.
+
+Layout of a run writing ``out_dir``::
+
+    <out_dir>.partial/          while training (the run directory; ``--resume`` continues from here)
+        adapt_config.json       the settings; a resume with different ones is refused
+        train_log.jsonl         one JSON record per logged step (loss, ebae_loss, ebar_loss, lr, tokens/s...)
+        checkpoint-<step>/      a loadable llara model dir + optimizer/scheduler/RNG state; complete once
+                                its llara_checkpoint.json marker exists
+    <out_dir>/                  at the end, renamed into place in one step: the adapted model (safetensors,
+                                tokenizer with added tokens, llara_config.json with stage "adapted"), plus
+                                train_log.jsonl, adapt_config.json and, with keep_checkpoints, checkpoints/
+
+So ``out_dir`` either does not exist or holds a complete model; the run directory is removed on success.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llara_cli.errors import LlaraError, UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+PARTIAL_SUFFIX = ".partial"
+FINAL_TMP = "final.tmp"
+SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+# What the Trainer adds to a checkpoint besides the model files (DeepSpeed/FSDP states are directories).
+TRAINER_STATE_FILES = ("optimizer*.pt", "optimizer*.bin", "scheduler.pt", "scaler.pt", "rng_state*.pth",
+                       "trainer_state.json", "training_args.bin", "llara_checkpoint.json", "latest",
+                       "zero_to_fp32.py")
+LORA_TARGETS = "all-linear"  # every linear layer of the decoder (peft leaves the LM head out)
+# Settings that change the trained weights: a resume must match them exactly.
+FINGERPRINT_FIELDS = (
+    "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
+    "shuffle_buffer", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler",
+    "weight_decay", "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout",
+    "lm_loss_weight", "seed", "attn_implementation",
+)
+
+
+@dataclass
+class AdaptConfig:
+    """Everything an adaptation run needs; the CLI fills it from its options.
+
+    ``batch_size`` is per process; the global batch is ``batch_size x grad_accum x processes``.
+    ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
+    joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else ``paper``).
+    """
+
+    corpus: Path
+    out_dir: Path
+    model: str = DEFAULT_MODEL
+    data_format: str = "auto"
+    prompt_family: str | None = None
+    joint: bool = True
+    max_length: int = 512
+    max_input_tokens: int | None = None
+    max_examples: int | None = None
+    shuffle_buffer: int = 10_000
+    max_steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lm_loss_weight: float = 0.0
+    seed: int = 42
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    logging_steps: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    keep_checkpoints: bool = False
+    deepspeed: Path | None = None
+    trust_remote_code: bool = False
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        self.corpus = Path(self.corpus)
+        self.out_dir = Path(self.out_dir)
+        self.deepspeed = Path(self.deepspeed) if self.deepspeed else None
+
+    @property
+    def run_dir(self) -> Path:
+        """Where checkpoints and the log live until the model is complete: ``<out_dir>.partial``."""
+        return self.out_dir.with_name(self.out_dir.name + PARTIAL_SUFFIX)
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_ratio * self.max_steps)
+
+    def validate(self) -> None:
+        positive = {"max_length": self.max_length, "max_steps": self.max_steps, "batch_size": self.batch_size,
+                    "grad_accum": self.grad_accum, "save_steps": self.save_steps, "logging_steps": self.logging_steps,
+                    "lora_r": self.lora_r}
+        for name, value in positive.items():
+            if value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("max_input_tokens", "max_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.learning_rate <= 0:
+            raise UsageError(f"--lr must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.scheduler not in SCHEDULERS:
+            raise UsageError(f"unknown --scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        if self.lm_loss_weight < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise UsageError("--lm-loss-weight, --weight-decay and --max-grad-norm cannot be negative")
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite contradict each other: choose one")
+        if self.deepspeed is not None and not self.deepspeed.is_file():
+            raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
+
+    def fingerprint(self, **extra: Any) -> dict[str, Any]:
+        """The settings a resume must match, plus ``extra`` (world size, resolved family, corpus identity)."""
+        return {**{name: getattr(self, name) for name in FINGERPRINT_FIELDS}, **extra}
+
+    def settings(self) -> dict[str, Any]:
+        """Every field, JSON-ready (for ``adapt_config.json``)."""
+        return {key: str(value) if isinstance(value, Path) else value for key, value in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    out_dir: Path
+    steps: int
+    resumed_from_step: int | None
+    train_loss: float | None
+    log_path: Path
+
+
+def corpus_identity(path: Path) -> dict[str, Any]:
+    """The corpus as a resume sees it: absolute path and size (a BEIR directory by its corpus file)."""
+    target = path
+    if path.is_dir():
+        candidates = [path / "corpus.jsonl", path / "corpus.jsonl.gz"]
+        target = next((candidate for candidate in candidates if candidate.is_file()), path)
+    size = target.stat().st_size if target.is_file() else None
+    return {"corpus": str(path.resolve()), "corpus_bytes": size}
+
+
+# ------------------------------------------------------------------------------------------------------ the run
+
+
+def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = None) -> AdaptResult:
+    """Adapt ``config.model`` on ``config.corpus`` and write the adapted model to ``config.out_dir``.
+
+    ``on_log`` receives, on the main process, every record written to ``train_log.jsonl``: ``{"event":
+    "start", "step", "max_steps"}`` once, ``{"event": "step", "step", "loss", "ebae_loss", "ebar_loss",
+    "learning_rate", "grad_norm", "tokens", "tokens_per_s", "elapsed_s"}`` every ``logging_steps`` steps, and
+    ``{"event": "end", ...}``. Errors: UsageError (bad settings or data, a resume with other settings),
+    LlaraError (model absent, unwritable output).
+    """
+    config.validate()
+    _check_destination(config)
+    plan = _prepare(config)  # cheap checks first: nothing is written and no weights are loaded yet
+
+    args = _training_arguments(config)  # initialises the process group under torchrun / accelerate launch
+    from accelerate import PartialState
+
+    state = PartialState()
+    fingerprint = config.fingerprint(prompt_family=plan.family, world_size=args.world_size,
+                                     **corpus_identity(config.corpus))
+    with _run_directory(config, fingerprint, is_main=state.is_main_process,
+                        barrier=state.wait_for_everyone) as resume_from:
+        trainer = _build_trainer(config, plan, args, fingerprint, on_log)
+        resumed_step = _checkpoint_step(resume_from)
+        if resume_from is not None and resumed_step >= config.max_steps:
+            # Interrupted while publishing: the last checkpoint is the final model. (The Trainer would run
+            # one step too many when resumed at max_steps with a stream of unknown length.)
+            _publish_checkpoint(config, trainer, resume_from, state)
+            steps, train_loss = resumed_step, None
+        else:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            _save_final_model(config, trainer, state)
+            steps, train_loss = int(output.global_step), output.training_loss
+    return AdaptResult(config.out_dir, steps, resumed_step, train_loss, config.out_dir / "train_log.jsonl")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    family: str
+    data_format: str
+    span_tokens: int
+
+
+def _check_destination(config: AdaptConfig) -> None:
+    out_dir = config.out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a directory")
+    if out_dir.exists() and not config.overwrite:
+        raise UsageError(f"{out_dir} already exists; pass --overwrite to replace it")
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LlaraError(f"cannot write {out_dir}: {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise LlaraError(f"cannot write {out_dir}: {parent} is not writable")
+            break
+
+
+def _prepare(config: AdaptConfig) -> _Plan:
+    """Fail fast: corpus format, model presence, prompt length and at least one example, before any loading."""
+    from llara_cli.core.config import LlaraConfig
+    from llara_cli.core.loading import choose_config
+    from llara_cli.core.models import load_tokenizer, resolve_model
+    from llara_cli.core.prompts import TEMPLATES, PromptFormat
+    from llara_cli.data.adaptation import AdaptationDataset, detect_format
+
+    data_format = detect_format(config.corpus, config.data_format)
+    model_dir = resolve_model(config.model)  # LlaraError when e.g. the 7B weights are not here
+    llara_config = choose_config(LlaraConfig.load(model_dir), config.prompt_family, config.model)
+    template = TEMPLATES[llara_config.prompt_family]
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=config.trust_remote_code)
+    missing = [token for token in template.added_tokens if token not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    budget = PromptFormat.from_tokenizer(template, tokenizer).text_budget(config.max_length, joint=True)
+    if config.max_input_tokens is not None and config.max_input_tokens > budget:
+        raise UsageError(
+            f"--max-input-tokens {config.max_input_tokens} does not fit in --max-length {config.max_length} "
+            f"with the {template.family.value} prompt ({budget} text tokens at most)"
+        )
+    span_tokens = config.max_input_tokens or budget
+    AdaptationDataset(config.corpus, tokenizer, span_tokens=span_tokens, data_format=data_format).check_not_empty()
+    return _Plan(llara_config.prompt_family.value, data_format.value, span_tokens)
+
+
+def _training_arguments(config: AdaptConfig):  # noqa: ANN202 - transformers.TrainingArguments
+    import torch
+    from transformers import TrainingArguments
+
+    use_cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    settings = dict(
+        output_dir=str(config.run_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        optim=config.optim,
+        bf16=config.bf16,
+        use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu and distributed else None,
+        ddp_find_unused_parameters=False,
+        deepspeed=str(config.deepspeed) if config.deepspeed else None,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=None,  # rotation happens after a checkpoint is marked complete (RunCallback)
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,  # the stream is sharded by Accelerate; see llara_cli.data.adaptation
+        accelerator_config={"dispatch_batches": False, "split_batches": False},
+        seed=config.seed,
+        skip_memory_metrics=True,
+    )
+    try:
+        return TrainingArguments(**settings)
+    except (ImportError, ValueError) as error:  # e.g. an unknown --optim, DeepSpeed not installed
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"cannot set up training: {message}") from None
+
+
+def _checkpoint_step(path: Path | None) -> int | None:
+    from llara_cli.training.trainer_utils import checkpoint_step
+
+    return checkpoint_step(path) if path is not None else None
+
+
+@contextlib.contextmanager
+def _run_directory(config: AdaptConfig, fingerprint: dict[str, Any], *, is_main: bool,
+                   barrier: Callable[[], None]) -> Iterator[Path | None]:
+    """Lock and set up ``<out_dir>.partial``; yields the checkpoint to resume from (or None).
+
+    Every process runs the read-only checks (so all of them fail alike), then only the main one writes. A run
+    that fails before its first checkpoint leaves nothing behind; a successful one removes the directory.
+    """
+    from llara_cli.data.locks import output_lock
+    from llara_cli.training.trainer_utils import (
+        RUN_CONFIG_FILE, TRAIN_LOG_FILE, JsonlLog, check_resumable, last_checkpoint, remove_incomplete_checkpoints,
+        write_run_config,
+    )
+
+    run_dir = config.run_dir
+    lock = output_lock(run_dir) if is_main else contextlib.nullcontext()
+    with lock:
+        existing = last_checkpoint(run_dir)
+        if config.overwrite:
+            existing = None
+        elif existing is not None and not config.resume:
+            raise UsageError(
+                f"{run_dir} holds checkpoints of an unfinished run (last: {existing.name}); "
+                "pass --resume to continue it, or --overwrite to start over"
+            )
+        elif existing is not None:
+            check_resumable(run_dir, fingerprint)
+        elif config.resume:
+            logger.warning("nothing to resume in %s: starting from scratch", run_dir)
+        log = JsonlLog(run_dir / TRAIN_LOG_FILE)
+        barrier()
+        if is_main:
+            if existing is None:
+                _clear_run_directory(run_dir)
+            remove_incomplete_checkpoints(run_dir)
+            write_run_config(run_dir, fingerprint, config.settings())
+            if existing is not None:
+                log.truncate_after(_checkpoint_step(existing) or 0)
+        barrier()
+        try:
+            yield existing
+        except BaseException:
+            if is_main and existing is None and last_checkpoint(run_dir) is None:
+                _clear_run_directory(run_dir, keep_lock=False)  # nothing worth resuming: leave nothing behind
+            raise
+        finally:
+            if is_main and run_dir.is_dir() and not (run_dir / RUN_CONFIG_FILE).exists():
+                shutil.rmtree(run_dir, ignore_errors=True)  # finished (or failed early): nothing left to resume
+
+
+def _clear_run_directory(run_dir: Path, *, keep_lock: bool = True) -> None:
+    from llara_cli.data.locks import LOCK_FILE
+
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if keep_lock and path.name == LOCK_FILE:
+            continue
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str, Any],  # noqa: ANN001
+                   on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
+    from transformers import PrinterCallback, set_seed
+
+    from llara_cli.core.config import FAMILY_BOW_LOGITS
+    from llara_cli.core.loading import load_llara_model
+    from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
+    from llara_cli.data.adaptation import AdaptationCollator, AdaptationDataset
+    from llara_cli.training._trainer import AdaptationTrainer, RunCallback
+    from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
+
+    if config.lora and _zero3_enabled():
+        raise UsageError("--lora does not combine with DeepSpeed ZeRO-3 (the adapters are merged at the end); "
+                         "LoRA fits without sharding: use DDP (torchrun) or ZeRO-2")
+    set_seed(config.seed)  # the embeddings of added marker tokens and LoRA weights are drawn at random
+    causal_lm, tokenizer, llara_config = load_llara_model(
+        config.model, dtype="fp32", prompt_family=plan.family, trust_remote_code=config.trust_remote_code,
+        attn_implementation=config.attn_implementation,
+    )
+    if config.gradient_checkpointing:
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora:
+        causal_lm = _with_lora(causal_lm, tokenizer, llara_config, config)
+    prompt_format = prompt_format_for(tokenizer, llara_config)
+    objective = LlaraAdaptationModel(
+        causal_lm, prompt_format, bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
+        excluded_target_ids=tokenizer.all_special_ids, lm_loss_weight=config.lm_loss_weight,
+    )
+    if _zero3_enabled():
+        # The BoW loss reads the LM-head matrix directly (never calls the head module), so ZeRO-3 must be
+        # told to gather it for the wrapper's forward.
+        import deepspeed
+
+        deepspeed.zero.register_external_parameter(objective, causal_lm.get_output_embeddings().weight)
+    dataset = AdaptationDataset(
+        config.corpus, tokenizer, span_tokens=plan.span_tokens, data_format=plan.data_format, seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer, max_examples=config.max_examples,
+        round_size=config.batch_size * args.world_size,
+    )
+    collator = AdaptationCollator(prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
+    adapted_config = dataclasses.replace(llara_config, stage="adapted",
+                                         base_model=llara_config.base_model or config.model)
+    callback = RunCallback(JsonlLog(config.run_dir / TRAIN_LOG_FILE), fingerprint, config.save_total_limit, on_log)
+    trainer = AdaptationTrainer(model=objective, args=args, train_dataset=dataset, data_collator=collator,
+                                callbacks=[callback], llara_tokenizer=tokenizer, llara_config=adapted_config)
+    trainer.remove_callback(PrinterCallback)  # progress is reported through on_log
+    return trainer
+
+
+def _zero3_enabled() -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return bool(is_deepspeed_zero3_enabled())
+
+
+def _with_lora(causal_lm, tokenizer, llara_config, config: AdaptConfig):  # noqa: ANN001, ANN202
+    """Wrap in LoRA adapters on every decoder linear layer; added marker tokens get trainable embeddings."""
+    from peft import LoraConfig, get_peft_model
+
+    from llara_cli.core.prompts import TEMPLATES
+
+    markers = TEMPLATES[llara_config.prompt_family].added_tokens
+    marker_ids = [int(token_id) for token_id in tokenizer.convert_tokens_to_ids(list(markers))] if markers else None
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
+        trainable_token_indices=marker_ids,
+    )
+    return get_peft_model(causal_lm, lora)
+
+
+def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN001
+    """Write the model into ``<run_dir>/final.tmp``, then publish it as ``out_dir`` (main process)."""
+    from llara_cli.core.loading import save_llara_model
+    from llara_cli.training._trainer import is_peft_model
+
+    final_dir = _fresh_final_dir(config, state)
+    causal_lm = trainer.accelerator.unwrap_model(trainer.model).causal_lm
+    if is_peft_model(causal_lm):
+        if state.is_main_process:
+            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
+    else:
+        trainer.save_model(str(final_dir))  # gathers DeepSpeed/FSDP shards; writes on the main process
+    state.wait_for_everyone()
+    _publish(config, final_dir, state)
+
+
+def _publish_checkpoint(config: AdaptConfig, trainer, checkpoint: Path, state) -> None:  # noqa: ANN001
+    """Publish a complete checkpoint at ``max_steps`` as the final model, without training."""
+    from llara_cli.core.loading import save_llara_model
+    from llara_cli.training._trainer import is_peft_model, load_checkpoint_weights
+
+    final_dir = _fresh_final_dir(config, state)
+    causal_lm = trainer.model.causal_lm
+    if state.is_main_process:
+        if is_peft_model(causal_lm):
+            load_checkpoint_weights(causal_lm, checkpoint)
+            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
+        else:  # the checkpoint's model files are the model (written from the gathered weights when sharded)
+            final_dir.mkdir()
+            for path in checkpoint.iterdir():
+                if path.is_file() and not any(path.match(pattern) for pattern in TRAINER_STATE_FILES):
+                    shutil.copy2(path, final_dir / path.name)
+    state.wait_for_everyone()
+    _publish(config, final_dir, state)
+
+
+def _fresh_final_dir(config: AdaptConfig, state) -> Path:  # noqa: ANN001
+    final_dir = config.run_dir / FINAL_TMP
+    if state.is_main_process and final_dir.exists():
+        shutil.rmtree(final_dir)
+    state.wait_for_everyone()
+    return final_dir
+
+
+def _publish(config: AdaptConfig, final_dir: Path, state) -> None:  # noqa: ANN001
+    """Add the log and settings, then rename ``final_dir`` to ``out_dir`` in one step; clear the run directory."""
+    from llara_cli.data.locks import LOCK_FILE
+    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, list_checkpoints
+
+    if not state.is_main_process:
+        return
+    run_dir, out_dir = config.run_dir, config.out_dir
+    try:
+        for name in (TRAIN_LOG_FILE, RUN_CONFIG_FILE):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, final_dir / name)
+        if config.keep_checkpoints:
+            (final_dir / "checkpoints").mkdir()
+            for checkpoint in list_checkpoints(run_dir):
+                os.rename(checkpoint, final_dir / "checkpoints" / checkpoint.name)
+        previous = out_dir.with_name(f".{out_dir.name}.replaced")
+        if out_dir.exists():  # --overwrite: the old model goes only once the new one is complete
+            shutil.rmtree(previous, ignore_errors=True)
+            os.rename(out_dir, previous)
+        os.rename(final_dir, out_dir)
+        shutil.rmtree(previous, ignore_errors=True)
+    except OSError as error:
+        raise LlaraError(f"cannot write {out_dir}: {error.strerror or error}") from None
+    for path in run_dir.iterdir():  # the lock file goes with the lock
+        if path.name != LOCK_FILE:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

@@ -1,0 +1,86 @@
+"""`llara finetune` and `llara mine` through the CLI: help, a tiny run, mining, one-line errors."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from llara_cli.cli.app import app
+from llara_cli.data.finetune import read_training_file
+from tests.conftest import WORDS
+
+TINY_RUN = ["--group-size", "2", "--batch-size", "2", "--max-steps", "2", "--query-max-length", "16",
+            "--passage-max-length", "24", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+@pytest.fixture()
+def collection(tmp_path):
+    """A BEIR directory (8 documents, 4 train queries) and a run over it."""
+    rng = random.Random(0)
+    directory = tmp_path / "beir"
+    (directory / "qrels").mkdir(parents=True)
+    documents = {f"d{index}": " ".join(rng.choice(WORDS) for _ in range(10)) for index in range(8)}
+    (directory / "corpus.jsonl").write_text("".join(json.dumps({"_id": doc_id, "text": text}) + "\n"
+                                                    for doc_id, text in documents.items()))
+    (directory / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{index}", "text": documents[f"d{index}"][:20]})
+                                                     + "\n" for index in range(4)))
+    (directory / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{index}\td{index}\t1\n" for index in range(4)))
+    run = tmp_path / "run.trec"
+    run.write_text("".join(f"q{query} Q0 d{doc} {rank} {10 - rank}.0 bm25\n" for query in range(4)
+                           for rank, doc in enumerate(range(8), start=1)))
+    return directory, run
+
+
+def test_help_shows_examples():
+    for command in ("finetune", "mine"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "Examples" in result.output and f"llara {command}" in result.output
+
+
+def test_mine_writes_a_deterministic_training_file(collection, tmp_path):
+    directory, run = collection
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for out in (first, second):
+        result = invoke("mine", "--train", directory, "--run", run, "--out", out, "--skip", "1", "--depth", "6",
+                        "--num-negatives", "3", "--seed", "5")
+        assert result.exit_code == 0, result.output
+    assert "4 queries, 12 negatives" in result.output
+    assert first.read_bytes() == second.read_bytes()
+    examples = read_training_file(first)
+    assert all(len(example.negatives) == 3 and example.positives[0].doc_id == f"d{index}"
+               for index, example in enumerate(examples))
+    result = invoke("mine", "--train", directory, "--run", run, "--out", first)
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_finetune_from_a_collection_and_a_run(tiny_model_dir, collection, tmp_path):
+    directory, run = collection
+    out = tmp_path / "ft"
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", out, *TINY_RUN)
+    assert result.exit_code == 0, result.output
+    assert "finetuned on 4 queries for 2 steps" in result.output and "LoRA adapter" in result.output
+    assert (out / "adapter_model.safetensors").is_file()
+    settings = json.loads((out / "finetune_config.json").read_text())["settings"]
+    assert settings["lora_targets"] == ["q_proj", "v_proj"] and settings["group_size"] == 2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "--negatives-from"),
+    (["--full", "--merge"], "--merge"),
+    (["--negatives-from", "missing.trec", "--depth", "2", "--skip", "2"], "--depth"),
+    (["--lora-targets", " , "], "--lora-targets"),
+])
+def test_bad_usage_is_one_line_with_exit_2(tiny_model_dir, collection, tmp_path, extra, message):
+    directory, _ = collection
+    result = invoke("finetune", "--train", directory, "--model", tiny_model_dir, "--out", tmp_path / "o", *extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
