@@ -6,10 +6,14 @@
 Indexes are built and opened through the library (``save_embeddings`` -> ``build_index`` -> ``load_index``),
 so "flat" is the index ``search_index`` runs, with ``configure_flat_search`` applied. Exact search is timed
 three ways on the same query batches: faiss as configured by ``dense_search``, faiss with its default BLAS
-threshold, and ``torch.topk(q @ D.T)``; at a large batch (k=10 and k=1000) and a small one (16 queries, where
-faiss' default skips BLAS). Repetitions are interleaved so drift in machine load hits every method alike; each
+threshold, and ``torch.topk(q @ D.T)``; at a large batch (k=10 and k=1000), a small one (16 queries, where
+faiss' default skips BLAS) and single queries. Repetitions are interleaved so drift in machine load hits every method alike; each
 method's median QPS is reported. HNSW is timed at several efSearch values against exact search on the same
-batches, with recall@10 against the exact top 10.
+batches, with recall@10 against the exact top 10, and at the chosen efSearch also one query at a time.
+
+torch and faiss each bring their own OpenMP runtime; interleaved in one process, one's threads spin-wait
+while the other works, which on a busy 2-core machine costs either side up to 5x. The script therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` (unless already set) before importing them; ``--threads`` sets both pools.
 
 Two data sets: ``uniform`` (random unit vectors, as asked) and ``structured`` (unit vectors near a
 32-dimensional subspace, like real embeddings' low intrinsic dimension). Uniform vectors in high dimension
@@ -19,6 +23,7 @@ Prints one JSON line (ratios at the top) and saves ``benchmarks/results/search_s
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch and faiss start their OpenMP runtimes
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
@@ -51,6 +57,7 @@ DEFAULT_DIM = 576  # SmolLM2-135M hidden size
 DEFAULT_REPEATS = 3
 DEFAULT_BATCH = 1000
 SMALL_BATCH = 16  # few enough queries for faiss' default per-pair (non-BLAS) path at dim 576
+SINGLE_QUERY_COUNT = 64  # queries timed one at a time (slow for exact search: a subset is enough)
 RECALL_AT = 10
 RUN_DEPTH = 1000  # hits per query in a run written by `llara search`
 EF_SEARCH_VALUES = (16, 32, 64, 128, 256, 512)
@@ -104,7 +111,7 @@ def exact_search_speeds(
     document_tensor = torch.from_numpy(documents)  # (n_docs, dim)
 
     def faiss_configured(batch: np.ndarray) -> object:
-        configure_flat_search()
+        configure_flat_search(flat.dim)
         return flat.faiss_index.search(batch, k)
 
     def faiss_default(batch: np.ndarray) -> object:
@@ -123,7 +130,7 @@ def exact_search_speeds(
         },
         len(queries), repeats,
     )
-    configure_flat_search()
+    configure_flat_search(flat.dim)
     speeds["flat_vs_torch"] = round(speeds["faiss_flat"] / speeds["torch_matmul_topk"], 2)
     speeds["flat_vs_default_threshold"] = round(speeds["faiss_flat"] / speeds["faiss_flat_default_threshold"], 2)
     return speeds
@@ -134,21 +141,29 @@ def recall_at(found: np.ndarray, truth: np.ndarray, depth: int) -> float:
     return hits / (len(truth) * depth)
 
 
+def hnsw_vs_flat_speeds(
+    flat: DenseIndex, hnsw: DenseIndex, ef_search: int, queries: np.ndarray, batch_size: int, repeats: int
+) -> dict[str, float]:
+    params = faiss.SearchParametersHNSW(efSearch=ef_search)
+    configure_flat_search(flat.dim)
+    return interleaved_median_qps(
+        {
+            "hnsw": batched(lambda batch: hnsw.faiss_index.search(batch, RECALL_AT, params=params), queries, batch_size),
+            "flat": batched(lambda batch: flat.faiss_index.search(batch, RECALL_AT), queries, batch_size),
+        },
+        len(queries), repeats,
+    )
+
+
 def hnsw_curve(flat: DenseIndex, hnsw: DenseIndex, queries: np.ndarray, batch_size: int, repeats: int) -> list[dict]:
     """QPS and recall@10 of HNSW at each efSearch, timed side by side with exact search."""
-    configure_flat_search()
+    configure_flat_search(flat.dim)
     _, truth = flat.faiss_index.search(queries, RECALL_AT)  # (n_queries, 10) exact neighbours
     points = []
     for ef_search in EF_SEARCH_VALUES:
         params = faiss.SearchParametersHNSW(efSearch=ef_search)
         _, found = hnsw.faiss_index.search(queries, RECALL_AT, params=params)  # (n_queries, 10)
-        speeds = interleaved_median_qps(
-            {
-                "hnsw": batched(lambda batch: hnsw.faiss_index.search(batch, RECALL_AT, params=params), queries, batch_size),
-                "flat": batched(lambda batch: flat.faiss_index.search(batch, RECALL_AT), queries, batch_size),
-            },
-            len(queries), repeats,
-        )
+        speeds = hnsw_vs_flat_speeds(flat, hnsw, ef_search, queries, batch_size, repeats)
         point = {
             "ef_search": ef_search,
             "hnsw_qps": speeds["hnsw"],
@@ -198,13 +213,14 @@ def run_data_set(name: str, documents: np.ndarray, queries: np.ndarray, args: ar
         result: dict = {"hnsw_build_s": round(hnsw_build_s, 1)}
         if exact:
             cases = {
-                f"batch{args.batch_size}_k{RECALL_AT}": (args.batch_size, RECALL_AT),
-                f"batch{args.batch_size}_k{RUN_DEPTH}": (args.batch_size, RUN_DEPTH),
-                f"batch{SMALL_BATCH}_k{RECALL_AT}": (SMALL_BATCH, RECALL_AT),
+                f"batch{args.batch_size}_k{RECALL_AT}": (args.batch_size, RECALL_AT, queries),
+                f"batch{args.batch_size}_k{RUN_DEPTH}": (args.batch_size, RUN_DEPTH, queries),
+                f"batch{SMALL_BATCH}_k{RECALL_AT}": (SMALL_BATCH, RECALL_AT, queries),
+                f"batch1_k{RECALL_AT}": (1, RECALL_AT, queries[:SINGLE_QUERY_COUNT]),
             }
             result["exact"] = {}
-            for label, (batch_size, k) in cases.items():
-                result["exact"][label] = exact_search_speeds(flat, documents, queries, k, batch_size, args.repeats)
+            for label, (batch_size, k, case_queries) in cases.items():
+                result["exact"][label] = exact_search_speeds(flat, documents, case_queries, k, batch_size, args.repeats)
                 print(label, result["exact"][label], file=sys.stderr, flush=True)
             query_ids = [f"q{row}" for row in range(len(queries))]
             result["search_index_qps_k1000"] = round(timed_qps(
@@ -212,6 +228,10 @@ def run_data_set(name: str, documents: np.ndarray, queries: np.ndarray, args: ar
             ), 1)
         result["hnsw_points"] = hnsw_curve(flat, hnsw, queries, args.batch_size, args.repeats)
         result.update(summarise_hnsw(result["hnsw_points"]))
+        single = hnsw_vs_flat_speeds(flat, hnsw, result["hnsw_ef_search"], queries[:SINGLE_QUERY_COUNT], 1, args.repeats)
+        result["hnsw_vs_flat_qps_single_query"] = round(single["hnsw"] / single["flat"], 2)
+        result["single_query_qps"] = single
+        print("single query", single, file=sys.stderr, flush=True)
     return result
 
 
@@ -224,7 +244,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="queries per search call")
     parser.add_argument("--hnsw-m", type=int, default=DEFAULT_HNSW_M)
     parser.add_argument("--ef-construction", type=int, default=DEFAULT_EF_CONSTRUCTION)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both faiss and torch")
     args = parser.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(SEED)
     uniform = run_data_set(
@@ -244,14 +267,19 @@ def main() -> None:
         "flat_vs_torch": min(case["flat_vs_torch"] for case in uniform["exact"].values()),
         "hnsw_vs_flat_qps": uniform["hnsw_vs_flat_qps"],
         "hnsw_recall_at_10": uniform["hnsw_recall_at_10"],
+        "hnsw_ef_search": uniform["hnsw_ef_search"],
         "structured_hnsw_vs_flat_qps": structured["hnsw_vs_flat_qps"],
         "structured_hnsw_recall_at_10": structured["hnsw_recall_at_10"],
+        "structured_hnsw_ef_search": structured["hnsw_ef_search"],
+        "structured_hnsw_vs_flat_qps_single_query": structured["hnsw_vs_flat_qps_single_query"],
         "n_docs": args.n_docs, "n_queries": args.n_queries, "dim": args.dim, "repeats": args.repeats,
         "batch_size": args.batch_size, "hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction,
         "uniform": uniform,
         "structured": structured,
         "faiss": faiss.__version__,
-        "faiss_threads": faiss.omp_get_max_threads(),
+        "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
     })
 
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 OUT=${QUICKSTART_OUT:-quickstart-out}
 MODEL=${MODEL:-smollm2-135m}
-ADAPT_STEPS=${ADAPT_STEPS:-60}
+ADAPT_STEPS=${ADAPT_STEPS:-30}
 SPLIT=${SPLIT:-test}
 mkdir -p "$OUT/runs"
 
@@ -19,11 +19,11 @@ if [ -z "${DATA:-}" ]; then
 fi
 echo "== data: $DATA"
 
-if [ "$ADAPT_STEPS" -gt 0 ] && llara adapt --help >/dev/null 2>&1 && ! llara adapt --help | grep -q "not implemented"; then
+if [ "$ADAPT_STEPS" -gt 0 ]; then
   if [ ! -f "$OUT/adapted/llara_config.json" ]; then
     echo "== llara adapt: $ADAPT_STEPS steps of LLaRA adaptation on the corpus text (no labels)"
     llara adapt --model "$MODEL" --corpus "$DATA" --out "$OUT/adapted" --max-steps "$ADAPT_STEPS" \
-      --batch-size 8 --max-length 128 --lr 1e-5 --bf16
+      --batch-size 8 --max-length 128 --lr 1e-4 --bf16
   fi
   MODEL="$OUT/adapted"
 fi

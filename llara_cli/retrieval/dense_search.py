@@ -10,12 +10,11 @@ compares the result with torch matmul + topk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.embeddings import COMPATIBILITY_FIELDS, EmbeddingMeta, Side, describe_differences
-from llara_cli.retrieval.index import DenseIndex, IndexMeta, IndexType
+from llara_cli.retrieval.index import DenseIndex, IndexType
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,8 +27,6 @@ DEFAULT_QUERY_BATCH_SIZE = 1024  # queries per faiss call; bounds the (batch, k)
 # llara sets it to this many queries' worth, where BLAS and the per-pair loop break even.
 FLAT_BLAS_MIN_QUERIES = 4
 MISSING_ID = -1  # what faiss returns when fewer than k results exist
-# Fields a query embedding must share with the index it searches (side is expected to differ).
-QUERY_MATCH_FIELDS = tuple(name for name in COMPATIBILITY_FIELDS if name != "side")
 
 
 def configure_flat_search(dim: int) -> None:
@@ -96,20 +93,3 @@ def search_index(
                 (doc_ids[row], score) for row, score in zip(query_rows, query_scores) if row != MISSING_ID
             ]
     return results
-
-
-def check_query_model(
-    index_meta: IndexMeta | EmbeddingMeta, query: EmbeddingMeta | Mapping[str, Any]
-) -> None:
-    """Refuse queries encoded differently from the index: names each differing field (model, pooling, ...).
-
-    ``query`` is the query side's meta, or a mapping with whichever of its fields are known
-    (e.g. ``{"model": ..., "pooling": ...}``); fields absent from it are not compared.
-    """
-    embedding = index_meta.embedding if isinstance(index_meta, IndexMeta) else index_meta
-    query_payload = query.to_dict() if isinstance(query, EmbeddingMeta) else dict(query)
-    if query_payload.get("side", Side.QUERY.value) != Side.QUERY.value:
-        raise UsageError(f"query embeddings have side {query_payload['side']!r}, expected 'query'")
-    differences = describe_differences(embedding.to_dict(), query_payload, QUERY_MATCH_FIELDS)
-    if differences:
-        raise UsageError(f"queries do not match the index (index vs queries): {'; '.join(differences)}")

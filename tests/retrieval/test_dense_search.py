@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import FLAT_BLAS_MIN_QUERIES, check_query_model, search_index
+from llara_cli.retrieval.dense_search import FLAT_BLAS_MIN_QUERIES, search_index
 from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings
 from llara_cli.retrieval.index import build_index, load_index
 
@@ -111,15 +111,3 @@ def test_query_ids_must_match_the_vectors(index_dirs, queries):
         search_index(index, queries[1][:2], ["q"])
     with pytest.raises(UsageError, match="not unique"):
         search_index(index, queries[1][:2], ["q", "q"])
-
-
-def test_check_query_model_names_the_differing_field(index_dirs):
-    index_meta = load_index(index_dirs / "flat").meta
-    check_query_model(index_meta, make_meta(side="query", count=3))
-    check_query_model(index_meta, {"model": "tiny"})
-    with pytest.raises(UsageError, match="pooling 'last8' vs 'mean'"):
-        check_query_model(index_meta, make_meta(side="query", pooling="mean"))
-    with pytest.raises(UsageError, match="model 'tiny' vs 'other'"):
-        check_query_model(index_meta.embedding, {"model": "other"})
-    with pytest.raises(UsageError, match="side 'passage', expected 'query'"):
-        check_query_model(index_meta, make_meta())
