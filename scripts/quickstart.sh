@@ -6,7 +6,7 @@ set -euo pipefail
 
 OUT=${QUICKSTART_OUT:-quickstart-out}
 MODEL=${MODEL:-smollm2-135m}
-ADAPT_STEPS=${ADAPT_STEPS:-30}
+ADAPT_STEPS=${ADAPT_STEPS:-20}
 SPLIT=${SPLIT:-test}
 mkdir -p "$OUT/runs"
 
