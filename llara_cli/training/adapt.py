@@ -476,28 +476,8 @@ def _fresh_final_dir(config: AdaptConfig, state) -> Path:  # noqa: ANN001
 
 def _publish(config: AdaptConfig, final_dir: Path, state) -> None:  # noqa: ANN001
     """Add the log and settings, then rename ``final_dir`` to ``out_dir`` in one step; clear the run directory."""
-    from llara_cli.data.locks import LOCK_FILE
-    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, list_checkpoints
+    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, publish_run
 
-    if not state.is_main_process:
-        return
-    run_dir, out_dir = config.run_dir, config.out_dir
-    try:
-        for name in (TRAIN_LOG_FILE, RUN_CONFIG_FILE):
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, final_dir / name)
-        if config.keep_checkpoints:
-            (final_dir / "checkpoints").mkdir()
-            for checkpoint in list_checkpoints(run_dir):
-                os.rename(checkpoint, final_dir / "checkpoints" / checkpoint.name)
-        previous = out_dir.with_name(f".{out_dir.name}.replaced")
-        if out_dir.exists():  # --overwrite: the old model goes only once the new one is complete
-            shutil.rmtree(previous, ignore_errors=True)
-            os.rename(out_dir, previous)
-        os.rename(final_dir, out_dir)
-        shutil.rmtree(previous, ignore_errors=True)
-    except OSError as error:
-        raise LlaraError(f"cannot write {out_dir}: {error.strerror or error}") from None
-    for path in run_dir.iterdir():  # the lock file goes with the lock
-        if path.name != LOCK_FILE:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    if state.is_main_process:
+        publish_run(config.run_dir, final_dir, config.out_dir, keep_checkpoints=config.keep_checkpoints,
+                    copied_files={TRAIN_LOG_FILE: TRAIN_LOG_FILE, RUN_CONFIG_FILE: RUN_CONFIG_FILE})

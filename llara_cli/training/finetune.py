@@ -47,7 +47,7 @@ from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT, MiningSettings,
     TrainingData, TrainingExample, drop_without_negatives,
 )
-from llara_cli.errors import LlaraError, UsageError
+from llara_cli.errors import UsageError
 from llara_cli.training._trainer import AdaptationTrainer, count_tokens
 
 logger = logging.getLogger(__name__)
@@ -618,9 +618,8 @@ def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: 
     LoRA: the adapter directory, or merged weights with ``merge``; full finetuning: the whole model.
     """
     from llara_cli.core.loading import save_llara_model
-    from llara_cli.data.locks import LOCK_FILE
     from llara_cli.training._trainer import is_peft_model
-    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, list_checkpoints
+    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, publish_run
 
     run_dir, out_dir = config.run_dir, config.out_dir
     final_dir = run_dir / FINAL_TMP
@@ -640,24 +639,6 @@ def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: 
     state.wait_for_everyone()
     if not state.is_main_process:
         return
-    try:
-        if (run_dir / TRAIN_LOG_FILE).is_file():
-            shutil.copy2(run_dir / TRAIN_LOG_FILE, final_dir / TRAIN_LOG_FILE)
-        if (run_dir / RUN_CONFIG_FILE).is_file():
-            shutil.copy2(run_dir / RUN_CONFIG_FILE, final_dir / FINETUNE_CONFIG_FILE)
-        (final_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing about llara
-        if config.keep_checkpoints:
-            (final_dir / "checkpoints").mkdir()
-            for checkpoint in list_checkpoints(run_dir):
-                os.rename(checkpoint, final_dir / "checkpoints" / checkpoint.name)
-        previous = out_dir.with_name(f".{out_dir.name}.replaced")
-        if out_dir.exists():  # --overwrite: the old model goes only once the new one is complete
-            shutil.rmtree(previous, ignore_errors=True)
-            os.rename(out_dir, previous)
-        os.rename(final_dir, out_dir)
-        shutil.rmtree(previous, ignore_errors=True)
-    except OSError as error:
-        raise LlaraError(f"cannot write {out_dir}: {error.strerror or error}") from None
-    for path in run_dir.iterdir():  # the lock file goes with the lock
-        if path.name != LOCK_FILE:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    (final_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing about llara
+    publish_run(run_dir, final_dir, out_dir, keep_checkpoints=config.keep_checkpoints,
+                copied_files={TRAIN_LOG_FILE: TRAIN_LOG_FILE, RUN_CONFIG_FILE: FINETUNE_CONFIG_FILE})

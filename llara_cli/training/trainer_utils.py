@@ -137,3 +137,35 @@ class JsonlLog:
         with atomic_write(self.path) as handle:
             for record in kept:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def publish_run(run_dir: Path, final_dir: Path, out_dir: Path, *, copied_files: Mapping[str, str],
+                keep_checkpoints: bool) -> None:
+    """Move a finished model from ``final_dir`` to ``out_dir`` in one rename, then clear the run directory.
+
+    ``copied_files`` maps files of the run directory (log, settings) to their names in the model directory.
+    With ``--overwrite`` the previous model is removed only after the new one is in place. Main process only.
+    """
+    import os
+
+    from llara_cli.data.locks import LOCK_FILE
+
+    try:
+        for source_name, target_name in copied_files.items():
+            if (run_dir / source_name).is_file():
+                shutil.copy2(run_dir / source_name, final_dir / target_name)
+        if keep_checkpoints:
+            (final_dir / "checkpoints").mkdir()
+            for checkpoint in list_checkpoints(run_dir):
+                os.rename(checkpoint, final_dir / "checkpoints" / checkpoint.name)
+        previous = out_dir.with_name(f".{out_dir.name}.replaced")
+        if out_dir.exists():  # --overwrite: the old model goes only once the new one is complete
+            shutil.rmtree(previous, ignore_errors=True)
+            os.rename(out_dir, previous)
+        os.rename(final_dir, out_dir)
+        shutil.rmtree(previous, ignore_errors=True)
+    except OSError as error:
+        raise LlaraError(f"cannot write {out_dir}: {error.strerror or error}") from None
+    for path in run_dir.iterdir():  # the lock file goes with the lock
+        if path.name != LOCK_FILE:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
