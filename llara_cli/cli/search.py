@@ -8,12 +8,9 @@ import typer
 
 from llara_cli.cli.options import DtypeOpt, OptionalModelOpt, OutFileOpt, PromptFamilyOpt, TrustRemoteCodeOpt
 from llara_cli.errors import UsageError
-
-DEFAULT_K = 1000
-DEFAULT_QUERY_BATCH_SIZE = 32
-DEFAULT_K1 = 0.9
-DEFAULT_B = 0.4
-DEFAULT_RRF_K = 60
+from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1
+from llara_cli.retrieval.fusion import RRF_K as DEFAULT_RRF_K
+from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 
 
 def search(
