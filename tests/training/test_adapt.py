@@ -18,6 +18,7 @@ from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training import AdaptConfig, run_adaptation
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import REPO_ROOT, WORDS
+from tests.training.run_helpers import Interrupt, interrupt_at, log_records, max_difference
 
 
 def sentences(rng, count):
@@ -52,25 +53,6 @@ def settings(corpus, model_dir, out, **overrides):
 
 def weights(model_dir):
     return load_file(str(Path(model_dir) / "model.safetensors"))
-
-
-def max_difference(left, right):
-    return max((left[key] - right[key]).abs().max().item() for key in left)
-
-
-def log_records(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-class Interrupt(KeyboardInterrupt):
-    pass
-
-
-def interrupt_at(step):
-    def on_log(record):
-        if record.get("event") == "step" and record["step"] == step:
-            raise Interrupt
-    return on_log
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -25,6 +25,7 @@ from llara_cli.training.finetune import (
 )
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import REPO_ROOT, WORDS
+from tests.training.run_helpers import Interrupt, interrupt_at, log_records, max_difference
 
 GROUP = 3
 
@@ -65,28 +66,8 @@ def tensors(path):
     return load_file(str(path))
 
 
-def max_difference(left, right):
-    assert left.keys() == right.keys()
-    return max((left[key] - right[key]).abs().max().item() for key in left)
-
-
 def file_digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def log_records(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-class Interrupt(KeyboardInterrupt):
-    pass
-
-
-def interrupt_at(step):
-    def on_log(record):
-        if record.get("event") == "step" and record["step"] == step:
-            raise Interrupt
-    return on_log
 
 
 # ------------------------------------------------------------------------------------------ data and batches
