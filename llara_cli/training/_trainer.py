@@ -38,6 +38,15 @@ def is_peft_model(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
+def enable_gradient_checkpointing(causal_lm: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (non-reentrant), under the name this transformers uses."""
+    enable = getattr(causal_lm, "activation_checkpointing_enable", None)  # transformers >= 5.2x's name
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def count_tokens(inputs: Mapping[str, Any]) -> torch.Tensor:
     """Non-padding tokens of a joint or two-pass batch (prompt included: what the model actually ran)."""
     counts = [(value != 0).sum() for key, value in inputs.items() if key.endswith("segment_ids")]

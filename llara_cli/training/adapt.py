@@ -19,28 +19,24 @@ So ``out_dir`` either does not exist or holds a complete model; the run director
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llara_cli.errors import LlaraError, UsageError
+from llara_cli.errors import UsageError
+from llara_cli.training.run_config import TrainingRunConfig, training_arguments
+from llara_cli.training.run_directory import (
+    check_destination, finished_training, fresh_final_dir, publish_checkpoint, publish_final_dir, resumed_step,
+    run_directory,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
-PARTIAL_SUFFIX = ".partial"
-FINAL_TMP = "final.tmp"
-SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
-# What the Trainer adds to a checkpoint besides the model files (DeepSpeed/FSDP states are directories).
-TRAINER_STATE_FILES = ("optimizer*.pt", "optimizer*.bin", "scheduler.pt", "scaler.pt", "rng_state*.pth",
-                       "trainer_state.json", "training_args.bin", "llara_checkpoint.json", "latest",
-                       "zero_to_fp32.py")
+PAPER_LEARNING_RATE = 1e-5
 LORA_TARGETS = "all-linear"  # every linear layer of the decoder (peft leaves the LM head out)
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
@@ -51,17 +47,16 @@ FINGERPRINT_FIELDS = (
 )
 
 
-@dataclass
-class AdaptConfig:
+@dataclass(kw_only=True)
+class AdaptConfig(TrainingRunConfig):
     """Everything an adaptation run needs; the CLI fills it from its options.
 
-    ``batch_size`` is per process; the global batch is ``batch_size x grad_accum x processes``.
+    The Trainer settings (batch, schedule, checkpoints, resume) are :class:`TrainingRunConfig`'s.
     ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
     joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else ``paper``).
     """
 
     corpus: Path
-    out_dir: Path
     model: str = DEFAULT_MODEL
     data_format: str = "auto"
     prompt_family: str | None = None
@@ -71,77 +66,37 @@ class AdaptConfig:
     max_examples: int | None = None
     shuffle_buffer: int = 10_000
     max_steps: int = 1000
-    batch_size: int = 8
-    grad_accum: int = 1
-    learning_rate: float = 1e-5
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    bf16: bool = False
-    gradient_checkpointing: bool = False
+    learning_rate: float = PAPER_LEARNING_RATE
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lm_loss_weight: float = 0.0
-    seed: int = 42
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    logging_steps: int = 1
-    resume: bool = False
-    overwrite: bool = False
-    keep_checkpoints: bool = False
     deepspeed: Path | None = None
-    trust_remote_code: bool = False
-    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.corpus = Path(self.corpus)
-        self.out_dir = Path(self.out_dir)
         self.deepspeed = Path(self.deepspeed) if self.deepspeed else None
-
-    @property
-    def run_dir(self) -> Path:
-        """Where checkpoints and the log live until the model is complete: ``<out_dir>.partial``."""
-        return self.out_dir.with_name(self.out_dir.name + PARTIAL_SUFFIX)
 
     @property
     def warmup_steps(self) -> int:
         return round(self.warmup_ratio * self.max_steps)
 
     def validate(self) -> None:
-        positive = {"max_length": self.max_length, "max_steps": self.max_steps, "batch_size": self.batch_size,
-                    "grad_accum": self.grad_accum, "save_steps": self.save_steps, "logging_steps": self.logging_steps,
-                    "lora_r": self.lora_r}
-        for name, value in positive.items():
-            if value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("max_input_tokens", "max_examples"):
+        self.validate_run_settings()
+        for name in ("max_length", "max_steps", "lora_r", "max_input_tokens", "max_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.learning_rate <= 0:
-            raise UsageError(f"--lr must be positive, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.scheduler not in SCHEDULERS:
-            raise UsageError(f"unknown --scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if self.lm_loss_weight < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise UsageError("--lm-loss-weight, --weight-decay and --max-grad-norm cannot be negative")
-        if self.resume and self.overwrite:
-            raise UsageError("--resume and --overwrite contradict each other: choose one")
+        if self.lm_loss_weight < 0:
+            raise UsageError(f"--lm-loss-weight cannot be negative, got {self.lm_loss_weight}")
         if self.deepspeed is not None and not self.deepspeed.is_file():
             raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
 
     def fingerprint(self, **extra: Any) -> dict[str, Any]:
         """The settings a resume must match, plus ``extra`` (world size, resolved family, corpus identity)."""
         return {**{name: getattr(self, name) for name in FINGERPRINT_FIELDS}, **extra}
-
-    def settings(self) -> dict[str, Any]:
-        """Every field, JSON-ready (for ``adapt_config.json``)."""
-        return {key: str(value) if isinstance(value, Path) else value for key, value in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -176,7 +131,7 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     LlaraError (model absent, unwritable output).
     """
     config.validate()
-    _check_destination(config)
+    check_destination(config)
     plan = _prepare(config)  # cheap checks first: nothing is written and no weights are loaded yet
 
     args = _training_arguments(config)  # initialises the process group under torchrun / accelerate launch
@@ -185,20 +140,18 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     state = PartialState()
     fingerprint = config.fingerprint(prompt_family=plan.family, world_size=args.world_size,
                                      **corpus_identity(config.corpus))
-    with _run_directory(config, fingerprint, is_main=state.is_main_process,
-                        barrier=state.wait_for_everyone) as resume_from:
+    with run_directory(config, fingerprint, is_main=state.is_main_process,
+                       barrier=state.wait_for_everyone) as resume_from:
         trainer = _build_trainer(config, plan, args, fingerprint, on_log)
-        resumed_step = _checkpoint_step(resume_from)
-        if resume_from is not None and resumed_step >= config.max_steps:
-            # Interrupted while publishing: the last checkpoint is the final model. (The Trainer would run
-            # one step too many when resumed at max_steps with a stream of unknown length.)
-            _publish_checkpoint(config, trainer, resume_from, state)
-            steps, train_loss = resumed_step, None
+        start_step = resumed_step(resume_from)
+        if finished_training(resume_from):  # interrupted while publishing: the checkpoint is the model
+            publish_checkpoint(config, trainer, resume_from, state, merge_lora=True)
+            steps, train_loss = start_step, None
         else:
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             _save_final_model(config, trainer, state)
             steps, train_loss = int(output.global_step), output.training_loss
-    return AdaptResult(config.out_dir, steps, resumed_step, train_loss, config.out_dir / "train_log.jsonl")
+    return AdaptResult(config.out_dir, steps, start_step, train_loss, config.out_dir / "train_log.jsonl")
 
 
 @dataclass(frozen=True)
@@ -206,21 +159,6 @@ class _Plan:
     family: str
     data_format: str
     span_tokens: int
-
-
-def _check_destination(config: AdaptConfig) -> None:
-    out_dir = config.out_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir} exists and is not a directory")
-    if out_dir.exists() and not config.overwrite:
-        raise UsageError(f"{out_dir} already exists; pass --overwrite to replace it")
-    for parent in out_dir.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise LlaraError(f"cannot write {out_dir}: {parent} is not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise LlaraError(f"cannot write {out_dir}: {parent} is not writable")
-            break
 
 
 def _prepare(config: AdaptConfig) -> _Plan:
@@ -251,112 +189,9 @@ def _prepare(config: AdaptConfig) -> _Plan:
 
 
 def _training_arguments(config: AdaptConfig):  # noqa: ANN202 - transformers.TrainingArguments
-    import torch
-    from transformers import TrainingArguments
-
-    use_cpu = not torch.cuda.is_available()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    settings = dict(
-        output_dir=str(config.run_dir),
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.scheduler,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        optim=config.optim,
-        bf16=config.bf16,
-        use_cpu=use_cpu,
-        ddp_backend="gloo" if use_cpu and distributed else None,
-        ddp_find_unused_parameters=False,
-        deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=None,  # rotation happens after a checkpoint is marked complete (RunCallback)
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,  # the stream is sharded by Accelerate; see llara_cli.data.adaptation
-        accelerator_config={"dispatch_batches": False, "split_batches": False},
-        seed=config.seed,
-        skip_memory_metrics=True,
-    )
-    try:
-        return TrainingArguments(**settings)
-    except (ImportError, ValueError) as error:  # e.g. an unknown --optim, DeepSpeed not installed
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UsageError(f"cannot set up training: {message}") from None
-
-
-def _checkpoint_step(path: Path | None) -> int | None:
-    from llara_cli.training.trainer_utils import checkpoint_step
-
-    return checkpoint_step(path) if path is not None else None
-
-
-@contextlib.contextmanager
-def _run_directory(config: AdaptConfig, fingerprint: dict[str, Any], *, is_main: bool,
-                   barrier: Callable[[], None]) -> Iterator[Path | None]:
-    """Lock and set up ``<out_dir>.partial``; yields the checkpoint to resume from (or None).
-
-    Every process runs the read-only checks (so all of them fail alike), then only the main one writes. A run
-    that fails before its first checkpoint leaves nothing behind; a successful one removes the directory.
-    """
-    from llara_cli.data.locks import output_lock
-    from llara_cli.training.trainer_utils import (
-        RUN_CONFIG_FILE, TRAIN_LOG_FILE, JsonlLog, check_resumable, last_checkpoint, remove_incomplete_checkpoints,
-        write_run_config,
-    )
-
-    run_dir = config.run_dir
-    lock = output_lock(run_dir) if is_main else contextlib.nullcontext()
-    with lock:
-        existing = last_checkpoint(run_dir)
-        if config.overwrite:
-            existing = None
-        elif existing is not None and not config.resume:
-            raise UsageError(
-                f"{run_dir} holds checkpoints of an unfinished run (last: {existing.name}); "
-                "pass --resume to continue it, or --overwrite to start over"
-            )
-        elif existing is not None:
-            check_resumable(run_dir, fingerprint)
-        elif config.resume:
-            logger.warning("nothing to resume in %s: starting from scratch", run_dir)
-        log = JsonlLog(run_dir / TRAIN_LOG_FILE)
-        barrier()
-        if is_main:
-            if existing is None:
-                _clear_run_directory(run_dir)
-            remove_incomplete_checkpoints(run_dir)
-            write_run_config(run_dir, fingerprint, config.settings())
-            if existing is not None:
-                log.truncate_after(_checkpoint_step(existing) or 0)
-        barrier()
-        try:
-            yield existing
-        except BaseException:
-            if is_main and existing is None and last_checkpoint(run_dir) is None:
-                _clear_run_directory(run_dir, keep_lock=False)  # nothing worth resuming: leave nothing behind
-            raise
-        finally:
-            if is_main and run_dir.is_dir() and not (run_dir / RUN_CONFIG_FILE).exists():
-                shutil.rmtree(run_dir, ignore_errors=True)  # finished (or failed early): nothing left to resume
-
-
-def _clear_run_directory(run_dir: Path, *, keep_lock: bool = True) -> None:
-    from llara_cli.data.locks import LOCK_FILE
-
-    if not run_dir.is_dir():
-        return
-    for path in run_dir.iterdir():
-        if keep_lock and path.name == LOCK_FILE:
-            continue
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    # The stream is sharded by Accelerate (see llara_cli.data.adaptation), hence no dataloader workers.
+    return training_arguments(config, max_steps=config.max_steps, warmup_steps=config.warmup_steps,
+                              deepspeed=str(config.deepspeed) if config.deepspeed else None)
 
 
 def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str, Any],  # noqa: ANN001
@@ -367,7 +202,7 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
     from llara_cli.core.loading import load_llara_model
     from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
     from llara_cli.data.adaptation import AdaptationCollator, AdaptationDataset
-    from llara_cli.training._trainer import AdaptationTrainer, RunCallback
+    from llara_cli.training._trainer import AdaptationTrainer, RunCallback, enable_gradient_checkpointing
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
     if config.lora and _zero3_enabled():
@@ -379,7 +214,7 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         attn_implementation=config.attn_implementation,
     )
     if config.gradient_checkpointing:
-        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(causal_lm)
     if config.lora:
         causal_lm = _with_lora(causal_lm, tokenizer, llara_config, config)
     prompt_format = prompt_format_for(tokenizer, llara_config)
@@ -435,7 +270,7 @@ def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN
     from llara_cli.core.loading import save_llara_model
     from llara_cli.training._trainer import is_peft_model
 
-    final_dir = _fresh_final_dir(config, state)
+    final_dir = fresh_final_dir(config, state)
     causal_lm = trainer.accelerator.unwrap_model(trainer.model).causal_lm
     if is_peft_model(causal_lm):
         if state.is_main_process:
@@ -443,41 +278,4 @@ def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN
     else:
         trainer.save_model(str(final_dir))  # gathers DeepSpeed/FSDP shards; writes on the main process
     state.wait_for_everyone()
-    _publish(config, final_dir, state)
-
-
-def _publish_checkpoint(config: AdaptConfig, trainer, checkpoint: Path, state) -> None:  # noqa: ANN001
-    """Publish a complete checkpoint at ``max_steps`` as the final model, without training."""
-    from llara_cli.core.loading import save_llara_model
-    from llara_cli.training._trainer import is_peft_model, load_checkpoint_weights
-
-    final_dir = _fresh_final_dir(config, state)
-    causal_lm = trainer.model.causal_lm
-    if state.is_main_process:
-        if is_peft_model(causal_lm):
-            load_checkpoint_weights(causal_lm, checkpoint)
-            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
-        else:  # the checkpoint's model files are the model (written from the gathered weights when sharded)
-            final_dir.mkdir()
-            for path in checkpoint.iterdir():
-                if path.is_file() and not any(path.match(pattern) for pattern in TRAINER_STATE_FILES):
-                    shutil.copy2(path, final_dir / path.name)
-    state.wait_for_everyone()
-    _publish(config, final_dir, state)
-
-
-def _fresh_final_dir(config: AdaptConfig, state) -> Path:  # noqa: ANN001
-    final_dir = config.run_dir / FINAL_TMP
-    if state.is_main_process and final_dir.exists():
-        shutil.rmtree(final_dir)
-    state.wait_for_everyone()
-    return final_dir
-
-
-def _publish(config: AdaptConfig, final_dir: Path, state) -> None:  # noqa: ANN001
-    """Add the log and settings, then rename ``final_dir`` to ``out_dir`` in one step; clear the run directory."""
-    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, publish_run
-
-    if state.is_main_process:
-        publish_run(config.run_dir, final_dir, config.out_dir, keep_checkpoints=config.keep_checkpoints,
-                    copied_files={TRAIN_LOG_FILE: TRAIN_LOG_FILE, RUN_CONFIG_FILE: RUN_CONFIG_FILE})
+    publish_final_dir(config, final_dir, state)

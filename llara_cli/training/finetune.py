@@ -22,9 +22,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +47,11 @@ from llara_cli.data.finetune import (
 )
 from llara_cli.errors import UsageError
 from llara_cli.training._trainer import AdaptationTrainer, count_tokens
+from llara_cli.training.run_config import TrainingRunConfig, training_arguments
+from llara_cli.training.run_directory import (
+    check_destination, finished_training, fresh_final_dir, publish_checkpoint, publish_final_dir, resumed_step,
+    run_directory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ LORA_LEARNING_RATE = 1e-4
 FULL_LEARNING_RATE = 1e-5
 DEFAULT_LORA_TARGETS = ("all-linear",)  # every attention and MLP projection of the decoder (not the LM head)
 FINETUNE_CONFIG_FILE = "finetune_config.json"
-FINAL_TMP = "final.tmp"
-SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 INPUT_KEYS = tuple(f"{side}_{key}" for side in ("query", "passage") for key in ("input_ids", "segment_ids", "pool_mask"))
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
@@ -74,18 +75,17 @@ FINGERPRINT_FIELDS = (
 )
 
 
-@dataclass
-class FinetuneConfig:
+@dataclass(kw_only=True)
+class FinetuneConfig(TrainingRunConfig):
     """Everything a finetuning run needs; the CLI fills it from its options.
 
     Training data: ``train`` is a training jsonl (:mod:`llara_cli.data.finetune`), or a BEIR directory /
     collection name whose hard negatives are mined from the run ``negatives_from``; ``queries``/``qrels``/
-    ``corpus`` override (or replace) the parts of a collection. ``batch_size`` is queries per process; the
-    global batch is ``batch_size x grad_accum x processes``. ``group_size`` (1 positive + n-1 negatives)
-    defaults to 16 on GPU, 4 on CPU; ``learning_rate`` to 1e-4 with LoRA, 1e-5 without.
+    ``corpus`` override (or replace) the parts of a collection. ``batch_size`` (a :class:`TrainingRunConfig`
+    setting, like the schedule and checkpoints) counts queries per process. ``group_size`` (1 positive + n-1
+    negatives) defaults to 16 on GPU, 4 on CPU; ``learning_rate`` to 1e-4 with LoRA, 1e-5 without.
     """
 
-    out_dir: Path
     train: Path | str | None = None
     queries: Path | str | None = None
     qrels: Path | str | None = None
@@ -104,36 +104,17 @@ class FinetuneConfig:
     in_batch_negatives: bool = True
     cross_device_negatives: bool = True
     temperature: float = DEFAULT_TEMPERATURE
-    batch_size: int = 8
-    grad_accum: int = 1
     epochs: float = 1.0
     max_steps: int | None = None
-    learning_rate: float | None = None
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    bf16: bool = False
-    gradient_checkpointing: bool = False
     lora: bool = True
     lora_r: int = 32
     lora_alpha: int = 64
     lora_dropout: float = 0.1
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     merge: bool = False
-    seed: int = 42
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    logging_steps: int = 1
-    resume: bool = False
-    overwrite: bool = False
-    keep_checkpoints: bool = False
-    trust_remote_code: bool = False
-    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
+        super().__post_init__()
         self.negatives_from = Path(self.negatives_from) if self.negatives_from else None
         self.lora_targets = tuple(self.lora_targets)
         if self.group_size is None:
@@ -142,23 +123,15 @@ class FinetuneConfig:
             self.learning_rate = LORA_LEARNING_RATE if self.lora else FULL_LEARNING_RATE
 
     @property
-    def run_dir(self) -> Path:
-        """Where checkpoints and the log live until the model is complete: ``<out_dir>.partial``."""
-        from llara_cli.training.adapt import PARTIAL_SUFFIX
-
-        return self.out_dir.with_name(self.out_dir.name + PARTIAL_SUFFIX)
-
-    @property
     def mining(self) -> MiningSettings:
         return MiningSettings(skip=self.skip, depth=self.depth, num_negatives=self.num_negatives, seed=self.seed,
                               min_relevance=self.min_relevance)
 
     def validate(self) -> None:
-        at_least_one = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "group_size": self.group_size,
-                        "save_steps": self.save_steps, "logging_steps": self.logging_steps, "lora_r": self.lora_r}
-        for name, value in at_least_one.items():
-            if value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        self.validate_run_settings()
+        for name in ("group_size", "lora_r"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("query_max_length", "passage_max_length"):
             if getattr(self, name) < 8:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 8, got {getattr(self, name)}")
@@ -168,18 +141,8 @@ class FinetuneConfig:
             raise UsageError(f"--epochs must be positive, got {self.epochs}")
         if self.temperature <= 0:
             raise UsageError(f"--temperature must be positive, got {self.temperature}")
-        if self.learning_rate <= 0:
-            raise UsageError(f"--lr must be positive, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.lora_dropout < 1:
             raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.scheduler not in SCHEDULERS:
-            raise UsageError(f"unknown --scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise UsageError("--weight-decay and --max-grad-norm cannot be negative")
-        if self.resume and self.overwrite:
-            raise UsageError("--resume and --overwrite contradict each other: choose one")
         if self.merge and not self.lora:
             raise UsageError("--merge applies to LoRA finetuning; full finetuning already writes whole weights")
         if not self.lora_targets or not all(target.strip() for target in self.lora_targets):
@@ -191,15 +154,6 @@ class FinetuneConfig:
         values = {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
         values["lora_targets"] = list(self.lora_targets)
         return {**values, **extra}
-
-    def settings(self) -> dict[str, Any]:
-        """Every field, JSON-ready (for ``finetune_config.json``)."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, Path):
-                return str(value)
-            return list(value) if isinstance(value, tuple) else value
-
-        return {key: plain(value) for key, value in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -474,10 +428,8 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     Errors: UsageError (bad settings or data, a resume with other settings), LlaraError (model absent,
     unwritable output).
     """
-    from llara_cli.training.adapt import _check_destination
-
     config.validate()
-    _check_destination(config)
+    check_destination(config)
     examples, dropped = usable_examples(data if data is not None else load_examples(config), config.group_size)
     family = _check_model(config)  # cheap checks first: no weights are loaded yet
 
@@ -492,17 +444,20 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     fingerprint = config.fingerprint(prompt_family=family, world_size=args.world_size, examples=len(examples),
                                      examples_sha256=examples_digest(examples),
                                      **data_identity(config))
-    from llara_cli.training.adapt import _checkpoint_step, _run_directory
-
-    with _run_directory(config, fingerprint, is_main=state.is_main_process,
-                        barrier=state.wait_for_everyone) as resume_from:
+    with run_directory(config, fingerprint, is_main=state.is_main_process,
+                       barrier=state.wait_for_everyone) as resume_from:
         trainer = _build_trainer(config, family, examples, args, fingerprint, on_log)
-        resumed_step = _checkpoint_step(resume_from)
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        _save_final_model(config, trainer, state)
-    return FinetuneResult(config.out_dir, int(output.global_step), resumed_step,
-                          output.training_loss, config.out_dir / "train_log.jsonl", len(examples), dropped,
-                          adapter=config.lora and not config.merge)
+        start_step = resumed_step(resume_from)  # before training: publishing removes the checkpoint
+        if finished_training(resume_from):  # interrupted while publishing: the checkpoint is the model
+            publish_checkpoint(config, trainer, resume_from, state, merge_lora=config.merge,
+                               saved_config_name=FINETUNE_CONFIG_FILE)
+            steps, train_loss = start_step, None
+        else:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            _save_final_model(config, trainer, state)
+            steps, train_loss = int(output.global_step), output.training_loss
+    return FinetuneResult(config.out_dir, steps, start_step, train_loss, config.out_dir / "train_log.jsonl",
+                          len(examples), dropped, adapter=config.lora and not config.merge)
 
 
 def _check_model(config: FinetuneConfig) -> str:
@@ -535,40 +490,11 @@ def _check_model(config: FinetuneConfig) -> str:
 
 
 def _training_arguments(config: FinetuneConfig):  # noqa: ANN202 - transformers.TrainingArguments
-    from transformers import TrainingArguments
-
-    use_cpu = not torch.cuda.is_available()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return TrainingArguments(
-        output_dir=str(config.run_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.scheduler,
+    return training_arguments(
+        config, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         warmup_steps=config.warmup_ratio,  # < 1: a fraction of the training steps
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        optim=config.optim,
-        bf16=config.bf16,
-        use_cpu=use_cpu,
-        ddp_backend="gloo" if use_cpu and distributed else None,
-        ddp_find_unused_parameters=False,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=None,  # rotation happens after a checkpoint is marked complete (RunCallback)
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
         dataloader_drop_last=True,  # every process gathers equally many embeddings
-        accelerator_config={"dispatch_batches": False, "split_batches": False},
-        seed=config.seed,
         data_seed=config.seed,
-        skip_memory_metrics=True,
     )
 
 
@@ -577,7 +503,7 @@ def _build_trainer(config: FinetuneConfig, family: str, examples: Sequence[Train
     from transformers import set_seed
 
     from llara_cli.core.modeling import prompt_format_for
-    from llara_cli.training._trainer import RunCallback
+    from llara_cli.training._trainer import RunCallback, enable_gradient_checkpointing
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
     set_seed(config.seed)  # the LoRA weights (and added marker embeddings) are drawn at random
@@ -587,11 +513,7 @@ def _build_trainer(config: FinetuneConfig, family: str, examples: Sequence[Train
     )
     causal_lm.config.use_cache = False
     if config.gradient_checkpointing:
-        enable = getattr(causal_lm, "activation_checkpointing_enable", None)  # transformers >= 5.2x's name
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(causal_lm)
     if not config.lora:
         freeze_unused_head(causal_lm)
     if config.lora:
@@ -619,13 +541,8 @@ def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: 
     """
     from llara_cli.core.loading import save_llara_model
     from llara_cli.training._trainer import is_peft_model
-    from llara_cli.training.trainer_utils import RUN_CONFIG_FILE, TRAIN_LOG_FILE, publish_run
 
-    run_dir, out_dir = config.run_dir, config.out_dir
-    final_dir = run_dir / FINAL_TMP
-    if state.is_main_process and final_dir.exists():
-        shutil.rmtree(final_dir)
-    state.wait_for_everyone()
+    final_dir = fresh_final_dir(config, state)
     causal_lm = trainer.accelerator.unwrap_model(trainer.model).causal_lm
     if is_peft_model(causal_lm):
         if state.is_main_process:
@@ -640,5 +557,4 @@ def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: 
     if not state.is_main_process:
         return
     (final_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing about llara
-    publish_run(run_dir, final_dir, out_dir, keep_checkpoints=config.keep_checkpoints,
-                copied_files={TRAIN_LOG_FILE: TRAIN_LOG_FILE, RUN_CONFIG_FILE: FINETUNE_CONFIG_FILE})
+    publish_final_dir(config, final_dir, state, saved_config_name=FINETUNE_CONFIG_FILE)

@@ -230,6 +230,29 @@ def test_resume_after_an_interrupt_ends_with_the_uninterrupted_adapter(tiny_mode
     assert steps == [1, 2, 3, 4]
 
 
+def test_a_crash_while_publishing_is_resumed_without_another_step(tiny_model_dir, train_file, tmp_path, monkeypatch):
+    import llara_cli.training.finetune as finetune_module
+
+    out = tmp_path / "out"
+    config = settings(train_file, tiny_model_dir, out, max_steps=2, save_steps=2)
+    publish = finetune_module.publish_final_dir
+
+    def failing_publish(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(finetune_module, "publish_final_dir", failing_publish)
+    with pytest.raises(OSError):
+        run_finetuning(config)
+    assert not out.exists()
+    checkpoint_adapter = tensors(config.run_dir / "checkpoint-2" / "adapter_model.safetensors")
+    monkeypatch.setattr(finetune_module, "publish_final_dir", publish)
+    result = run_finetuning(settings(train_file, tiny_model_dir, out, max_steps=2, save_steps=2, resume=True))
+    assert (result.steps, result.resumed_from_step) == (2, 2)
+    assert max_difference(tensors(out / "adapter_model.safetensors"), checkpoint_adapter) == 0
+    steps = [record["step"] for record in log_records(out / TRAIN_LOG_FILE) if record["event"] == "step"]
+    assert steps == [1, 2] and not config.run_dir.exists()
+
+
 # --------------------------------------------------------------------------------------------- bad inputs
 
 
