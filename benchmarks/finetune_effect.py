@@ -1,9 +1,10 @@
 """What finetuning adds: BM25, all-MiniLM-L6-v2, and smollm2-135m raw / adapted / adapted+finetuned /
 finetuned-only, plus dense+BM25 fusion, on SciFact test, with zero-shot transfer to CACM and Cranfield.
 
-    python benchmarks/finetune_effect.py --quick     # sub-collections, a few steps: ~40 min on 2 busy CPU cores
-    python benchmarks/finetune_effect.py             # full collections: about a day on 2 CPU cores (see below)
-    python benchmarks/finetune_effect.py --eval-queries 100 --pool-depth 20   # a middle ground
+    python benchmarks/finetune_effect.py --quick     # sub-collections, a few steps: a plumbing check
+    python benchmarks/finetune_effect.py --eval-queries 100 --pool-depth 10 --finetune-steps 60 --group-size 2
+                                                     # pooled sub-collections: 41 min on 2 quiet CPU cores
+    python benchmarks/finetune_effect.py --eval-queries 0 ...   # the same cached models, full collections
 
 Pipeline (every stage is cached in ``--work``, so an interrupted run continues where it stopped):
 
@@ -13,15 +14,19 @@ Pipeline (every stage is cached in ``--work``, so an interrupted run continues w
 3. ``llara finetune`` (LoRA, InfoNCE, hard + in-batch negatives) of the adapted and of the raw model.
 4. Every system searches each test collection; nDCG@10, R@100 and MRR@10 with paired t-tests against BM25.
 
-``--quick`` samples a few judged test queries per collection and evaluates on a *sub-collection*: their judged
-documents plus the union of their BM25 top ``--pool-depth`` documents over the full corpus; BM25 is then re-run on
-that sub-corpus, so every system ranks the same documents. Quick numbers check the plumbing, not the science.
+``--quick`` (or ``--eval-queries N``) samples judged test queries per collection and evaluates on a
+*sub-collection*: their judged documents plus the union of their BM25 top ``--pool-depth`` documents over the
+full corpus; BM25 is then re-run on that sub-corpus, so every system ranks the same documents. The pool comes
+from BM25, which favours BM25 on such a sub-collection. Quick numbers check the plumbing, not the science.
 
-Cost on 2 CPU cores: smollm2-135m encodes ~1 passage/s at 128 tokens (bf16), ~1.5/s at 64; the full run
-encodes SciFact (5,183), CACM (3,204) and Cranfield (1,400) with four LLM systems (~11 h) and trains 100
-adaptation + 2 x 100 finetuning steps (a finetuning step at batch 8 x group 4 x 128 tokens: a few minutes).
-The --quick run took 40 min on a machine loaded ~4x (8 finetuning steps at batch 4 x group 2 x 64 tokens:
-~70 s each). Results: ``benchmarks/results/finetune_effect[_quick].{json,md,png}``.
+Every LLM system uses one prompt family (``--family``, default flagembedding, which the adaptation benchmark
+found stronger on this model); adaptation runs at ``--adapt-lr`` (default 1e-4: the paper's 1e-5 barely moves
+100 steps) and training in bf16 autocast (``--fp32-training`` to turn it off).
+
+Cost on 2 quiet CPU cores (2026-11-25): an adaptation step at batch 8 x 128 tokens ~3 s; a finetuning step at
+batch 8 x group 2 x 128 tokens ~8 s; smollm2-135m encodes ~10 passages/s at 128 tokens in bf16. Under heavy
+load (4-8 other jobs) everything was 5-10x slower. Results: ``benchmarks/results/<name>.{json,md,png}`` with
+name ``finetune_effect`` (full collections), ``finetune_effect_pooled`` (sampled) or ``finetune_effect_quick``.
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ MINILM_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for all-MiniLM-
 SYSTEMS = ("bm25", "minilm", "raw", "adapted", "adapted+ft", "raw+ft", "adapted+ft+bm25")
 LLM_SYSTEMS = ("raw", "adapted", "adapted+ft", "raw+ft")
 FUSED = {"adapted+ft+bm25": ("adapted+ft", "bm25")}
+EVALUATION_FIELDS = ("queries_per_collection", "pool_depth")  # what the cached models do not depend on
 
 
 @dataclasses.dataclass
@@ -72,6 +78,9 @@ class Settings:
     dtype: str
     negatives: str
     adapted: Path | None
+    prompt_family: str = "flagembedding"
+    adapt_learning_rate: float = 1e-4
+    train_bf16: bool = True
     seed: int = 13
     skip: int = 2
     depth: int = 100
@@ -95,6 +104,12 @@ def parse_settings() -> Settings:
     parser.add_argument("--group-size", type=int)
     parser.add_argument("--passage-max-length", type=int)
     parser.add_argument("--dtype", default="bf16", help="inference dtype of the LLM systems")
+    parser.add_argument("--family", choices=("paper", "flagembedding"), default="flagembedding",
+                        help="prompt family of every LLM system (the adaptation benchmark found flagembedding "
+                        "stronger on this model)")
+    parser.add_argument("--adapt-lr", type=float, default=1e-4,
+                        help="adaptation learning rate (the paper's 1e-5 barely moves 100 steps)")
+    parser.add_argument("--fp32-training", action="store_true", help="train in fp32 instead of bf16 autocast")
     parser.add_argument("--fresh", action="store_true", help="delete the cache directory first")
     args = parser.parse_args()
     from llara_cli.core.models import llara_home
@@ -120,10 +135,20 @@ def parse_settings() -> Settings:
             setattr(settings, name, getattr(args, name))
     if args.eval_queries is not None:
         settings.queries_per_collection = {name: args.eval_queries for name in COLLECTIONS}
+    settings.prompt_family = args.family
+    settings.adapt_learning_rate = args.adapt_lr
+    settings.train_bf16 = not args.fp32_training
     return settings
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def results_name(settings: Settings) -> str:
+    """``finetune_effect`` on full collections; ``_pooled`` on sampled sub-collections; ``_quick`` for --quick."""
+    if settings.quick:
+        return "finetune_effect_quick"
+    return "finetune_effect_pooled" if any(settings.queries_per_collection.values()) else "finetune_effect"
 
 
 def settings_dict(settings: Settings) -> dict:
@@ -132,12 +157,17 @@ def settings_dict(settings: Settings) -> dict:
 
 
 def check_cache(settings: Settings) -> None:
-    """The cached stages are only valid for the settings that made them: refuse to mix."""
+    """The cached models are only valid for the settings that made them: refuse to mix.
+
+    The evaluation sample (``--eval-queries``, ``--pool-depth``) may change: every sub-collection, run and
+    embedding file is named after the collection directory it belongs to.
+    """
     path = settings.work / "settings.json"
     current = settings_dict(settings)
     if path.is_file():
         saved = json.loads(path.read_text())
-        differing = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+        differing = sorted(key for key in set(saved) | set(current)
+                           if key not in EVALUATION_FIELDS and saved.get(key) != current.get(key))
         if differing:
             raise SystemExit(f"{settings.work} was made with other settings ({', '.join(differing)}): "
                              "pass --fresh to start over, or another --work")
@@ -175,13 +205,13 @@ def eval_collection(name: str, settings: Settings) -> Path:
     wanted = settings.queries_per_collection[name]
     if not wanted:
         return source
-    target = settings.work / "collections" / name
+    target = settings.work / "collections" / f"{name}-{wanted}q-pool{settings.pool_depth}"
     if (target / "qrels" / "test.tsv").is_file():
         return target
     queries = queries_for_search(source, "test")
     queries = random.Random(settings.seed).sample(queries, min(wanted, len(queries)))
     qrels = [qrel for qrel in read_qrels(source, "test") if qrel.query_id in {query.query_id for query in queries}]
-    pooled = bm25_run(source, queries, settings.work / "runs" / f"{name}-pool.trec", k=settings.pool_depth)
+    pooled = bm25_run(source, queries, settings.work / "runs" / f"{target.name}-pool.trec", k=settings.pool_depth)
     keep = {qrel.doc_id for qrel in qrels} | {doc_id for results in pooled.values() for doc_id, _ in results}
     write_jsonl(target / "corpus.jsonl", ({"_id": document.doc_id, "text": document.text}
                                           for document in iter_documents(source) if document.doc_id in keep))
@@ -234,17 +264,14 @@ class MiniLM:
         return self.encode(texts)
 
 
-def llara_encoder(model: str | Path, dtype: str):  # noqa: ANN201
-    """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory."""
-    from llara_cli.core.models import is_peft_adapter_dir
+def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
+    """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory (peft adapters load too)."""
+    import torch
+
     from llara_cli.core.modeling import LlaraEncoder
 
-    if is_peft_adapter_dir(model):  # until core.loading routes adapter directories itself
-        from llara_cli.core.adapters import load_adapter_model
-
-        causal_lm, tokenizer, config = load_adapter_model(model, dtype=dtype)
-        return LlaraEncoder(causal_lm, tokenizer, config, name=str(Path(model).resolve()))
-    return LlaraEncoder.load(str(model), dtype=dtype)
+    torch.manual_seed(settings.seed)  # the raw flagembedding model draws its new marker embeddings
+    return LlaraEncoder.load(str(model), dtype=settings.dtype, prompt_family=settings.prompt_family)
 
 
 class EmbeddingCache:
@@ -296,7 +323,7 @@ def training_data(settings: Settings, adapted: Path | None):  # noqa: ANN201 - T
         from llara_cli.data.corpus import read_corpus
 
         documents = read_corpus(source)
-        encoder = llara_encoder(adapted, settings.dtype)
+        encoder = llara_encoder(adapted, settings)
         cache = EmbeddingCache(settings.work)
         doc_vectors = cache.get("adapted", f"{TRAIN_COLLECTION}-passages", [d.doc_id for d in documents],
                                 [d.text for d in documents],
@@ -322,8 +349,9 @@ def adapt(settings: Settings) -> Path:
 
     stage(f"adapting {MODEL} on the SciFact corpus for {settings.adapt_steps} steps")
     run_adaptation(AdaptConfig(corpus=SHARED_DATA / TRAIN_COLLECTION, out_dir=out, model=MODEL,
-                               max_length=settings.adapt_max_length, batch_size=settings.batch_size,
-                               max_steps=settings.adapt_steps, save_steps=max(50, settings.adapt_steps // 4),
+                               prompt_family=settings.prompt_family, learning_rate=settings.adapt_learning_rate,
+                               bf16=settings.train_bf16, max_length=settings.adapt_max_length,
+                               batch_size=settings.batch_size, max_steps=settings.adapt_steps, save_steps=max(50, settings.adapt_steps // 4),
                                seed=settings.seed, resume=True))
     return out
 
@@ -337,6 +365,7 @@ def finetune(settings: Settings, model: str | Path, name: str, data, run_path: P
         stage(f"finetuning {name} from {model} on {len(data.examples)} queries for {settings.finetune_steps} steps")
         run_finetuning(FinetuneConfig(
             out_dir=out, train=SHARED_DATA / TRAIN_COLLECTION, negatives_from=run_path, model=str(model),
+            prompt_family=settings.prompt_family, bf16=settings.train_bf16,
             skip=settings.skip, depth=settings.depth, num_negatives=settings.num_negatives,
             query_max_length=settings.query_max_length, passage_max_length=settings.passage_max_length,
             group_size=settings.group_size, batch_size=settings.batch_size, max_steps=settings.finetune_steps,
@@ -363,9 +392,10 @@ def evaluate_collection(name: str, directory: Path, models: dict[str, str | Path
 
     documents = read_corpus(directory)
     queries = queries_for_search(directory, "test")
+    key = directory.name  # the full collection's name, or its sub-collection's
     doc_ids, doc_texts = [d.doc_id for d in documents], [d.text for d in documents]
     query_ids, query_texts = [q.query_id for q in queries], [q.text for q in queries]
-    results = {"bm25": bm25_run(directory, queries, settings.work / "runs" / f"{name}-test-bm25.trec")}
+    results = {"bm25": bm25_run(directory, queries, settings.work / "runs" / f"{key}-test-bm25.trec")}
     minilm = MiniLM()
     for system in ("minilm", *LLM_SYSTEMS):
         stage(f"{name}: {system} over {len(documents)} documents, {len(queries)} queries")
@@ -376,13 +406,13 @@ def evaluate_collection(name: str, directory: Path, models: dict[str, str | Path
 
             def encoder(system=system):  # noqa: ANN202 - loaded only when something must be encoded
                 if not encoders:
-                    encoders.append(llara_encoder(models[system], settings.dtype))
+                    encoders.append(llara_encoder(models[system], settings))
                 return encoders[0]
 
             encode_passages = lambda texts, e=encoder: e().encode_passages(texts, max_length=settings.passage_max_length)  # noqa: E731
             encode_queries = lambda texts, e=encoder: e().encode_queries(texts)  # noqa: E731
-        doc_vectors = cache.get(system, f"{name}-passages", doc_ids, doc_texts, encode_passages)
-        query_vectors = cache.get(system, f"{name}-test-queries", query_ids, query_texts, encode_queries)
+        doc_vectors = cache.get(system, f"{key}-passages", doc_ids, doc_texts, encode_passages)
+        query_vectors = cache.get(system, f"{key}-test-queries", query_ids, query_texts, encode_queries)
         results[system] = dense_search(query_vectors, doc_vectors, query_ids, doc_ids)
     for fused, parts in FUSED.items():
         results[fused] = reciprocal_rank_fusion([results[part] for part in parts], depth=SEARCH_DEPTH)
@@ -427,7 +457,7 @@ def plot(result: dict, out_png: Path) -> None:
         axes.bar([index + offset * width for index in range(len(names))], values, width, label=system)
     axes.set_xticks([index + 0.4 - width / 2 for index in range(len(names))], names)
     axes.set_ylabel("nDCG@10")
-    axes.set_title("finetune_effect" + (" (quick: sub-collections, few steps)" if result["quick"] else ""))
+    axes.set_title(result["name"])
     axes.legend(fontsize=7, ncol=4)
     figure.tight_layout()
     figure.savefig(out_png, dpi=120)
@@ -453,6 +483,7 @@ def main() -> None:
                    for name, directory in directories.items()}
     result = {
         "benchmark": "finetune_effect",
+        "name": results_name(settings),
         "quick": settings.quick,
         "model": MODEL,
         "settings": settings_dict(settings),
@@ -461,7 +492,7 @@ def main() -> None:
         "collections": collections,
         "wall_s_this_invocation": round(time.perf_counter() - started, 1),  # cached stages cost nothing
     }
-    name = "finetune_effect_quick" if settings.quick else "finetune_effect"
+    name = results_name(settings)
     save_result(name, result)
     table = markdown_table(result)
     (RESULTS_DIR / f"{name}.md").write_text(table)

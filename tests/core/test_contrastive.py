@@ -134,6 +134,7 @@ def _worker(rank, init_file, out_file):
         dist.all_gather(losses, loss)
         if rank == 0:
             torch.save({"losses": torch.stack(losses), "gradient": gradient}, out_file)
+        dist.barrier()  # no rank tears gloo down while another still talks to it (that aborts the other)
     finally:
         dist.destroy_process_group()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def max_difference(left, right):
     assert left.keys() == right.keys()
@@ -23,3 +25,17 @@ def interrupt_at(step):
         if record.get("event") == "step" and record["step"] == step:
             raise Interrupt
     return on_log
+
+
+def crash_while_publishing(monkeypatch, module, run, config):
+    """``run(config)`` failing as it publishes the final model (disk full): the run directory keeps its checkpoints."""
+    publish = module.publish_final_dir
+
+    def failing_publish(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "publish_final_dir", failing_publish)
+    with pytest.raises(OSError):
+        run(config)
+    monkeypatch.setattr(module, "publish_final_dir", publish)
+    assert not config.out_dir.exists()

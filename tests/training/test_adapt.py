@@ -18,7 +18,9 @@ from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training import AdaptConfig, run_adaptation
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import REPO_ROOT, WORDS
-from tests.training.run_helpers import Interrupt, interrupt_at, log_records, max_difference
+from tests.training.run_helpers import (
+    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference,
+)
 
 
 def sentences(rng, count):
@@ -103,17 +105,8 @@ def test_a_crash_while_publishing_is_resumed_without_another_step(tiny_model_dir
 
     out = tmp_path / "out"
     config = settings(pairs, tiny_model_dir, out, max_steps=2, save_steps=2)
-    publish = adapt_module.publish_final_dir
-
-    def failing_publish(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(adapt_module, "publish_final_dir", failing_publish)
-    with pytest.raises(OSError):
-        run_adaptation(config)
-    assert not out.exists()
+    crash_while_publishing(monkeypatch, adapt_module, run_adaptation, config)
     checkpoint_weights = weights(config.run_dir / "checkpoint-2")
-    monkeypatch.setattr(adapt_module, "publish_final_dir", publish)
     result = run_adaptation(settings(pairs, tiny_model_dir, out, max_steps=2, save_steps=2, resume=True))
     assert (result.steps, result.resumed_from_step) == (2, 2)
     assert max_difference(weights(out), checkpoint_weights) == 0

@@ -25,7 +25,9 @@ from llara_cli.training.finetune import (
 )
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import REPO_ROOT, WORDS
-from tests.training.run_helpers import Interrupt, interrupt_at, log_records, max_difference
+from tests.training.run_helpers import (
+    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference,
+)
 
 GROUP = 3
 
@@ -235,17 +237,8 @@ def test_a_crash_while_publishing_is_resumed_without_another_step(tiny_model_dir
 
     out = tmp_path / "out"
     config = settings(train_file, tiny_model_dir, out, max_steps=2, save_steps=2)
-    publish = finetune_module.publish_final_dir
-
-    def failing_publish(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(finetune_module, "publish_final_dir", failing_publish)
-    with pytest.raises(OSError):
-        run_finetuning(config)
-    assert not out.exists()
+    crash_while_publishing(monkeypatch, finetune_module, run_finetuning, config)
     checkpoint_adapter = tensors(config.run_dir / "checkpoint-2" / "adapter_model.safetensors")
-    monkeypatch.setattr(finetune_module, "publish_final_dir", publish)
     result = run_finetuning(settings(train_file, tiny_model_dir, out, max_steps=2, save_steps=2, resume=True))
     assert (result.steps, result.resumed_from_step) == (2, 2)
     assert max_difference(tensors(out / "adapter_model.safetensors"), checkpoint_adapter) == 0
