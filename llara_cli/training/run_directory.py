@@ -18,19 +18,19 @@ from typing import Any
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training.run_config import TrainingRunConfig
 from llara_cli.training.trainer_utils import (
-    RUN_CONFIG_FILE, TRAIN_LOG_FILE, JsonlLog, check_resumable, checkpoint_step, last_checkpoint, publish_run,
-    remove_incomplete_checkpoints, write_run_config,
+    CHECKPOINT_MARKER, RUN_CONFIG_FILE, TRAIN_LOG_FILE, JsonlLog, check_resumable, checkpoint_step, last_checkpoint,
+    publish_run, remove_incomplete_checkpoints, write_run_config,
 )
 
 logger = logging.getLogger(__name__)
 
 FINAL_TMP = "final.tmp"
+TRAINER_STATE = "trainer_state.json"  # the Trainer's step counters, among them global_step and max_steps
 # What a checkpoint holds besides the model files: the Trainer's state (DeepSpeed/FSDP states are directories)
 # and peft's model-card stub, which says nothing about llara.
 CHECKPOINT_ONLY_FILES = ("optimizer*.pt", "optimizer*.bin", "scheduler.pt", "scaler.pt", "rng_state*.pth",
-                         "trainer_state.json", "training_args.bin", "llara_checkpoint.json", "latest",
-                         "zero_to_fp32.py", "README.md")
-TRAINER_STATE = "trainer_state.json"
+                         TRAINER_STATE, "training_args.bin", CHECKPOINT_MARKER, "latest", "zero_to_fp32.py",
+                         "README.md")
 
 
 def check_destination(config: TrainingRunConfig) -> None:
