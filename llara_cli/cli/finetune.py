@@ -12,6 +12,9 @@ import typer
 from llara_cli.cli.options import (
     DEFAULT_MODEL, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, SeedOpt, TrustRemoteCodeOpt,
 )
+from llara_cli.data.finetune import (
+    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
+)
 from llara_cli.errors import UsageError
 
 TrainOpt = Annotated[
@@ -45,11 +48,11 @@ def finetune(
     queries: QueriesPartOpt = None,
     qrels: QrelsPartOpt = None,
     corpus: CorpusPartOpt = None,
-    split: TrainSplitOpt = "train",
-    skip: SkipOpt = 2,
-    depth: DepthOpt = 200,
-    num_negatives: NumNegativesOpt = 15,
-    min_relevance: MinRelevanceOpt = 1,
+    split: TrainSplitOpt = DEFAULT_SPLIT,
+    skip: SkipOpt = DEFAULT_SKIP,
+    depth: DepthOpt = DEFAULT_DEPTH,
+    num_negatives: NumNegativesOpt = DEFAULT_NUM_NEGATIVES,
+    min_relevance: MinRelevanceOpt = DEFAULT_MIN_RELEVANCE,
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option("--query-max-length", min=8, help="Tokens per query, prompt included.")] = 32,
     passage_max_length: Annotated[int, typer.Option("--passage-max-length", min=8, help="Tokens per passage, prompt included.")] = 196,

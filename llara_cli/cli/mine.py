@@ -10,6 +10,9 @@ from llara_cli.cli.finetune import (
     CorpusPartOpt, DepthOpt, MinRelevanceOpt, NumNegativesOpt, QrelsPartOpt, QueriesPartOpt, SkipOpt, TrainSplitOpt,
 )
 from llara_cli.cli.options import OutFileOpt, OverwriteOpt, SeedOpt
+from llara_cli.data.finetune import (
+    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
+)
 from llara_cli.errors import UsageError
 
 
@@ -20,11 +23,11 @@ def mine(
     queries: QueriesPartOpt = None,
     qrels: QrelsPartOpt = None,
     corpus: CorpusPartOpt = None,
-    split: TrainSplitOpt = "train",
-    skip: SkipOpt = 2,
-    depth: DepthOpt = 200,
-    num_negatives: NumNegativesOpt = 15,
-    min_relevance: MinRelevanceOpt = 1,
+    split: TrainSplitOpt = DEFAULT_SPLIT,
+    skip: SkipOpt = DEFAULT_SKIP,
+    depth: DepthOpt = DEFAULT_DEPTH,
+    num_negatives: NumNegativesOpt = DEFAULT_NUM_NEGATIVES,
+    min_relevance: MinRelevanceOpt = DEFAULT_MIN_RELEVANCE,
     seed: SeedOpt = 42,
     overwrite: OverwriteOpt = False,
 ) -> None:

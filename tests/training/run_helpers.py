@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import REPO_ROOT
+
+LAUNCH_TIMEOUT_S = 300
 
 
 def max_difference(left, right):
@@ -39,3 +46,13 @@ def crash_while_publishing(monkeypatch, module, run, config):
         run(config)
     monkeypatch.setattr(module, "publish_final_dir", publish)
     assert not config.out_dir.exists()
+
+
+def run_llara_under_torchrun(arguments, processes=2):
+    """``llara <arguments>`` in ``processes`` gloo processes (torchrun, one thread each); asserts it succeeded."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                "--no-python", sys.executable, "-c", "from llara_cli.cli.app import main; main()"]
+    completed = subprocess.run([*launcher, *arguments], env=environment, capture_output=True, text=True,
+                               timeout=LAUNCH_TIMEOUT_S)
+    assert completed.returncode == 0, completed.stderr[-3000:]

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,9 @@ from llara_cli.core.modeling import LlaraEncoder
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training import AdaptConfig, run_adaptation
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
-from tests.conftest import REPO_ROOT, WORDS
+from tests.conftest import WORDS
 from tests.training.run_helpers import (
-    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference,
+    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference, run_llara_under_torchrun,
 )
 
 
@@ -131,12 +128,7 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     common = ["adapt", "--corpus", str(pairs), "--model", str(tiny_model_dir), "--max-length", "48",
               "--max-steps", "1", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0",
               "--seed", "3"]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
-                sys.executable, "-c", "from llara_cli.cli.app import main; main()"]
-    completed = subprocess.run([*launcher, *common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"],
-                               env=environment, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_adaptation(AdaptConfig(corpus=pairs, out_dir=tmp_path / "single", model=str(tiny_model_dir), max_length=48,
                                max_steps=1, optim="sgd", learning_rate=0.5, warmup_ratio=0, max_grad_norm=0, seed=3,

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +21,9 @@ from llara_cli.training.finetune import (
     ContrastiveCollator, ContrastiveDataset, ContrastiveModel, FinetuneConfig, add_lora, run_finetuning,
 )
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
-from tests.conftest import REPO_ROOT, WORDS
+from tests.conftest import WORDS
 from tests.training.run_helpers import (
-    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference,
+    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference, run_llara_under_torchrun,
 )
 
 GROUP = 3
@@ -283,12 +280,7 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     common = ["finetune", "--train", str(train_file), "--model", str(tiny_model_dir), "--full", "--max-steps", "1",
               "--group-size", str(GROUP), "--query-max-length", "16", "--passage-max-length", "24",
               "--temperature", "0.05", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0", "--seed", "3"]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
-                sys.executable, "-c", "from llara_cli.cli.app import main; main()"]
-    completed = subprocess.run([*launcher, *common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"],
-                               env=environment, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_finetuning(FinetuneConfig(out_dir=tmp_path / "single", train=train_file, model=str(tiny_model_dir),
                                   lora=False, max_steps=1, group_size=GROUP, query_max_length=16,
