@@ -18,11 +18,11 @@ from llara_cli.retrieval.index import (
 
 def index(
     embedding_dirs: Annotated[
-        list[Path], typer.Argument(help="Embedding directories written by `llara encode` (all shards of one corpus).")
+        list[Path], typer.Argument(help="Embedding directories written by `llara encode` (all shards of one corpus, or a directory of shards; with --partial, some of them).")
     ],
     out: OutDirOpt,
     index_type: Annotated[
-        IndexType, typer.Option("--type", "-t", help="flat: exact; hnsw: graph, fast approximate; ivfpq: compressed.")
+        IndexType, typer.Option("--type", "-t", help="flat: exact; flat-fp16 / flat-sq8: exact scan of fp16 / 8-bit codes (1/2, 1/4 the memory); hnsw: graph, fast approximate; ivf-fp16 / ivf-sq8 / ivfpq: inverted lists of fp16 / 8-bit / PQ codes (see docs/benchmarks.md).")
     ] = IndexType.FLAT,
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", min=1, help="HNSW: neighbours per node.")] = DEFAULT_HNSW_M,
     ef_construction: Annotated[
@@ -32,26 +32,33 @@ def index(
         int, typer.Option("--ef-search", min=1, help="HNSW: candidate list size at search (stored; overridable).")
     ] = DEFAULT_EF_SEARCH,
     nlist: Annotated[
-        Optional[int], typer.Option("--nlist", min=1, help="IVF-PQ: inverted lists; default 4*sqrt(n), clamped to the data.")
+        Optional[int], typer.Option("--nlist", min=1, help="IVF kinds: inverted lists; default 4*sqrt(n), clamped to the training sample.")
     ] = None,
     pq_m: Annotated[
         Optional[int], typer.Option("--pq-m", min=1, help="IVF-PQ: sub-quantizers, must divide dim; default the largest divisor <= 64.")
     ] = None,
     nprobe: Annotated[
-        Optional[int], typer.Option("--nprobe", min=1, help="IVF-PQ: lists visited at search (stored; overridable).")
+        Optional[int], typer.Option("--nprobe", min=1, help="IVF kinds: lists visited at search (stored; overridable).")
     ] = None,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Index only some embedding shards of the corpus: one shard of a sharded index for `llara search`.")
+    ] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
 
     Shards are merged in shard order; they must come from the same model, prompt, pooling and corpus.
 
-    Example: [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
+    Examples:
+
+      [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
+
+      [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]  (one index shard)
     """
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite,
+        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial,
     )
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}) in {out}")
 

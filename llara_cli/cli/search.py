@@ -16,7 +16,7 @@ from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 def search(
     out: OutFileOpt,
     queries: Annotated[Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")] = None,
-    index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Dense: an index built by `llara index`.")] = None,
+    index: Annotated[Optional[list[Path]], typer.Option("--index", "-i", help="Dense: an index built by `llara index`; repeat it for index shards (or give a directory of shards), searched one at a time and merged exactly.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
     bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
@@ -40,11 +40,13 @@ def search(
 
       [cyan]llara search --index index/scifact --queries data/scifact --out dense.trec[/]
 
+      [cyan]llara search --index index/msmarco-shards --queries data/msmarco --split dev --out dense.trec[/]
+
       [cyan]llara search --bm25 --corpus data/scifact --queries data/scifact --out bm25.trec[/]
 
       [cyan]llara search --fuse bm25.trec --fuse dense.trec --method rrf --out fused.trec[/]
     """
-    modes = [name for name, chosen in (("--index", index is not None), ("--bm25", bm25), ("--fuse", bool(fuse))) if chosen]
+    modes = [name for name, chosen in (("--index", bool(index)), ("--bm25", bm25), ("--fuse", bool(fuse))) if chosen]
     if len(modes) != 1:
         raise UsageError("choose exactly one of --index (dense), --bm25 or --fuse" +
                          (f" (got {', '.join(modes)})" if modes else ""))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.index import DenseIndex, IndexType
+from llara_cli.retrieval.index import IVF_TYPES, DenseIndex, IndexType
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,9 +44,53 @@ def _search_parameters(index: DenseIndex, ef_search: int | None, nprobe: int | N
         raise UsageError(f"ef_search and nprobe must be positive, got ef_search={ef_search}, nprobe={nprobe}")
     if index.index_type is IndexType.HNSW and ef_search is not None:
         return faiss.SearchParametersHNSW(efSearch=ef_search)
-    if index.index_type is IndexType.IVFPQ and nprobe is not None:
+    if index.index_type in IVF_TYPES and nprobe is not None:
         return faiss.SearchParametersIVF(nprobe=nprobe)
     return None
+
+
+def check_queries(index: DenseIndex, query_vectors: np.ndarray, query_ids: Sequence[str]) -> np.ndarray:
+    """``query_vectors`` as a 2-D array after checking it against the index and the ids (UsageError if not)."""
+    import numpy as np
+
+    query_vectors = np.asarray(query_vectors)
+    if query_vectors.ndim != 2:
+        raise UsageError(f"query vectors must be a 2-D array (n_queries, dim), got shape {query_vectors.shape}")
+    if query_vectors.shape[1] != index.dim:
+        where = f" {index.path}" if index.path else ""
+        raise UsageError(f"query vectors have dim {query_vectors.shape[1]} but the index{where} has dim {index.dim}")
+    if len(query_ids) != len(query_vectors):
+        raise UsageError(f"{len(query_ids)} query ids for {len(query_vectors)} query vectors")
+    if len(set(query_ids)) != len(query_ids):
+        raise UsageError("query ids are not unique")
+    return query_vectors
+
+
+def search_rows(
+    index: DenseIndex,
+    query_vectors: np.ndarray,
+    k: int,
+    batch_size: int = DEFAULT_QUERY_BATCH_SIZE,
+    *,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, rows)``, each ``(n_queries, min(k, ntotal))``, best first; empty slots have row ``MISSING_ID``."""
+    import numpy as np
+
+    if k < 1 or batch_size < 1:
+        raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
+    params = _search_parameters(index, ef_search, nprobe)
+    configure_flat_search(index.dim)
+    k = min(k, index.ntotal)
+    scores = np.empty((len(query_vectors), k), dtype=np.float32)  # (n_queries, k)
+    rows = np.empty((len(query_vectors), k), dtype=np.int64)  # (n_queries, k)
+    if k == 0:
+        return scores, rows
+    for start in range(0, len(query_vectors), batch_size):
+        batch = np.ascontiguousarray(query_vectors[start:start + batch_size], dtype=np.float32)  # (batch, dim)
+        scores[start:start + len(batch)], rows[start:start + len(batch)] = index.faiss_index.search(batch, k, params=params)
+    return scores, rows
 
 
 def search_index(
@@ -64,32 +108,10 @@ def search_index(
     ``k`` above the index size is clamped; slots faiss leaves empty are dropped. ``ef_search`` (HNSW) and
     ``nprobe`` (IVF) override the values stored with the index for this call only.
     """
-    import numpy as np
-
-    query_vectors = np.asarray(query_vectors)
-    if query_vectors.ndim != 2:
-        raise UsageError(f"query vectors must be a 2-D array (n_queries, dim), got shape {query_vectors.shape}")
-    if query_vectors.shape[1] != index.dim:
-        where = f" {index.path}" if index.path else ""
-        raise UsageError(f"query vectors have dim {query_vectors.shape[1]} but the index{where} has dim {index.dim}")
-    if len(query_ids) != len(query_vectors):
-        raise UsageError(f"{len(query_ids)} query ids for {len(query_vectors)} query vectors")
-    if len(set(query_ids)) != len(query_ids):
-        raise UsageError("query ids are not unique")
-    if k < 1 or batch_size < 1:
-        raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
-    params = _search_parameters(index, ef_search, nprobe)
-    configure_flat_search(index.dim)
-    k = min(k, index.ntotal)
-    results: dict[str, list[tuple[str, float]]] = {}
-    if k == 0:
-        return {query_id: [] for query_id in query_ids}
+    query_vectors = check_queries(index, query_vectors, query_ids)
+    scores, rows = search_rows(index, query_vectors, k, batch_size, ef_search=ef_search, nprobe=nprobe)
     doc_ids = index.doc_ids
-    for start in range(0, len(query_ids), batch_size):
-        batch = np.ascontiguousarray(query_vectors[start:start + batch_size], dtype=np.float32)  # (batch, dim)
-        scores, rows = index.faiss_index.search(batch, k, params=params)  # (batch, k) each
-        for query_id, query_scores, query_rows in zip(query_ids[start:start + batch_size], scores.tolist(), rows.tolist()):
-            results[query_id] = [
-                (doc_ids[row], score) for row, score in zip(query_rows, query_scores) if row != MISSING_ID
-            ]
-    return results
+    return {
+        query_id: [(doc_ids[row], score) for row, score in zip(query_rows, query_scores) if row != MISSING_ID]
+        for query_id, query_scores, query_rows in zip(query_ids, scores.tolist(), rows.tolist())
+    }

@@ -1,7 +1,8 @@
 """The on-disk embedding set written by ``llara encode``: one directory per shard.
 
-A directory holds ``embeddings.npy`` (float32, ``(count, dim)``, loadable with ``allow_pickle=False``
-and mmap-able), ``ids.txt`` (one id a line, same order as the rows) and ``meta.json``. ``meta.json``
+A directory holds ``embeddings.npy`` (``(count, dim)``, float32, or float16 with ``--store-dtype fp16``
+as ``meta.json``'s ``dtype`` says; loadable with ``allow_pickle=False`` and mmap-able), ``ids.txt``
+(one id a line, same order as the rows) and ``meta.json``. ``meta.json``
 is written last: a directory without it is an interrupted write, never a silently partial set.
 
 numpy is imported inside the functions that need it, so the CLI root stays fast to start.
@@ -29,6 +30,7 @@ EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "ids.txt"
 META_FILE = "meta.json"
 VECTOR_DTYPE = "float32"
+STORE_DTYPES = {"fp32": "float32", "fp16": "float16"}  # --store-dtype -> numpy dtype of embeddings.npy
 # Fields that must agree between shards merged into one index (and between queries and an index).
 COMPATIBILITY_FIELDS = ("model", "prompt_family", "pooling", "side", "dim", "normalize")
 # Shards of one corpus must also come from the same corpus file and the same split into shards.
@@ -119,7 +121,7 @@ class EmbeddingSet:
     """Vectors, their ids (row order) and the meta that produced them; ``vectors`` may be a read-only mmap."""
 
     ids: list[str]
-    vectors: np.ndarray  # (count, dim) float32
+    vectors: np.ndarray  # (count, dim) float32 or float16 (meta.dtype); faiss readers widen to float32
     meta: EmbeddingMeta
     path: Path | None = None
 
@@ -148,14 +150,19 @@ def save_embeddings(
     meta: EmbeddingMeta,
     *,
     overwrite: bool = False,
+    store_dtype: str = "fp32",
 ) -> EmbeddingMeta:
     """Write an embedding set to ``out_dir``; ``meta.json`` goes last, as the completion marker.
 
-    ``vectors`` is ``(len(ids), meta.dim)``; it is stored as float32 and must be finite. An existing
-    complete set is refused unless ``overwrite``; rewriting one first removes its ``meta.json`` so a crash
-    halfway never leaves a directory that looks complete. Returns the meta as written (dtype float32).
+    ``vectors`` is ``(len(ids), meta.dim)``; it is stored as float32 (``store_dtype="fp16"``: float16, half
+    the disk) and must be finite after the conversion. An existing complete set is refused unless
+    ``overwrite``; rewriting one first removes its ``meta.json`` so a crash halfway never leaves a directory
+    that looks complete. Returns the meta as written (its ``dtype`` is the stored one).
     """
     import numpy as np
+
+    if store_dtype not in STORE_DTYPES:
+        raise UsageError(f"store dtype must be one of {', '.join(STORE_DTYPES)}, got {store_dtype!r}")
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -173,15 +180,15 @@ def save_embeddings(
             f"{out_dir}: meta says {meta.count} vectors of dim {meta.dim}, got {rows} of dim {dim}"
         )
     _validate_ids(ids, out_dir)
-    stored = np.ascontiguousarray(vectors, dtype=np.float32)  # (count, dim)
+    stored = np.ascontiguousarray(vectors, dtype=STORE_DTYPES[store_dtype])  # (count, dim)
     if not np.isfinite(stored).all():
-        raise UsageError(f"{out_dir}: vectors contain NaN or infinite values (after conversion to float32)")
+        raise UsageError(f"{out_dir}: vectors contain NaN or infinite values (after conversion to {stored.dtype})")
     meta_path = out_dir / META_FILE
     if meta_path.exists():
         if not overwrite:
             raise UsageError(f"{out_dir}: already holds a complete embedding set (pass overwrite to replace it)")
         meta_path.unlink()
-    written = dataclasses.replace(meta, dtype=VECTOR_DTYPE)
+    written = dataclasses.replace(meta, dtype=STORE_DTYPES[store_dtype])
     with atomic_write(out_dir / EMBEDDINGS_FILE, "wb") as handle:
         np.save(handle, stored, allow_pickle=False)
     with atomic_write(out_dir / IDS_FILE) as handle:
@@ -229,11 +236,13 @@ def load_embeddings(directory: str | Path, mmap: bool = True) -> EmbeddingSet:
         vectors = np.load(vectors_path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise UsageError(f"{vectors_path}: not a readable .npy array ({error})") from None
-    if vectors.ndim != 2 or vectors.dtype != np.float32:
+    if vectors.ndim != 2 or vectors.dtype.name not in STORE_DTYPES.values():
         raise UsageError(
-            f"{directory}: {EMBEDDINGS_FILE} must be float32 of shape (count, dim), "
+            f"{directory}: {EMBEDDINGS_FILE} must be float32 or float16 of shape (count, dim), "
             f"got {vectors.dtype} of shape {vectors.shape}"
         )
+    if vectors.dtype.name != meta.dtype:
+        raise UsageError(f"{directory}: {META_FILE} says dtype {meta.dtype} but {EMBEDDINGS_FILE} is {vectors.dtype}")
     ids = read_ids(ids_path)
     rows, dim = vectors.shape
     if len(ids) != rows:
@@ -277,11 +286,12 @@ def describe_differences(
     return differences
 
 
-def check_compatible(metas: Mapping[str | Path, EmbeddingMeta]) -> None:
+def check_compatible(metas: Mapping[str | Path, EmbeddingMeta], *, require_all_shards: bool = True) -> None:
     """Refuse embedding sets that cannot share one index; messages name the field and both directories.
 
     Checks the fields in ``COMPATIBILITY_FIELDS`` and ``SHARD_FIELDS`` against the first set, then that
-    shard ids are distinct and cover ``0..shard_num-1`` (a missing shard would silently drop documents).
+    shard ids are distinct and (``require_all_shards``) cover ``0..shard_num-1`` (a missing shard would
+    silently drop documents; a partial index, one shard of a sharded index, passes ``False``).
     """
     if not metas:
         raise UsageError("no embedding directories given")
@@ -302,7 +312,7 @@ def check_compatible(metas: Mapping[str | Path, EmbeddingMeta]) -> None:
             )
         owner[meta.shard_id] = directory
     missing = sorted(set(range(first_meta.shard_num)) - set(owner))
-    if missing:
+    if missing and require_all_shards:
         shown = ", ".join(str(shard) for shard in missing[:EXAMPLES_SHOWN])
         raise UsageError(
             f"shard(s) {shown}{' ...' if len(missing) > EXAMPLES_SHOWN else ''} of {first_meta.shard_num} "

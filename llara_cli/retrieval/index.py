@@ -5,19 +5,21 @@ An index directory holds ``index`` (``faiss.write_index``), ``docid`` (one id a 
 and ``index_params`` (build and search-time parameters). It is written into a temp directory and renamed
 into place, so a crash never leaves a half-built index under the final name.
 
+A *partial* index holds only some embedding shards of a corpus (``corpus_shards`` of ``corpus_shard_num`` in
+its meta): one shard of an index that ``llara search`` searches shard by shard
+(:mod:`llara_cli.retrieval.sharded_search`). The index kinds live in :mod:`llara_cli.retrieval.index_types`.
+
 faiss and numpy are imported inside functions, so importing this module (the CLI does) stays cheap.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,22 @@ from llara_cli.retrieval.embeddings import (
     load_embeddings,
     read_ids,
 )
+from llara_cli.retrieval.index_types import (  # re-exported: the index kinds and their defaults
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_HNSW_M,
+    DEFAULT_NPROBE,
+    IVF_TYPES,
+    IndexType,
+    apply_search_params,
+    index_params,
+    iter_float32_chunks,
+    new_faiss_index,
+    parse_index_type,
+    train_rows,
+    training_sample,
+)
+from llara_cli.retrieval.shards import expand_shard_dirs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,28 +61,8 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index"  # the names Pyserini's FaissSearcher opens
 DOCID_FILE = "docid"
 
-DEFAULT_HNSW_M = 32
-DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF_SEARCH = 256
-DEFAULT_NPROBE = 32
-DEFAULT_PQ_M_TARGET = 64  # sub-quantizers; the largest divisor of dim not above this is used
-PQ_NBITS = 8  # bits per sub-quantizer code; fewer when too few vectors to train 2**8 centroids each
-NLIST_PER_SQRT_N = 4  # default nlist = 4 * sqrt(n), the usual faiss guideline
-MIN_POINTS_PER_CENTROID = 39  # below this faiss k-means warns that training is unreliable
-TRAIN_POINTS_PER_CENTROID = 256  # faiss subsamples beyond this anyway; we sample first to bound memory
-TRAIN_SAMPLE_SEED = 0
-ADD_CHUNK_ROWS = 65_536  # vectors copied from the (mmap-ed) shards to faiss at a time
-
-
-class IndexType(str, Enum):
-    """Exact inner product, HNSW graph, or inverted lists with product quantization."""
-
-    FLAT = "flat"
-    HNSW = "hnsw"
-    IVFPQ = "ivfpq"
-
-
 INDEX_META_KEYS = ("index_type", "index_params")
+CORPUS_SHARD_KEYS = ("corpus_shards", "corpus_shard_num")  # optional: absent means the whole corpus
 
 
 @dataclass(frozen=True)
@@ -74,13 +72,24 @@ class IndexMeta:
     embedding: EmbeddingMeta
     index_type: IndexType
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    corpus_shards: tuple[int, ...] | None = None  # the embedding shard ids a partial index holds
+    corpus_shard_num: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        payload = {
             **self.embedding.to_dict(),
             "index_type": self.index_type.value,
             "index_params": dict(self.params),
         }
+        if self.corpus_shards is not None:
+            payload.update(corpus_shards=list(self.corpus_shards), corpus_shard_num=self.corpus_shard_num)
+        return payload
+
+    def covered_shards(self) -> tuple[tuple[int, ...], int]:
+        """``(embedding shard ids, of how many)`` this index holds: ``((0,), 1)`` for a whole-corpus index."""
+        if self.corpus_shards is None:
+            return (0,), 1
+        return self.corpus_shards, int(self.corpus_shard_num or 0)
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any], source: str | Path = META_FILE) -> IndexMeta:
@@ -94,8 +103,17 @@ class IndexMeta:
         params = payload["index_params"]
         if not isinstance(params, dict):
             raise UsageError(f"{source}: index_params must be an object")
-        embedding_payload = {key: value for key, value in payload.items() if key not in INDEX_META_KEYS}
-        return cls(EmbeddingMeta.from_dict(embedding_payload, source), index_type, params)
+        shards, shard_num = payload.get("corpus_shards"), payload.get("corpus_shard_num")
+        if shards is not None and not (
+            isinstance(shards, list) and all(isinstance(shard, int) for shard in shards)
+            and isinstance(shard_num, int) and all(0 <= shard < shard_num for shard in shards)
+        ):
+            raise UsageError(f"{source}: corpus_shards must be a list of shard ids below corpus_shard_num")
+        embedding_payload = {
+            key: value for key, value in payload.items() if key not in INDEX_META_KEYS + CORPUS_SHARD_KEYS
+        }
+        return cls(EmbeddingMeta.from_dict(embedding_payload, source), index_type, params,
+                   tuple(shards) if shards is not None else None, shard_num if shards is not None else None)
 
 
 @dataclass
@@ -118,79 +136,6 @@ class DenseIndex:
     @property
     def index_type(self) -> IndexType:
         return self.meta.index_type
-
-
-def _largest_divisor_at_most(number: int, limit: int) -> int:
-    return max(divisor for divisor in range(1, min(number, limit) + 1) if number % divisor == 0)
-
-
-def _ivfpq_params(n_vectors: int, dim: int, nlist: int | None, pq_m: int | None) -> dict[str, int]:
-    """Clamp nlist and the PQ code size to what ``n_vectors`` can train; warn when the user's value changes."""
-    max_nlist = max(1, n_vectors // MIN_POINTS_PER_CENTROID)
-    if nlist is None:
-        nlist = min(max_nlist, max(1, round(NLIST_PER_SQRT_N * math.sqrt(n_vectors))))
-    elif nlist < 1:
-        raise UsageError(f"nlist must be positive, got {nlist}")
-    elif nlist > max_nlist:
-        logger.warning(
-            "nlist %d is too large for %d vectors (at least %d per list); using nlist %d",
-            nlist, n_vectors, MIN_POINTS_PER_CENTROID, max_nlist,
-        )
-        nlist = max_nlist
-    if pq_m is None:
-        pq_m = _largest_divisor_at_most(dim, DEFAULT_PQ_M_TARGET)
-    elif pq_m < 1 or dim % pq_m:
-        raise UsageError(f"pq_m must divide the embedding dim {dim}, got {pq_m}")
-    # Each sub-quantizer trains 2**nbits centroids: keep MIN_POINTS_PER_CENTROID vectors per centroid.
-    nbits = max(1, min(PQ_NBITS, int(math.log2(max(1, n_vectors // MIN_POINTS_PER_CENTROID)))))
-    if nbits < PQ_NBITS:
-        logger.warning(
-            "only %d vectors: product quantizer codes use %d bits instead of %d (%d vectors needed for %d)",
-            n_vectors, nbits, PQ_NBITS, MIN_POINTS_PER_CENTROID * 2**PQ_NBITS, PQ_NBITS,
-        )
-    return {"nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits, "nprobe": min(DEFAULT_NPROBE, nlist)}
-
-
-def _new_faiss_index(index_type: IndexType, dim: int, params: Mapping[str, int]) -> Any:
-    import faiss
-
-    if index_type is IndexType.FLAT:
-        return faiss.IndexFlatIP(dim)
-    if index_type is IndexType.HNSW:
-        index = faiss.IndexHNSWFlat(dim, params["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params["ef_construction"]
-        index.hnsw.efSearch = params["ef_search"]
-        return index
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFPQ(
-        quantizer, dim, params["nlist"], params["pq_m"], params["pq_nbits"], faiss.METRIC_INNER_PRODUCT
-    )
-    index.own_fields = True
-    quantizer.this.disown()  # the IVF index now frees the quantizer
-    index.nprobe = params["nprobe"]
-    return index
-
-
-def apply_search_params(faiss_index: Any, index_type: IndexType, params: Mapping[str, Any]) -> None:
-    """Set the stored search-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF) on a faiss index."""
-    if index_type is IndexType.HNSW and "ef_search" in params:
-        faiss_index.hnsw.efSearch = int(params["ef_search"])
-    elif index_type is IndexType.IVFPQ and "nprobe" in params:
-        faiss_index.nprobe = int(params["nprobe"])
-
-
-def _training_sample(vectors: Sequence[np.ndarray], sample_size: int) -> np.ndarray:
-    """A seeded uniform sample of rows across shards, in row order (deterministic training)."""
-    import numpy as np
-
-    total = sum(len(block) for block in vectors)
-    rows = np.sort(np.random.default_rng(TRAIN_SAMPLE_SEED).choice(total, size=min(sample_size, total), replace=False))
-    offsets = np.cumsum([0] + [len(block) for block in vectors])
-    parts = []
-    for block, start, stop in zip(vectors, offsets[:-1], offsets[1:]):
-        selected = rows[(rows >= start) & (rows < stop)] - start
-        parts.append(np.asarray(block[selected], dtype=np.float32))
-    return np.ascontiguousarray(np.concatenate(parts))  # (sample_size, dim)
 
 
 def _check_output(out_dir: Path, inputs: Sequence[Path], overwrite: bool) -> None:
@@ -222,10 +167,10 @@ def _move_into_place(temp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
-def _load_shards(directories: Sequence[Path]) -> tuple[list[EmbeddingSet], list[str]]:
+def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[EmbeddingSet], list[str]]:
     """Check the shards agree and are passages, then open them (mmap) in shard order; doc ids must be unique."""
     metas = {directory: load_embedding_meta(directory) for directory in directories}
-    check_compatible(metas)
+    check_compatible(metas, require_all_shards=not partial)
     first_meta = metas[directories[0]]
     if first_meta.side != Side.PASSAGE.value:
         raise UsageError(f"{directories[0]}: holds {first_meta.side} embeddings; an index needs passage embeddings")
@@ -277,58 +222,48 @@ def build_index(
     pq_m: int | None = None,
     nprobe: int | None = None,
     overwrite: bool = False,
+    partial: bool = False,
 ) -> IndexMeta:
     """Build an inner-product index from passage embedding shards, merged in ``shard_id`` order.
 
     Shards must agree on model, prompt family, pooling, side, dim, normalization and corpus
     (:func:`check_compatible`), cover every shard id once, and share no doc id. ``out_dir`` is refused if
-    it exists, unless ``overwrite``. For ``ivfpq``, ``nlist`` defaults to ``4*sqrt(n)`` and is clamped
-    (with a warning) to what the corpus can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
+    it exists, unless ``overwrite``. A directory of shard directories stands for its shards. With ``partial``
+    the shards may be a subset of the corpus: the index records which (one shard of a sharded index). For the
+    IVF kinds ``nlist`` defaults to ``4*sqrt(n)`` and is clamped (with a warning) to what the bounded training
+    sample can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
     Returns the meta written to ``out_dir/meta.json``.
     """
-    try:
-        index_type = IndexType(index_type)
-    except ValueError:
-        raise UsageError(
-            f"unknown index type {index_type!r} (choose from {', '.join(kind.value for kind in IndexType)})"
-        ) from None
-    for name, value in (("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search)):
-        if value < 1:
-            raise UsageError(f"{name} must be positive, got {value}")
-    if nprobe is not None and nprobe < 1:
-        raise UsageError(f"nprobe must be positive, got {nprobe}")
-    directories = [Path(directory) for directory in embedding_dirs]
-    out_dir = Path(out_dir)
-    if not directories:
+    index_type = parse_index_type(index_type)
+    if not embedding_dirs:
         raise UsageError("no embedding directories given")
+    directories = expand_shard_dirs([Path(directory) for directory in embedding_dirs])
+    out_dir = Path(out_dir)
     if len({directory.resolve() for directory in directories}) != len(directories):
         raise UsageError("the same embedding directory is given twice")
     _check_output(out_dir, directories, overwrite)
 
-    shards, doc_ids = _load_shards(directories)
+    shards, doc_ids = _load_shards(directories, partial)
     first_meta = shards[0].meta
     total, dim = len(doc_ids), first_meta.dim
 
-    if index_type is IndexType.FLAT:
-        params: dict[str, int] = {}
-    elif index_type is IndexType.HNSW:
-        params = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
-    else:
-        params = _ivfpq_params(total, dim, nlist, pq_m)
-        if nprobe is not None:
-            params["nprobe"] = min(nprobe, params["nlist"])
-    faiss_index = _new_faiss_index(index_type, dim, params)
-    if not faiss_index.is_trained:
-        sample = _training_sample([shard.vectors for shard in shards], params["nlist"] * TRAIN_POINTS_PER_CENTROID)
-        faiss_index.train(sample)
+    params = index_params(index_type, total, dim, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                          ef_search=ef_search, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
+    faiss_index = new_faiss_index(index_type, dim, params)
+    sample_rows = train_rows(index_type, total, dim, params)
+    if sample_rows:
+        faiss_index.train(training_sample([shard.vectors for shard in shards], sample_rows))
     for shard in shards:
-        for start in range(0, len(shard.ids), ADD_CHUNK_ROWS):
-            faiss_index.add(shard.vectors[start:start + ADD_CHUNK_ROWS].copy())  # (chunk, dim), off the mmap
+        for chunk in iter_float32_chunks(shard.vectors):
+            faiss_index.add(chunk)  # (chunk, dim) float32, read off the mmap
 
+    covered = tuple(sorted(shard.meta.shard_id for shard in shards))
     meta = IndexMeta(
         embedding=dataclasses.replace(first_meta, count=total, shard_id=0, shard_num=1, llara_version=__version__),
         index_type=index_type,
         params=params,
+        corpus_shards=covered if partial else None,
+        corpus_shard_num=first_meta.shard_num if partial else None,
     )
     _write_index_dir(out_dir, faiss_index, doc_ids, meta)
     logger.info("indexed %d vectors of dim %d (%s) into %s", total, dim, index_type.value, out_dir)

@@ -1,8 +1,12 @@
-"""Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run."""
+"""Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run.
+
+``index_dir`` is one index, or several index shards (or a directory of them) searched one at a time
+(:mod:`llara_cli.retrieval.sharded_search`).
+"""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ DENSE_RUN_TAG = "llara-dense"
 
 @dataclass(frozen=True)
 class DenseSearchJob:
-    index_dir: Path
+    index_dir: Path | Sequence[Path]  # one index, several index shards, or a directory of shards
     queries: Path
     out_run: Path
     split: str | None = None
@@ -52,8 +56,13 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     from llara_cli.core.modeling import LlaraEncoder
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
+    from llara_cli.retrieval.sharded_search import resolve_index_shards
 
-    index = load_index(job.index_dir)
+    paths = [job.index_dir] if isinstance(job.index_dir, (str, Path)) else list(job.index_dir)
+    shard_dirs, shard_metas = resolve_index_shards(paths)
+    if len(shard_dirs) > 1:
+        return _run_sharded_search(job, shard_dirs, shard_metas, on_start, on_progress)
+    index = load_index(shard_dirs[0])
     model, family = check_query_encoder(index.meta, job.model, job.prompt_family)
     queries = queries_for_search(job.queries, job.split)
     encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
@@ -63,5 +72,25 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
         on_start(len(queries), 0)
     vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
     results = search_index(index, vectors, [query.query_id for query in queries], k=job.k)
+    write_run(job.out_run, results, job.tag)
+    return len(queries)
+
+
+def _run_sharded_search(job: DenseSearchJob, shard_dirs, shard_metas, on_start, on_progress) -> int:  # noqa: ANN001
+    """:func:`run_dense_search` over index shards: encode the queries once, then search shard by shard."""
+    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.retrieval.sharded_search import search_index_shards
+
+    model, family = check_query_encoder(shard_metas[0], job.model, job.prompt_family)
+    queries = queries_for_search(job.queries, job.split)
+    encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
+    dim = shard_metas[0].embedding.dim
+    if encoder.dim != dim:
+        raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {dim}")
+    if on_start is not None:
+        on_start(len(queries), 0)
+    vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
+    del encoder  # free the model before the first shard is read
+    results = search_index_shards(shard_dirs, vectors, [query.query_id for query in queries], k=job.k)
     write_run(job.out_run, results, job.tag)
     return len(queries)

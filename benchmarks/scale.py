@@ -1,0 +1,299 @@
+"""Index options at scale: build time, bytes on disk, peak RSS of build and search, QPS, recall vs exact.
+
+    nice -n 10 python benchmarks/scale.py            # 1M x 1024 float32 (4 GB), 6 options, ~1-2 h on 2 cores
+    python benchmarks/scale.py --quick               # 20k x 64: seconds (the test suite runs this)
+
+A synthetic corpus with neighbourhood structure (unit vectors near a 32-dimensional subspace, as
+``search_speed.py``) is written in chunks straight into ``--shards`` embedding shard directories
+(``embeddings.npy`` through ``numpy.lib.format.open_memmap``, so it never has to fit in memory). Each option
+is then built and searched through the library (``build_index``, ``load_index`` + ``search_index``, or
+``search_index_shards``) in a **child process of its own**, which reports its own peak resident memory
+(``VmHWM`` from ``/proc/self/status``, ``ru_maxrss`` where that is missing) and is killed after
+``--time-limit-s`` (recorded as timed out). Options: ``flat`` (exact, one index), ``sharded-flat``
+(``--shards`` partial flat indexes searched one at a time: exact), ``flat-fp16``, ``flat-sq8`` (scalar
+quantized), ``ivfpq`` and ``hnsw``. Recall@10/@100 is against the exact top 100 of ``flat``.
+
+The JSON (``benchmarks/results/scale.json``, or ``--out``) carries the machine kind and the load average
+before and after, and a projection to MS MARCO (8.8M passages) x 4096-d from the measured bytes per vector.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+from llara_cli.data.files import write_json  # noqa: E402
+
+RESULT_PATH = REPO_ROOT / "benchmarks" / "results" / "scale.json"
+OPTIONS = ("flat", "sharded-flat", "flat-fp16", "flat-sq8", "ivfpq", "hnsw")
+FULL = {"n_docs": 1_000_000, "dim": 1024, "n_queries": 500, "shards": 4, "hnsw_m": 16, "ef_construction": 40,
+        "ef_search": 128, "nlist": 1024, "nprobe": 32, "pq_m": 64, "time_limit_s": 2400}
+QUICK = {"n_docs": 20_000, "dim": 64, "n_queries": 50, "shards": 4, "hnsw_m": 8, "ef_construction": 40,
+         "ef_search": 64, "nlist": 64, "nprobe": 8, "pq_m": 8, "time_limit_s": 300}
+RECALL_DEPTHS = (10, 100)
+SEARCH_K = 100
+INTRINSIC_DIM = 32
+NOISE = 0.1  # isotropic noise relative to the subspace signal, per coordinate (search_speed.py's value)
+GENERATE_CHUNK_ROWS = 65_536
+SEED = 0
+MSMARCO_PASSAGES = 8_841_823
+PAPER_DIM = 4096  # LLaMA-2-7B hidden size
+MACHINE_RAM_GB = (64, 256)
+USABLE_RAM_FRACTION = 0.75  # of a machine's RAM given to one index shard's peak (the rest: OS, queries, model)
+GIB = 1 << 30
+KIB = 1024
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def write_corpus(work_dir: Path, n_docs: int, dim: int, n_queries: int, shards: int) -> tuple[list[Path], Path]:
+    """``shards`` embedding directories of unit vectors near a subspace, and a queries .npy of the same kind."""
+    from llara_cli.retrieval.embeddings import EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta
+    from llara_cli.retrieval.shards import shard_dir_name
+
+    rng = np.random.default_rng(SEED)
+    basis = rng.standard_normal((INTRINSIC_DIM, dim), dtype=np.float32) / math.sqrt(INTRINSIC_DIM)  # (intrinsic, dim)
+
+    def vectors(count: int) -> np.ndarray:
+        latent = rng.standard_normal((count, INTRINSIC_DIM), dtype=np.float32)  # (count, intrinsic)
+        noisy = latent @ basis + NOISE * rng.standard_normal((count, dim), dtype=np.float32)  # (count, dim)
+        return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+    directories = []
+    for shard_id in range(shards):
+        start, stop = n_docs * shard_id // shards, n_docs * (shard_id + 1) // shards
+        directory = work_dir / "corpus" / shard_dir_name(shard_id)
+        directory.mkdir(parents=True)
+        array = np.lib.format.open_memmap(directory / EMBEDDINGS_FILE, mode="w+", dtype=np.float32,
+                                          shape=(stop - start, dim))
+        for chunk in range(0, stop - start, GENERATE_CHUNK_ROWS):
+            rows = min(GENERATE_CHUNK_ROWS, stop - start - chunk)
+            array[chunk:chunk + rows] = vectors(rows)
+        array.flush()
+        del array
+        (directory / IDS_FILE).write_text("".join(f"doc{row}\n" for row in range(start, stop)))
+        meta = EmbeddingMeta(model="synthetic", prompt_family="paper", pooling="last", side="passage", dim=dim,
+                             max_length=0, normalize=True, count=stop - start, source_sha256="synthetic",
+                             shard_id=shard_id, shard_num=shards)
+        write_json(directory / META_FILE, meta.to_dict())
+        directories.append(directory)
+    queries_path = work_dir / "queries.npy"
+    np.save(queries_path, vectors(n_queries), allow_pickle=False)
+    return directories, queries_path
+
+
+# ---------------------------------------------------------------- children (one option's build or search)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set: VmHWM (Linux), else ru_maxrss (KiB on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * KIB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
+
+
+def child_build(spec: dict) -> dict:
+    from llara_cli.retrieval.index import build_index
+
+    shard_dirs, out = [Path(path) for path in spec["shard_dirs"]], Path(spec["out"])
+    kind = {"sharded-flat": "flat"}.get(spec["option"], spec["option"])
+    params = {key: spec[key] for key in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m")}
+    started = time.perf_counter()
+    if spec["option"] == "sharded-flat":  # one partial index per embedding shard, built one after another
+        for shard_dir in shard_dirs:
+            build_index([shard_dir], out / shard_dir.name, kind, partial=True, **params)
+    else:
+        build_index(shard_dirs, out, kind, **params)
+    return {"build_s": round(time.perf_counter() - started, 2), "peak_rss_build_bytes": peak_rss_bytes()}
+
+
+def child_search(spec: dict) -> dict:
+    from llara_cli.retrieval.dense_search import search_index
+    from llara_cli.retrieval.index import load_index
+    from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
+
+    queries = np.load(spec["queries"], allow_pickle=False)  # (n_queries, dim)
+    query_ids = [f"q{row}" for row in range(len(queries))]
+    started = time.perf_counter()
+    if spec["option"] == "sharded-flat":  # loading each shard is part of every search over shards
+        directories, _metas = resolve_index_shards([spec["out"]])
+        load_s = 0.0
+        results = search_index_shards(directories, queries, query_ids, k=SEARCH_K)
+    else:
+        index = load_index(spec["out"])
+        load_s = time.perf_counter() - started
+        search_index(index, queries[:1], query_ids[:1], k=SEARCH_K)  # warm-up: thread pools, BLAS
+        started = time.perf_counter()
+        results = search_index(index, queries, query_ids, k=SEARCH_K)
+    search_s = time.perf_counter() - started
+    ranked = [[int(doc_id[len("doc"):]) for doc_id, _score in results[query_id]] for query_id in query_ids]
+    np.save(spec["ranked"], np.asarray(ranked, dtype=np.int64), allow_pickle=False)  # (n_queries, k)
+    return {"load_s": round(load_s, 2), "search_s": round(search_s, 3), "qps": round(len(queries) / search_s, 1),
+            "peak_rss_search_bytes": peak_rss_bytes()}
+
+
+def run_child(stage: str, spec: dict, time_limit_s: float) -> dict:
+    """Run one stage in a fresh interpreter (its own peak RSS); a timeout or crash is recorded, not raised."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", stage, json.dumps(spec)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=time_limit_s, env=environment)
+    except subprocess.TimeoutExpired:
+        return {"status": f"{stage} timed out after {time_limit_s:.0f} s"}
+    if completed.returncode != 0:
+        return {"status": f"{stage} failed: {completed.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- parent
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+def recall(ranked: np.ndarray, exact: np.ndarray, depth: int) -> float:
+    hits = [len(set(row[:depth].tolist()) & set(truth[:depth].tolist())) for row, truth in zip(ranked, exact)]
+    return round(float(np.mean(hits)) / depth, 4)
+
+
+def baseline_rss_bytes() -> int:
+    """Peak RSS of a child that only imports what every child imports (python, numpy, faiss, llara)."""
+    code = ("import faiss, numpy, llara_cli.retrieval.sharded_search, benchmarks.scale as s; "
+            "print(s.peak_rss_bytes())")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    return int(completed.stdout.split()[-1])
+
+
+def machine_kind() -> dict:
+    import platform
+
+    import faiss
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu": model, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
+            "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def payload_bytes(option: str, dim: int, pq_m: int) -> int:
+    """The part of a vector's index bytes that scales with dim (the rest, ids and links, does not)."""
+    per_dim = {"flat": 4, "sharded-flat": 4, "flat-fp16": 2, "flat-sq8": 1, "hnsw": 4}
+    return pq_m if option == "ivfpq" else per_dim[option] * dim
+
+
+def project(option: str, measured: dict, config: dict, pq_m: int) -> dict:
+    """MS MARCO x 4096 from this option's measured bytes per vector and peak-RSS-to-index ratio."""
+    per_vector = measured["bytes_on_disk"] / config["n_docs"]
+    fixed = per_vector - payload_bytes(option, config["dim"], pq_m)
+    per_vector_paper = fixed + payload_bytes(option, PAPER_DIM, pq_m)
+    index_gb = per_vector_paper * MSMARCO_PASSAGES / 1e9
+    peak = max(measured.get("peak_rss_build_bytes", 0), measured.get("peak_rss_search_bytes", 0))
+    shard_bytes = measured["bytes_on_disk"] / (config["shards"] if option == "sharded-flat" else 1)
+    ratio = max(1.0, (peak - measured["baseline_rss_bytes"]) / shard_bytes)  # peak memory per index byte
+    projection = {"bytes_per_vector": round(per_vector_paper, 1), "index_gb": round(index_gb, 1),
+                  "peak_rss_per_index_byte": round(ratio, 2)}
+    for ram_gb in MACHINE_RAM_GB:
+        shard_gb = ram_gb * USABLE_RAM_FRACTION / ratio
+        projection[f"shards_for_{ram_gb}gb"] = max(1, math.ceil(index_gb / shard_gb))
+        projection[f"max_shard_gb_for_{ram_gb}gb"] = round(shard_gb, 1)
+    return projection
+
+
+def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
+    load_before = [round(load, 2) for load in os.getloadavg()]
+    started = time.perf_counter()
+    shard_dirs, queries = write_corpus(work_dir, config["n_docs"], config["dim"], config["n_queries"],
+                                       config["shards"])
+    generate_s = round(time.perf_counter() - started, 1)
+    baseline = baseline_rss_bytes()
+    pq_m = config["pq_m"]
+    results: dict[str, dict] = {}
+    exact = None
+    for option in options:
+        out = work_dir / "indexes" / option
+        spec = {**config, "option": option, "shard_dirs": [str(path) for path in shard_dirs], "out": str(out),
+                "queries": str(queries), "ranked": str(work_dir / f"{option}.ranked.npy")}
+        measured = {"baseline_rss_bytes": baseline, **run_child("build", spec, config["time_limit_s"])}
+        if "status" not in measured:
+            measured["bytes_on_disk"] = directory_bytes(out)
+            measured.update(run_child("search", spec, config["time_limit_s"]))
+        if "status" not in measured:
+            ranked = np.load(spec["ranked"], allow_pickle=False)
+            if option == "flat":
+                exact = ranked
+            if exact is not None:
+                measured.update({f"recall@{depth}": recall(ranked, exact, depth) for depth in RECALL_DEPTHS})
+            measured["msmarco_4096_projection"] = project(option, measured, config, pq_m)
+        shutil.rmtree(out, ignore_errors=True)  # keep the disk footprint to the corpus and one index
+        results[option] = measured
+        print(json.dumps({option: measured}), flush=True)
+    return {
+        "config": {**config, "search_k": SEARCH_K, "intrinsic_dim": INTRINSIC_DIM, "noise": NOISE},
+        "corpus_bytes": directory_bytes(work_dir / "corpus"), "generate_s": generate_s,
+        "results": results, "machine": machine_kind(),
+        "load_average_before": load_before, "load_average_after": [round(load, 2) for load in os.getloadavg()],
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny corpus (the test suite runs this)")
+    parser.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset of " + ", ".join(OPTIONS))
+    parser.add_argument("--n-docs", type=int)
+    parser.add_argument("--time-limit-s", type=float, help="per build and per search child")
+    parser.add_argument("--work-dir", type=Path, help="scratch space for the corpus and indexes (default: a temp dir)")
+    parser.add_argument("--out", type=Path, help=f"result JSON (default {RESULT_PATH.relative_to(REPO_ROOT)}; "
+                                                 "--quick prints only, unless given)")
+    parser.add_argument("--child", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        stage, spec = args.child
+        print(json.dumps((child_build if stage == "build" else child_search)(json.loads(spec))))
+        return 0
+    config = dict(QUICK if args.quick else FULL)
+    if args.n_docs:
+        config["n_docs"] = args.n_docs
+    if args.time_limit_s:
+        config["time_limit_s"] = args.time_limit_s
+    options = [option.strip() for option in args.options.split(",")]
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        parser.error(f"unknown option(s) {', '.join(unknown)}")
+    work_dir = Path(tempfile.mkdtemp(prefix="llara-scale-", dir=args.work_dir))
+    try:
+        result = benchmark(config, work_dir, options)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    out = args.out or (None if args.quick else RESULT_PATH)
+    print(json.dumps(result))
+    if out is not None:
+        write_json(out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
