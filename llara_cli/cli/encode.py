@@ -25,6 +25,7 @@ def encode(
     shard_id: Annotated[int, typer.Option("--shard-id", min=0, help="Which shard to encode (0-based).")] = 0,
     shard_num: Annotated[int, typer.Option("--shard-num", min=1, help="Number of contiguous shards.")] = 1,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Texts per saved chunk (the resume unit).")] = 1024,
+    store_dtype: Annotated[str, typer.Option("--store-dtype", help="embeddings.npy as fp32, or fp16 (half the disk; indexes read it as float32).")] = "fp32",
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
@@ -37,20 +38,30 @@ def encode(
       [cyan]llara encode data/scifact/queries.jsonl --queries --out emb/scifact-queries[/]
 
       [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
+
+      [cyan]torchrun --nproc-per-node 8 -m llara_cli encode corpus.jsonl --model out/adapted --out emb/corpus[/]
+      (each rank encodes its shard on its own GPU into emb/corpus/shard-00<rank>; `llara index emb/corpus`)
     """
     from llara_cli.cli.progress import item_progress
     from llara_cli.core.modeling import LlaraEncoder
     from llara_cli.core.prompts import Side
     from llara_cli.retrieval.encode import EncodeJob, encode_to_directory
+    from llara_cli.retrieval.launcher import device_for_rank, job_for_rank, launched_rank
 
     side = Side.QUERY if queries else Side.PASSAGE
     job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,
-                    shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite)
-    encoder = LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code)
+                    shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite,
+                    store_dtype=store_dtype)
+    launched = launched_rank()
+    device = None
+    if launched is not None:  # torchrun / accelerate launch: this rank's shard, on this rank's device
+        job, device = job_for_rank(job, launched), device_for_rank(launched)
+    encoder = LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code,
+                                device=device)
     unit = "queries" if queries else "passages"
     with item_progress(f"encoding {unit}", unit) as (on_start, on_advance):
         meta = encode_to_directory(job, encoder, on_progress=on_advance, on_start=on_start)
-    typer.echo(f"encoded {meta.count} {unit} (dim {meta.dim}, {meta.prompt_family} prompt) -> {out}")
+    typer.echo(f"encoded {meta.count} {unit} (dim {meta.dim}, {meta.prompt_family} prompt) -> {job.out_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,12 @@ times slower than one matrix product (faiss wiki, "Implementation notes"). Measu
 one thread: 16 queries 63 -> 187 QPS, 64 queries 82 -> 454 QPS; below ~4 queries the loop is as fast or
 faster, so ``configure_flat_search`` moves the threshold to ``4 * dim``. ``benchmarks/search_speed.py``
 compares the result with torch matmul + topk.
+
+BLAS tiles the score matrix by the shape of the database block, so the same (query, document) pair can
+score one float32 ulp apart in a whole index and in a shard of it, enough to change a 6-decimal TREC score.
+Flat results are therefore rescored with faiss' per-pair ``fvec_inner_products_by_idx`` (the same SIMD dot
+product wherever the document sits; ``n_queries * k * dim`` flops, small beside the search), so a search
+over index shards writes exactly the run of one flat index (:mod:`llara_cli.retrieval.sharded_search`).
 """
 from __future__ import annotations
 
@@ -89,8 +95,24 @@ def search_rows(
         return scores, rows
     for start in range(0, len(query_vectors), batch_size):
         batch = np.ascontiguousarray(query_vectors[start:start + batch_size], dtype=np.float32)  # (batch, dim)
-        scores[start:start + len(batch)], rows[start:start + len(batch)] = index.faiss_index.search(batch, k, params=params)
+        batch_scores, batch_rows = index.faiss_index.search(batch, k, params=params)  # (batch, k) each
+        if index.index_type is IndexType.FLAT:
+            batch_scores, batch_rows = _rescore_per_pair(index.faiss_index, batch, batch_rows)
+        scores[start:start + len(batch)], rows[start:start + len(batch)] = batch_scores, batch_rows
     return scores, rows
+
+
+def _rescore_per_pair(faiss_index: Any, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact flat scores of the found rows, independent of BLAS tiling, re-sorted best first (stable)."""
+    import faiss
+    import numpy as np
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)  # (batch, k)
+    scores = np.empty(rows.shape, dtype=np.float32)  # (batch, k); MISSING_ID rows score -inf
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss_index.get_xb(),
+                                     faiss.swig_ptr(rows), queries.shape[1], rows.shape[0], rows.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")  # (batch, k)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
 def search_index(

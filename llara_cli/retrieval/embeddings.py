@@ -180,7 +180,8 @@ def save_embeddings(
             f"{out_dir}: meta says {meta.count} vectors of dim {meta.dim}, got {rows} of dim {dim}"
         )
     _validate_ids(ids, out_dir)
-    stored = np.ascontiguousarray(vectors, dtype=STORE_DTYPES[store_dtype])  # (count, dim)
+    with np.errstate(over="ignore"):  # overflow (to inf in fp16) is reported just below, as a UsageError
+        stored = np.ascontiguousarray(vectors, dtype=STORE_DTYPES[store_dtype])  # (count, dim)
     if not np.isfinite(stored).all():
         raise UsageError(f"{out_dir}: vectors contain NaN or infinite values (after conversion to {stored.dtype})")
     meta_path = out_dir / META_FILE

@@ -42,6 +42,7 @@ class EncodeJob:
     shard_num: int = 1
     chunk_size: int = DEFAULT_CHUNK_SIZE
     overwrite: bool = False
+    store_dtype: str = "fp32"  # embeddings.npy as float32, or float16 (half the disk; see embeddings.STORE_DTYPES)
 
 
 def file_sha256(path: Path) -> str:
@@ -87,9 +88,11 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
 
     ``on_start(total, already_done)`` and ``on_progress(n_done)`` let a caller draw progress.
     """
-    from llara_cli.retrieval.embeddings import META_FILE, EmbeddingMeta, save_embeddings
+    from llara_cli.retrieval.embeddings import META_FILE, STORE_DTYPES, EmbeddingMeta, save_embeddings
 
     out_dir = job.out_dir
+    if job.store_dtype not in STORE_DTYPES:
+        raise UsageError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, got {job.store_dtype!r}")
     if (out_dir / META_FILE).is_file() and not job.overwrite:
         raise UsageError(f"{out_dir} already holds finished embeddings; pass --overwrite to replace them")
     ids, texts, source_file = read_records(job.source, job.side)
@@ -100,7 +103,7 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
         model=encoder.name, prompt_family=encoder.config.prompt_family.value, pooling=encoder.config.pooling.value,
         side=job.side.value, dim=encoder.dim, max_length=max_length, normalize=encoder.config.normalize,
         count=len(ids), source_sha256=file_sha256(source_file), shard_id=job.shard_id, shard_num=job.shard_num,
-        llara_version=__version__, extra={"model_dtype": str(encoder.model.dtype).replace("torch.", "")},
+        dtype=STORE_DTYPES[job.store_dtype], llara_version=__version__, extra={"model_dtype": str(encoder.model.dtype).replace("torch.", "")},
     )
     state = {**meta.to_dict(), "chunk_size": job.chunk_size, "source": str(source_file)}
     state.pop("llara_version", None)
@@ -133,7 +136,7 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
         if encoder.truncated_texts:
             logger.warning("%d texts were longer than --max-length %d and were truncated",
                            encoder.truncated_texts, max_length)
-        meta = save_embeddings(out_dir, ids, vectors, meta, overwrite=job.overwrite)
+        meta = save_embeddings(out_dir, ids, vectors, meta, overwrite=job.overwrite, store_dtype=job.store_dtype)
         shutil.rmtree(chunks_dir, ignore_errors=True)
         state_path.unlink(missing_ok=True)
     return meta

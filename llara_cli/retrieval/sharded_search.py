@@ -56,6 +56,10 @@ def _check_shards_agree(directories: Sequence[Path], metas: Sequence[IndexMeta])
         differences = describe_differences(first_payload, meta.embedding.to_dict(), SHARD_AGREEMENT_FIELDS)
         if differences:
             raise UsageError(f"index shards {directories[0]} and {directory} differ: {'; '.join(differences)}")
+    for directory, meta in zip(directories, metas):
+        if meta.corpus_shards is None:
+            raise UsageError(f"{directory} holds the whole corpus: search it alone, or give only index shards "
+                             "(built with `llara index --partial`)")
     owner: dict[int, Path] = {}
     shard_nums = {meta.covered_shards()[1] for meta in metas}
     if len(shard_nums) != 1:
@@ -64,10 +68,7 @@ def _check_shards_agree(directories: Sequence[Path], metas: Sequence[IndexMeta])
     for directory, meta in zip(directories, metas):
         for shard in meta.covered_shards()[0]:
             if shard in owner:
-                raise UsageError(
-                    f"{owner[shard]} and {directory} both hold embedding shard {shard} of {shard_num} "
-                    "(a whole-corpus index cannot be combined with other shards; build shards with --partial)"
-                )
+                raise UsageError(f"{owner[shard]} and {directory} both hold embedding shard {shard} of {shard_num}")
             owner[shard] = directory
     missing = sorted(set(range(shard_num)) - set(owner))
     if missing:
