@@ -47,6 +47,10 @@ def resolve_index_shards(paths: Sequence[str | Path]) -> tuple[list[Path], list[
     metas = [load_index_meta(directory) for directory in directories]
     if len(directories) > 1:
         _check_shards_agree(directories, metas)
+    elif metas[0].corpus_shards is not None:
+        shards, shard_num = metas[0].covered_shards()
+        logger.warning("%s is a partial index (embedding shard(s) %s of %d): the other shards' documents are "
+                       "not searched", directories[0], ", ".join(map(str, shards)), shard_num)
     return directories, metas
 
 

@@ -90,3 +90,24 @@ def test_search_refuses_another_prompt_family_than_the_indexes(beir_dir, tiny_mo
                     "--prompt-family", "flagembedding")
     assert result.exit_code == 2
     assert "built with the paper prompt family, not flagembedding" in result.output
+
+
+def test_search_over_index_shards_writes_the_run_of_one_flat_index(beir_dir, tiny_model_dir, tmp_path):
+    for shard_id in range(2):
+        assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb" / f"shard-{shard_id}",
+                      "--shard-id", shard_id, "--shard-num", 2, "--store-dtype", "fp16").exit_code == 0
+        result = invoke("index", tmp_path / "emb" / f"shard-{shard_id}", "--partial",
+                        "--out", tmp_path / "shards" / f"shard-{shard_id}")
+        assert result.exit_code == 0, result.output
+    assert invoke("index", tmp_path / "emb", "--out", tmp_path / "whole").exit_code == 0  # a directory of shards
+    search = ("search", "--queries", beir_dir, "--model", tiny_model_dir, "--k", 5)
+    assert invoke(*search, "--index", tmp_path / "whole", "--out", tmp_path / "whole.trec").exit_code == 0
+    result = invoke(*search, "--index", tmp_path / "shards" / "shard-1", "--index", tmp_path / "shards" / "shard-0",
+                    "--out", tmp_path / "sharded.trec")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sharded.trec").read_text() == (tmp_path / "whole.trec").read_text()
+    result = invoke(*search, "--index", tmp_path / "shards" / "shard-0", "--out", tmp_path / "half.trec")
+    assert result.exit_code == 0  # one partial index alone is an ordinary index (of half the corpus)
+    missing = invoke(*search, "--index", tmp_path / "shards" / "shard-0", "--index", tmp_path / "whole",
+                     "--out", tmp_path / "bad.trec")
+    assert missing.exit_code == 2 and "holds the whole corpus" in missing.output

@@ -126,3 +126,11 @@ def test_index_accepts_a_directory_of_embedding_shards(layout, tmp_path):
     build_index([root / "emb"], tmp_path / "flat")
     expected = run_lines(search_index(load_index(root / "flat"), queries, query_ids, k=5))
     assert run_lines(search_index(load_index(tmp_path / "flat"), queries, query_ids, k=5)) == expected
+
+
+def test_searching_one_partial_index_alone_warns_that_documents_are_missing(layout, caplog):
+    root = layout[0]
+    with caplog.at_level("WARNING", logger="llara_cli.retrieval.sharded_search"):
+        directories, _metas = resolve_index_shards([root / "shards" / "shard-002"])
+    assert directories == [root / "shards" / "shard-002"]
+    assert "partial index (embedding shard(s) 2 of 3)" in caplog.text
