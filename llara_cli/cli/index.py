@@ -49,11 +49,9 @@ def index(
 
     Shards are merged in shard order; they must come from the same model, prompt, pooling and corpus.
 
-    Examples:
+    Example: [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
 
-      [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
-
-      [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]  (one index shard)
+    One shard of a sharded index: [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]
     """
     meta = build_index(
         embedding_dirs, out, index_type,
