@@ -53,6 +53,7 @@ MSMARCO_PASSAGES = 8_841_823
 PAPER_DIM = 4096  # LLaMA-2-7B hidden size
 MACHINE_RAM_GB = (64, 256)
 USABLE_RAM_FRACTION = 0.75  # of a machine's RAM given to one index shard's peak (the rest: OS, queries, model)
+MAX_PROJECTED_SHARDS = 256
 GIB = 1 << 30
 KIB = 1024
 
@@ -126,6 +127,7 @@ def child_build(spec: dict) -> dict:
 
 
 def child_search(spec: dict) -> dict:
+    from llara_cli.data.runs import rank_results
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
     from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
@@ -144,7 +146,8 @@ def child_search(spec: dict) -> dict:
         started = time.perf_counter()
         results = search_index(index, queries, query_ids, k=SEARCH_K)
     search_s = time.perf_counter() - started
-    ranked = [[int(doc_id[len("doc"):]) for doc_id, _score in results[query_id]] for query_id in query_ids]
+    ranked = [[int(doc_id[len("doc"):]) for doc_id, _score in rank_results(results[query_id])]  # as a run is written
+              for query_id in query_ids]
     np.save(spec["ranked"], np.asarray(ranked, dtype=np.int64), allow_pickle=False)  # (n_queries, k)
     return {"load_s": round(load_s, 2), "search_s": round(search_s, 3), "qps": round(len(queries) / search_s, 1),
             "peak_rss_search_bytes": peak_rss_bytes()}
@@ -204,21 +207,45 @@ def payload_bytes(option: str, dim: int, pq_m: int) -> int:
     return pq_m if option == "ivfpq" else per_dim[option] * dim
 
 
-def project(option: str, measured: dict, config: dict, pq_m: int) -> dict:
-    """MS MARCO x 4096 from this option's measured bytes per vector and peak-RSS-to-index ratio."""
-    per_vector = measured["bytes_on_disk"] / config["n_docs"]
-    fixed = per_vector - payload_bytes(option, config["dim"], pq_m)
-    per_vector_paper = fixed + payload_bytes(option, PAPER_DIM, pq_m)
-    index_gb = per_vector_paper * MSMARCO_PASSAGES / 1e9
-    peak = max(measured.get("peak_rss_build_bytes", 0), measured.get("peak_rss_search_bytes", 0))
-    shard_bytes = measured["bytes_on_disk"] / (config["shards"] if option == "sharded-flat" else 1)
-    ratio = max(1.0, (peak - measured["baseline_rss_bytes"]) / shard_bytes)  # peak memory per index byte
-    projection = {"bytes_per_vector": round(per_vector_paper, 1), "index_gb": round(index_gb, 1),
+def transient_build_bytes(option: str, n_docs: int, dim: int, nlist: int | None) -> int:
+    """What a build holds besides the index: one float32 read chunk and the training sample (library rules)."""
+    from llara_cli.retrieval.index_types import FLOAT32_BYTES, READ_CHUNK_ROWS, IndexType, index_params, train_rows
+
+    kind = IndexType({"sharded-flat": "flat"}.get(option, option))
+    params = index_params(kind, n_docs, dim, hnsw_m=1, ef_construction=1, ef_search=1, nlist=nlist, pq_m=None,
+                          nprobe=None)
+    return (min(READ_CHUNK_ROWS, n_docs) + train_rows(kind, n_docs, dim, params)) * dim * FLOAT32_BYTES
+
+
+def project(option: str, measured: dict, config: dict) -> dict:
+    """MS MARCO x 4096 from this option's measured bytes per vector and peak-RSS-per-index-byte.
+
+    Peak RSS minus the empty child's is split into a part proportional to the index (piece) in memory and the
+    build's transient buffers (read chunk, training sample), which are recomputed at 4096-d with the library's
+    own rules (default nlist for the IVF kinds). A shard count fits a machine when the larger of build and
+    search peak of one shard stays within ``USABLE_RAM_FRACTION`` of its RAM.
+    """
+    n_docs, dim, pq_m = config["n_docs"], config["dim"], config["pq_m"]
+    pieces = config["shards"] if option == "sharded-flat" else 1
+    piece_bytes = measured["bytes_on_disk"] / pieces
+    search_ratio = (measured["peak_rss_search_bytes"] - measured["baseline_rss_bytes"]) / piece_bytes
+    build_excess = measured["peak_rss_build_bytes"] - measured["baseline_rss_bytes"] - transient_build_bytes(
+        option, n_docs // pieces, dim, config["nlist"])
+    ratio = max(1.0, search_ratio, build_excess / piece_bytes)
+    per_vector = measured["bytes_on_disk"] / n_docs - payload_bytes(option, dim, pq_m) + payload_bytes(option, PAPER_DIM, pq_m)
+    index_bytes = per_vector * MSMARCO_PASSAGES
+    projection = {"bytes_per_vector": round(per_vector, 1), "index_gb": round(index_bytes / 1e9, 1),
                   "peak_rss_per_index_byte": round(ratio, 2)}
+
+    def peak_bytes(shards: int) -> float:
+        return ratio * index_bytes / shards + transient_build_bytes(option, MSMARCO_PASSAGES // shards, PAPER_DIM, None)
+
+    projection["one_index_peak_gb"] = round(peak_bytes(1) / 1e9, 1)
     for ram_gb in MACHINE_RAM_GB:
-        shard_gb = ram_gb * USABLE_RAM_FRACTION / ratio
-        projection[f"shards_for_{ram_gb}gb"] = max(1, math.ceil(index_gb / shard_gb))
-        projection[f"max_shard_gb_for_{ram_gb}gb"] = round(shard_gb, 1)
+        shards = next((count for count in range(1, MAX_PROJECTED_SHARDS + 1)
+                       if peak_bytes(count) <= ram_gb * 1e9 * USABLE_RAM_FRACTION), None)
+        projection[f"shards_for_{ram_gb}gb"] = shards
+        projection[f"shard_gb_for_{ram_gb}gb"] = round(index_bytes / shards / 1e9, 1) if shards else None
     return projection
 
 
@@ -229,7 +256,6 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
                                        config["shards"])
     generate_s = round(time.perf_counter() - started, 1)
     baseline = baseline_rss_bytes()
-    pq_m = config["pq_m"]
     results: dict[str, dict] = {}
     exact = None
     for option in options:
@@ -246,7 +272,7 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
                 exact = ranked
             if exact is not None:
                 measured.update({f"recall@{depth}": recall(ranked, exact, depth) for depth in RECALL_DEPTHS})
-            measured["msmarco_4096_projection"] = project(option, measured, config, pq_m)
+            measured["msmarco_4096_projection"] = project(option, measured, config)
         shutil.rmtree(out, ignore_errors=True)  # keep the disk footprint to the corpus and one index
         results[option] = measured
         print(json.dumps({option: measured}), flush=True)
@@ -259,6 +285,38 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
     }
 
 
+def markdown_tables(result: dict) -> str:
+    """The measured table and the MS MARCO x 4096 projection, as in ``docs/benchmarks.md``."""
+    def gb(value: float) -> str:
+        return f"{value / 1e9:.2f}"
+
+    lines = ["| option | build | on disk (GB) | bytes / vector | peak RSS build (GB) | peak RSS search (GB) "
+             "| QPS | recall@10 | recall@100 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    n_docs = result["config"]["n_docs"]
+    for option, measured in result["results"].items():
+        if "status" in measured:
+            lines.append(f"| {option} | {measured['status']} | | | | | | | |")
+            continue
+        lines.append(
+            f"| {option} | {measured['build_s']:.0f} s | {gb(measured['bytes_on_disk'])} "
+            f"| {measured['bytes_on_disk'] / n_docs:.0f} | {gb(measured['peak_rss_build_bytes'])} "
+            f"| {gb(measured['peak_rss_search_bytes'])} | {measured['qps']} | {measured.get('recall@10', '')} "
+            f"| {measured.get('recall@100', '')} |")
+    lines += ["", "| option | bytes / vector | index (GB) | peak RSS / index byte | one index: peak (GB) "
+              "| 64 GB machine | 256 GB machine |", "|---|---:|---:|---:|---:|---|---|"]
+    for option, measured in result["results"].items():
+        projection = measured.get("msmarco_4096_projection")
+        if projection is None:
+            continue
+        fits = ["1 index" if projection[f"shards_for_{ram}gb"] == 1 else
+                f"{projection[f'shards_for_{ram}gb']} shards of {projection[f'shard_gb_for_{ram}gb']} GB"
+                if projection[f"shards_for_{ram}gb"] else "does not fit" for ram in MACHINE_RAM_GB]
+        lines.append(f"| {option} | {projection['bytes_per_vector']:.0f} | {projection['index_gb']} "
+                     f"| {projection['peak_rss_per_index_byte']} | {projection['one_index_peak_gb']} "
+                     f"| {fits[0]} | {fits[1]} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny corpus (the test suite runs this)")
@@ -268,8 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="scratch space for the corpus and indexes (default: a temp dir)")
     parser.add_argument("--out", type=Path, help=f"result JSON (default {RESULT_PATH.relative_to(REPO_ROOT)}; "
                                                  "--quick prints only, unless given)")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the options run now in an existing result JSON (each option keeps its run's "
+                             "date and load average)")
+    parser.add_argument("--table", type=Path, nargs="?", const=RESULT_PATH,
+                        help="print the markdown tables of a result JSON (default: the saved one) and exit")
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_tables(json.loads(args.table.read_text())))
+        return 0
     if args.child:
         stage, spec = args.child
         print(json.dumps((child_build if stage == "build" else child_search)(json.loads(spec))))
@@ -291,8 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (None if args.quick else RESULT_PATH)
     print(json.dumps(result))
     if out is not None:
-        write_json(out, result)
+        write_json(out, merged_with(out, result) if args.update else result)
     return 0
+
+
+def merged_with(path: Path, result: dict) -> dict:
+    """``result``'s options written over those of the JSON at ``path`` (same config required)."""
+    if not path.is_file():
+        return result
+    previous = json.loads(path.read_text())
+    if previous["config"] != result["config"]:
+        raise SystemExit(f"{path} was measured with another config; rerun without --update")
+    run = {key: result[key] for key in ("machine", "load_average_before", "load_average_after", "total_s")}
+    for measured in result["results"].values():
+        measured["run"] = run
+    previous.setdefault("updates", []).append({"options": sorted(result["results"]), **run})
+    previous["results"].update(result["results"])
+    return previous
 
 
 if __name__ == "__main__":

@@ -14,21 +14,8 @@ from llara_cli.retrieval.embeddings import load_embeddings
 from llara_cli.retrieval.encode import EncodeJob
 from llara_cli.retrieval.index import build_index, load_index
 from llara_cli.retrieval.launcher import LaunchedRank, job_for_rank, launched_rank
+from tests.retrieval.test_encode import corpus  # noqa: F401 (the fixture: a 9-passage jsonl corpus)
 from tests.training.run_helpers import run_llara_under_torchrun
-
-TEXTS = [
-    "the protein cell gene", "river city music film history", "a model for dense retrieval", "water energy light",
-    "king queen war", "computer program network learning neural training", "red blue green", "test time year",
-    "fast slow good bad old young human animal plant food health",
-]
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"_id": f"d{index}", "title": "", "text": text}) + "\n"
-                            for index, text in enumerate(TEXTS)))
-    return path
 
 
 def invoke(*args):
