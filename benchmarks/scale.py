@@ -272,17 +272,24 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
                 exact = ranked
             if exact is not None:
                 measured.update({f"recall@{depth}": recall(ranked, exact, depth) for depth in RECALL_DEPTHS})
-            measured["msmarco_4096_projection"] = project(option, measured, config)
         shutil.rmtree(out, ignore_errors=True)  # keep the disk footprint to the corpus and one index
         results[option] = measured
         print(json.dumps({option: measured}), flush=True)
-    return {
+    return reproject({
         "config": {**config, "search_k": SEARCH_K, "intrinsic_dim": INTRINSIC_DIM, "noise": NOISE},
         "corpus_bytes": directory_bytes(work_dir / "corpus"), "generate_s": generate_s,
         "results": results, "machine": machine_kind(),
         "load_average_before": load_before, "load_average_after": [round(load, 2) for load in os.getloadavg()],
         "total_s": round(time.perf_counter() - started, 1),
-    }
+    })
+
+
+def reproject(result: dict) -> dict:
+    """(Re)derive every measured option's MS MARCO x 4096 projection from its measurements."""
+    for option, measured in result["results"].items():
+        if "status" not in measured and "peak_rss_search_bytes" in measured:
+            measured["msmarco_4096_projection"] = project(option, measured, result["config"])
+    return result
 
 
 def markdown_tables(result: dict) -> str:
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.table:
-        print(markdown_tables(json.loads(args.table.read_text())))
+        print(markdown_tables(reproject(json.loads(args.table.read_text()))))
         return 0
     if args.child:
         stage, spec = args.child
@@ -366,14 +373,15 @@ def merged_with(path: Path, result: dict) -> dict:
     if not path.is_file():
         return result
     previous = json.loads(path.read_text())
-    if previous["config"] != result["config"]:
+    if any(previous["config"].get(key, value) != value for key, value in result["config"].items()):
         raise SystemExit(f"{path} was measured with another config; rerun without --update")
+    previous["config"] = result["config"]
     run = {key: result[key] for key in ("machine", "load_average_before", "load_average_after", "total_s")}
     for measured in result["results"].values():
         measured["run"] = run
     previous.setdefault("updates", []).append({"options": sorted(result["results"]), **run})
     previous["results"].update(result["results"])
-    return previous
+    return reproject(previous)
 
 
 if __name__ == "__main__":
