@@ -39,7 +39,7 @@ def encode(
 
       [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
 
-      [cyan]torchrun --nproc-per-node 8 -m llara_cli encode corpus.jsonl --model out/adapted --out emb/corpus[/]
+      [cyan]torchrun --nproc-per-node 8 --no-python llara encode corpus.jsonl --model out/adapted --out emb/corpus[/]
       (each rank encodes its shard on its own GPU into emb/corpus/shard-00<rank>; `llara index emb/corpus`)
     """
     from llara_cli.cli.progress import item_progress
