@@ -43,6 +43,7 @@ FULL = {"n_docs": 1_000_000, "dim": 1024, "n_queries": 500, "shards": 4, "hnsw_m
         "ef_search": 128, "nlist": 1024, "nprobe": 32, "pq_m": 64, "time_limit_s": 2400}
 QUICK = {"n_docs": 20_000, "dim": 64, "n_queries": 50, "shards": 4, "hnsw_m": 8, "ef_construction": 40,
          "ef_search": 64, "nlist": 64, "nprobe": 8, "pq_m": 8, "time_limit_s": 300}
+CORPUS_KEYS = ("n_docs", "dim", "n_queries", "shards")  # what --update requires to match (index params may differ)
 RECALL_DEPTHS = (10, 100)
 SEARCH_K = 100
 INTRINSIC_DIM = 32
@@ -120,10 +121,11 @@ def child_build(spec: dict) -> dict:
     started = time.perf_counter()
     if spec["option"] == "sharded-flat":  # one partial index per embedding shard, built one after another
         for shard_dir in shard_dirs:
-            build_index([shard_dir], out / shard_dir.name, kind, partial=True, **params)
+            meta = build_index([shard_dir], out / shard_dir.name, kind, partial=True, **params)
     else:
-        build_index(shard_dirs, out, kind, **params)
-    return {"build_s": round(time.perf_counter() - started, 2), "peak_rss_build_bytes": peak_rss_bytes()}
+        meta = build_index(shard_dirs, out, kind, **params)
+    return {"build_s": round(time.perf_counter() - started, 2), "peak_rss_build_bytes": peak_rss_bytes(),
+            "index_params": dict(meta.params)}
 
 
 def child_search(spec: dict) -> dict:
@@ -230,7 +232,7 @@ def project(option: str, measured: dict, config: dict) -> dict:
     piece_bytes = measured["bytes_on_disk"] / pieces
     search_ratio = (measured["peak_rss_search_bytes"] - measured["baseline_rss_bytes"]) / piece_bytes
     build_excess = measured["peak_rss_build_bytes"] - measured["baseline_rss_bytes"] - transient_build_bytes(
-        option, n_docs // pieces, dim, config["nlist"])
+        option, n_docs // pieces, dim, measured.get("index_params", {}).get("nlist", config["nlist"]))
     ratio = max(1.0, search_ratio, build_excess / piece_bytes)
     per_vector = measured["bytes_on_disk"] / n_docs - payload_bytes(option, dim, pq_m) + payload_bytes(option, PAPER_DIM, pq_m)
     index_bytes = per_vector * MSMARCO_PASSAGES
@@ -329,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny corpus (the test suite runs this)")
     parser.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset of " + ", ".join(OPTIONS))
     parser.add_argument("--n-docs", type=int)
+    for name in ("hnsw-m", "ef-construction", "ef-search", "nlist", "nprobe"):
+        parser.add_argument(f"--{name}", type=int, help="index parameter (default: the mode's)")
     parser.add_argument("--time-limit-s", type=float, help="per build and per search child")
     parser.add_argument("--work-dir", type=Path, help="scratch space for the corpus and indexes (default: a temp dir)")
     parser.add_argument("--out", type=Path, help=f"result JSON (default {RESULT_PATH.relative_to(REPO_ROOT)}; "
@@ -352,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         config["n_docs"] = args.n_docs
     if args.time_limit_s:
         config["time_limit_s"] = args.time_limit_s
+    for key in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
     options = [option.strip() for option in args.options.split(",")]
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -373,9 +380,8 @@ def merged_with(path: Path, result: dict) -> dict:
     if not path.is_file():
         return result
     previous = json.loads(path.read_text())
-    if any(previous["config"].get(key, value) != value for key, value in result["config"].items()):
-        raise SystemExit(f"{path} was measured with another config; rerun without --update")
-    previous["config"] = result["config"]
+    if any(previous["config"][key] != result["config"][key] for key in CORPUS_KEYS):
+        raise SystemExit(f"{path} was measured on another corpus ({', '.join(CORPUS_KEYS)}); rerun without --update")
     run = {key: result[key] for key in ("machine", "load_average_before", "load_average_after", "total_s")}
     for measured in result["results"].values():
         measured["run"] = run
