@@ -15,6 +15,19 @@ from llara_cli.errors import EXIT_RUNTIME_FAILURE, LlaraError
 EXIT_INTERRUPTED = 130
 
 
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """The exceptions click reports itself (usage errors: exit 2, naming the option).
+
+    typer 0.12-0.15 raises the installed click's; newer typer bundles its own copy of click
+    (``typer._click``), whose exceptions are not the installed click's. Both are caught, the bundled one
+    found from ``typer.BadParameter``'s bases, so no usage error reaches the internal-error handler.
+    """
+    bundled = [base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException"]
+    return tuple({click.exceptions.ClickException, *bundled})
+
+
+_CLICK_EXCEPTIONS = _click_exception_types()
+_EXITS = (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort)
 
 class _LlaraGroup(typer.core.TyperGroup):
     """Formats library errors once, for every command: one line, exit code from the error, no traceback."""
@@ -30,7 +43,10 @@ class _LlaraGroup(typer.core.TyperGroup):
         except KeyboardInterrupt:
             _stderr.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume.")
             ctx.exit(EXIT_INTERRUPTED)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except _CLICK_EXCEPTIONS as error:  # click's own plain message: usage, then one 'Error: ...' line
+            error.show()
+            ctx.exit(error.exit_code)
+        except _EXITS:
             raise
         except Exception as error:  # noqa: BLE001 - last resort: one line unless --verbose
             if _state["verbose"]:

@@ -1,6 +1,7 @@
 """Shared ``Annotated`` option aliases, so every command spells an option the same way."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,3 +45,10 @@ PromptFamilyOpt = Annotated[
     Optional[str],
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),
 ]
+
+
+def finite(value: float) -> float:
+    """Option callback: refuse ``nan`` and ``inf``, which click's float ranges let through."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llara_cli.data.corpus import queries_for_search
+from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
 from llara_cli.retrieval.embeddings import same_model
 from llara_cli.errors import UsageError
@@ -56,6 +56,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     index = load_index(job.index_dir)
     model, family = check_query_encoder(index.meta, job.model, job.prompt_family)
     queries = queries_for_search(job.queries, job.split)
+    warn_if_swapped(len(queries), len(index.doc_ids), job.index_dir)
     encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
     if encoder.dim != index.dim:
         raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {index.dim}")

@@ -1,0 +1,53 @@
+"""The output guard every command uses: never overwrite an input, never replace a file or foreign directory
+without being asked."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from llara_cli.errors import UsageError
+
+TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: ``.<name>.<random>.tmp``
+ENTRIES_SHOWN = 5
+
+
+def _same_path(first: Path, second: Path) -> bool:
+    try:
+        if first.exists() and second.exists():
+            return first.samefile(second)
+    except OSError:
+        pass
+    return first.expanduser().resolve() == second.expanduser().resolve()
+
+
+def check_output_file(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool) -> None:
+    """Refuse an output file that is one of ``inputs`` (even with ``overwrite``), a directory, or an existing
+    file unless ``overwrite``."""
+    out = Path(out)
+    for given in inputs:
+        if given is not None and _same_path(out, Path(given)):
+            raise UsageError(f"output {out} is also an input ({given}): write it elsewhere")
+    if out.is_dir():
+        raise UsageError(f"output {out} is a directory: give a file name")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} already exists (pass --overwrite to replace it)")
+
+
+def check_own_directory(directory: str | Path, own_names: Iterable[str], what: str) -> None:
+    """Refuse writing into an existing directory holding entries that ``what`` does not write itself.
+
+    ``own_names`` are the names the writer creates; hidden temp files (``.*.tmp``) count as its own.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: exists and is not a directory")
+    own = set(own_names)
+    foreign = sorted(
+        entry.name for entry in directory.iterdir()
+        if entry.name not in own and not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:ENTRIES_SHOWN]) + (", ..." if len(foreign) > ENTRIES_SHOWN else "")
+        raise UsageError(f"{directory} is not empty and is not {what} (holds {shown}): choose another output directory")
