@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,3 +53,12 @@ def finite(value: float) -> float:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+def at_most(limit: int) -> Callable[[int], int]:
+    """Option callback: refuse values above ``limit`` (without widening the help table as ``max=`` does)."""
+    def check(value: int) -> int:
+        if value is not None and value > limit:
+            raise typer.BadParameter(f"{value} is above the largest allowed value, {limit}")
+        return value
+    return check

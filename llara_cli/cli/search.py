@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DtypeOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, TrustRemoteCodeOpt, finite,
+    DtypeOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
@@ -30,7 +30,7 @@ def search(
     rrf_k: Annotated[int, typer.Option("--rrf-k", min=1, help="RRF constant k.")] = DEFAULT_RRF_K,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
-    k: Annotated[int, typer.Option("--k", "-k", min=1, max=MAX_K, help="Results per query.")] = DEFAULT_K,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, callback=at_most(MAX_K), help="Results per query.")] = DEFAULT_K,
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,

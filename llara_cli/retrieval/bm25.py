@@ -234,6 +234,7 @@ def _remove_stale_builds(index_dir: Path) -> None:
 
 
 def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
+    created_parent = not index_dir.parent.exists()
     try:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_builds(index_dir)
@@ -271,6 +272,8 @@ def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
         _move_into_place(built_dir, index_dir, work_dir / "previous")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+        if created_parent and not any(index_dir.parent.iterdir()):  # a failed first build leaves nothing behind
+            index_dir.parent.rmdir()
     logger.info("indexed %d documents of %s into %s in %.1f s", counters["indexed"], corpus_file, index_dir,
                 time.perf_counter() - started)
 
@@ -327,7 +330,7 @@ def build_bm25_index(
 def check_bm25_params(k: int, k1: float, b: float) -> None:
     """Refuse hits and BM25 parameters Lucene cannot take, before any index is built."""
     if not 1 <= k <= MAX_K:
-        raise UsageError(f"k (hits per query) must be between 1 and {MAX_K}, got {k}")
+        raise UsageError(f"k (hits per query) must be at least 1 and at most {MAX_K}, got {k}")
     if not math.isfinite(k1) or k1 < 0:
         raise UsageError(f"BM25 k1 must be a finite number >= 0, got {k1}")
     if not 0 <= b <= 1:
