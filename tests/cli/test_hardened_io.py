@@ -186,6 +186,13 @@ def test_fusion_refuses_an_output_that_is_one_of_its_inputs(run_file, tmp_path):
     assert tree(tmp_path) == before
 
 
+def test_mine_refuses_an_output_that_is_its_run(collection, run_file, tmp_path):
+    before = tree(tmp_path)
+    result = invoke("mine", "--train", collection, "--split", "test", "--run", run_file, "--out", run_file, "--overwrite")
+    assert_one_line_error(result, run_file, "is also an input")
+    assert tree(tmp_path) == before
+
+
 def test_search_refuses_an_existing_output_unless_overwrite(run_file, tmp_path):
     out = tmp_path / "fused.trec"
     out.write_text("previous\n")
@@ -265,6 +272,19 @@ def test_encode_refuses_a_directory_that_is_not_an_llara_output(collection, tiny
     for extra in ([], ["--overwrite"]):
         result = invoke("encode", collection, "--model", tiny_model_dir, "--out", foreign, *extra)
         assert_one_line_error(result, foreign, "not an llara embedding directory", "docid")
+    assert tree(tmp_path) == before
+
+
+def test_a_truncated_model_safetensors_is_named(collection, tiny_model_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    before = tree(tmp_path)
+    result = invoke("encode", collection, "--model", model, "--out", tmp_path / "emb")
+    assert_one_line_error(result, weights, "not a readable safetensors file", exit_code=1)
     assert tree(tmp_path) == before
 
 
