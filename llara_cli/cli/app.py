@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Optional
 
 import click
@@ -26,11 +27,31 @@ def _click_exception_types() -> tuple[type[Exception], ...]:
     return tuple({click.exceptions.ClickException, *bundled})
 
 
+def _help_exception_types() -> tuple[type[Exception], ...]:
+    """``NoArgsIsHelpError`` (click >= 8.2, both copies): typer prints its rich help, left to it."""
+    bundled = [getattr(module, "NoArgsIsHelpError", None) for module in (click.exceptions, _bundled_exceptions())]
+    return tuple(kind for kind in bundled if kind is not None)
+
+
+def _bundled_exceptions():  # noqa: ANN202 - a module
+    return sys.modules.get(typer.BadParameter.__module__, click.exceptions)
+
+
 _CLICK_EXCEPTIONS = _click_exception_types()
+_HELP_EXCEPTIONS = _help_exception_types()
 _EXITS = (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort)
 
 class _LlaraGroup(typer.core.TyperGroup):
     """Formats library errors once, for every command: one line, exit code from the error, no traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN003, ANN201
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _HELP_EXCEPTIONS:
+            raise
+        except _CLICK_EXCEPTIONS as error:  # a usage error in the root options: the same plain message
+            error.show()
+            raise typer.Exit(error.exit_code) from None
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
@@ -43,6 +64,8 @@ class _LlaraGroup(typer.core.TyperGroup):
         except KeyboardInterrupt:
             _stderr.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume.")
             ctx.exit(EXIT_INTERRUPTED)
+        except _HELP_EXCEPTIONS:
+            raise
         except _CLICK_EXCEPTIONS as error:  # click's own plain message: usage, then one 'Error: ...' line
             error.show()
             ctx.exit(error.exit_code)

@@ -315,6 +315,7 @@ def test_a_truncated_chunk_on_resume_names_the_chunk(collection, tiny_model_dir,
 # --- usage errors: click's own message naming the option, exit 2 --------------------------------------------------
 
 @pytest.mark.parametrize("args, option", [
+    (["--bogus"], "--bogus"),
     (["search", "--bogus"], "--bogus"),
     (["search", "--fuse", "a.trec"], "--out"),
     (["search", "--fuse", "a.trec", "--out", "x", "--k", "0"], "--k"),
