@@ -34,7 +34,10 @@ def open_binary(path: str | Path) -> IO[bytes]:
         raise UsageError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    return gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+    try:
+        return gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def open_text(path: str | Path) -> IO[str]:

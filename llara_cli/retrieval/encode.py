@@ -88,7 +88,9 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
 
     ``on_start(total, already_done)`` and ``on_progress(n_done)`` let a caller draw progress.
     """
-    from llara_cli.retrieval.embeddings import EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta, save_embeddings
+    from llara_cli.retrieval.embeddings import (
+        EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta, check_finite, save_embeddings,
+    )
 
     out_dir = job.out_dir
     check_own_directory(out_dir, (EMBEDDINGS_FILE, IDS_FILE, META_FILE, CHUNKS_DIR, STATE_FILE, LOCK_FILE),
@@ -129,6 +131,8 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
                 continue
             vectors = encoder.encode(texts[start:start + job.chunk_size], job.side, batch_size=job.batch_size,
                                      max_length=max_length, on_batch=on_progress)
+            check_finite(vectors, ids[start:start + job.chunk_size],
+                         f"embeddings of {source_file} from {encoder.name} (overflow? try --dtype fp32)")
             with atomic_write(path, "wb") as handle:
                 np.save(handle, vectors, allow_pickle=False)
         vectors = np.concatenate([_load_chunk(_chunk_path(chunks_dir, start), min(job.chunk_size, len(ids) - start),

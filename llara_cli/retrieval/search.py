@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
-from llara_cli.retrieval.embeddings import same_model
+from llara_cli.retrieval.embeddings import check_finite, same_model
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     if on_start is not None:
         on_start(len(queries), 0)
     vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
+    check_finite(vectors, [query.query_id for query in queries], f"query embeddings of {job.queries} (overflow? try --dtype fp32)")
     results = search_index(index, vectors, [query.query_id for query in queries], k=job.k)
     write_run(job.out_run, results, job.tag)
     return len(queries)

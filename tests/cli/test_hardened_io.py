@@ -371,3 +371,32 @@ def test_the_run_writer_refuses_ids_that_would_break_the_columns(tmp_path):
         with pytest.raises(UsageError, match=f"^cannot write a TREC run for query .*: {re.escape(culprit)}"):
             write_run(tmp_path / "run.trec", results)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_never_plots_onto_a_run(collection, run_file, tmp_path):
+    before = tree(tmp_path)
+    result = invoke("evaluate", run_file, "--qrels", collection, "--plot", run_file)
+    assert_one_line_error(result, run_file, "is also an input")
+    assert tree(tmp_path) == before
+
+
+def test_fusing_one_run_twice_is_refused(run_file, tmp_path):
+    before = tree(tmp_path)
+    result = invoke("search", "--fuse", run_file, "--fuse", tmp_path / "." / run_file.name, "--out", tmp_path / "f.trec")
+    assert_one_line_error(result, "given more than once")
+    assert tree(tmp_path) == before
+
+
+def test_a_model_that_gives_nan_vectors_is_stopped_at_the_first_chunk(collection, tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    broken = tmp_path / "broken-model"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(broken)
+    result = invoke("encode", collection, "--model", broken, "--out", tmp_path / "emb", "--chunk-size", 1)
+    assert_one_line_error(result, collection / "corpus.jsonl", "row 0 (id d1) holds NaN")
+    assert not list((tmp_path / "emb").rglob("*.npy"))  # nothing saved, no merged set
