@@ -2,10 +2,14 @@
 without being asked."""
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from llara_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: ``.<name>.<random>.tmp``
 ENTRIES_SHOWN = 5
@@ -51,3 +55,19 @@ def check_own_directory(directory: str | Path, own_names: Iterable[str], what: s
     if foreign:
         shown = ", ".join(foreign[:ENTRIES_SHOWN]) + (", ..." if len(foreign) > ENTRIES_SHOWN else "")
         raise UsageError(f"{directory} is not empty and is not {what} (holds {shown}): choose another output directory")
+
+
+def remove_leftovers(directory: str | Path, pattern: str) -> None:
+    """Delete what killed writers left (temp files or directories matching ``pattern`` in ``directory``).
+
+    Call it only while holding the output's lock: then no live writer owns any of them.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for leftover in directory.glob(pattern):
+        logger.info("removing %s, left by an interrupted write", leftover)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

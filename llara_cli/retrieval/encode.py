@@ -21,7 +21,7 @@ from llara_cli.core.prompts import Side
 from llara_cli.data.corpus import read_corpus, read_queries, resolve_beir_file, BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
 from llara_cli.data.files import atomic_write, read_json, write_json
 from llara_cli.data.locks import LOCK_FILE, output_lock
-from llara_cli.data.outputs import check_own_directory
+from llara_cli.data.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
     state.pop("llara_version", None)
     with output_lock(out_dir):
         chunks_dir = out_dir / CHUNKS_DIR
+        for directory in (out_dir, chunks_dir):  # temp files of a killed run (the lock says none is live)
+            remove_leftovers(directory, f".*{TEMP_SUFFIX}")
         state_path = out_dir / STATE_FILE
         if job.overwrite:
             shutil.rmtree(chunks_dir, ignore_errors=True)

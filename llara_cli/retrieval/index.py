@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from llara_cli import __version__
 from llara_cli.data.files import read_json, write_json
 from llara_cli.data.locks import sibling_lock
+from llara_cli.data.outputs import remove_leftovers
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.retrieval.embeddings import (
     META_FILE,
@@ -272,6 +273,8 @@ def _holding_output_lock(build: Callable[..., IndexMeta]) -> Callable[..., Index
     @functools.wraps(build)
     def locked(embedding_dirs: Sequence[str | Path], out_dir: str | Path, *args: Any, **kwargs: Any) -> IndexMeta:
         with sibling_lock(out_dir):
+            for pattern in (f".{Path(out_dir).name}.*.tmp", f".{Path(out_dir).name}.old.*"):  # from killed builds
+                remove_leftovers(Path(out_dir).parent, pattern)
             return build(embedding_dirs, out_dir, *args, **kwargs)
     return locked
 

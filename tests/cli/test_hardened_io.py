@@ -400,3 +400,20 @@ def test_a_model_that_gives_nan_vectors_is_stopped_at_the_first_chunk(collection
     result = invoke("encode", collection, "--model", broken, "--out", tmp_path / "emb", "--chunk-size", 1)
     assert_one_line_error(result, collection / "corpus.jsonl", "row 0 (id d1) holds NaN")
     assert not list((tmp_path / "emb").rglob("*.npy"))  # nothing saved, no merged set
+
+
+def test_reruns_remove_what_killed_index_and_encode_runs_left(collection, tiny_model_dir, tmp_path):
+    embeddings = write_embeddings(tmp_path / "emb")
+    killed_build, killed_swap = tmp_path / ".index.k1ll3d.tmp", tmp_path / ".index.old.k1ll3d"
+    for directory in (killed_build, killed_swap):
+        (directory / "index").mkdir(parents=True)
+    assert invoke("index", embeddings, "--out", tmp_path / "index").exit_code == 0
+    assert not killed_build.exists() and not killed_swap.exists()
+    out = tmp_path / "enc"
+    (out / "chunks").mkdir(parents=True)
+    leftovers = [out / ".embeddings.npy.k1ll3d.tmp", out / "chunks" / ".chunk-000000000000.npy.k1ll3d.tmp"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"partial")
+    result = invoke("encode", collection, "--model", tiny_model_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not any(leftover.exists() for leftover in leftovers)
