@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
 from llara_cli.data.files import atomic_write, iter_lines, read_json, write_json
-from llara_cli.data.records import check_id
+from llara_cli.data.records import check_id, id_problem
 from llara_cli.core.prompts import Side
 from llara_cli.errors import LlaraError, UsageError
 
@@ -127,7 +127,7 @@ class EmbeddingSet:
 
 
 def _validate_ids(ids: Sequence[str], where: str | Path) -> None:
-    bad = [doc_id for doc_id in ids if not isinstance(doc_id, str) or not doc_id or any(c.isspace() for c in doc_id)]
+    bad = [doc_id for doc_id in ids if not isinstance(doc_id, str) or id_problem(doc_id) is not None]
     if bad:
         raise UsageError(
             f"{where}: ids must be non-empty strings without whitespace (TREC runs and the docid file are "
