@@ -16,30 +16,24 @@ from llara_cli.errors import EXIT_RUNTIME_FAILURE, LlaraError
 EXIT_INTERRUPTED = 130
 
 
-def _click_exception_types() -> tuple[type[Exception], ...]:
-    """The exceptions click reports itself (usage errors: exit 2, naming the option).
+def _click_exception_modules() -> list:
+    """``click.exceptions`` and, for newer typer (0.29 here), the copy of it that typer bundles (``typer._click``).
 
-    typer 0.12-0.15 raises the installed click's; newer typer bundles its own copy of click
-    (``typer._click``), whose exceptions are not the installed click's. Both are caught, the bundled one
-    found from ``typer.BadParameter``'s bases, so no usage error reaches the internal-error handler.
+    Older typer raises the installed click's exceptions; newer typer raises its bundled copy's, which are
+    not the installed click's, so both are caught (the copy is found from ``typer.BadParameter``).
     """
-    bundled = [base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException"]
-    return tuple({click.exceptions.ClickException, *bundled})
+    bundled = sys.modules.get(typer.BadParameter.__module__, click.exceptions)
+    return [click.exceptions] if bundled is click.exceptions else [click.exceptions, bundled]
 
 
-def _help_exception_types() -> tuple[type[Exception], ...]:
-    """``NoArgsIsHelpError`` (click >= 8.2, both copies): typer prints its rich help, left to it."""
-    bundled = [getattr(module, "NoArgsIsHelpError", None) for module in (click.exceptions, _bundled_exceptions())]
-    return tuple(kind for kind in bundled if kind is not None)
+def _exception_types(name: str) -> tuple[type[Exception], ...]:
+    return tuple(getattr(module, name) for module in _click_exception_modules() if hasattr(module, name))
 
 
-def _bundled_exceptions():  # noqa: ANN202 - a module
-    return sys.modules.get(typer.BadParameter.__module__, click.exceptions)
+_CLICK_EXCEPTIONS = _exception_types("ClickException")  # usage errors and the like: click prints them, exit 2
+_HELP_EXCEPTIONS = _exception_types("NoArgsIsHelpError")  # click >= 8.2: typer prints its rich help for it
+_EXITS = (typer.Exit, typer.Abort, *_exception_types("Exit"), *_exception_types("Abort"))
 
-
-_CLICK_EXCEPTIONS = _click_exception_types()
-_HELP_EXCEPTIONS = _help_exception_types()
-_EXITS = (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort)
 
 class _LlaraGroup(typer.core.TyperGroup):
     """Formats library errors once, for every command: one line, exit code from the error, no traceback."""
