@@ -155,7 +155,7 @@ def evaluate(
     [cyan]llara evaluate a.trec b.trec --qrels data/scifact --baseline a --bonferroni --plot cmp.png[/]
     """
     if plot is not None:
-        check_output_file(plot, runs, overwrite=True)  # a plot is regenerated freely, but never onto a run
+        check_output_file(plot, [*runs, Path(qrels)], overwrite=True)  # a plot is regenerated freely, but never onto a run
     chosen_names = run_names(runs, names)
     baseline_name = pick_baseline(baseline, chosen_names, runs)
     measure_names = split_measure_names(measures) if measures else list(DEFAULT_MEASURES)

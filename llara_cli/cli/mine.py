@@ -44,7 +44,7 @@ def mine(
     """
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data, write_training_file
 
-    check_output_file(out, [run, queries, qrels, corpus], overwrite)
+    check_output_file(out, [run, train, queries, qrels, corpus], overwrite)
     train_path = Path(train) if train is not None else None
     if train_path is not None and train_path.is_file():
         raise UsageError(f"--train {train_path} is a file: give a BEIR directory or collection name to mine for")

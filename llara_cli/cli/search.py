@@ -52,7 +52,7 @@ def search(
     if len(modes) != 1:
         raise UsageError("choose exactly one of --index (dense), --bm25 or --fuse" +
                          (f" (got {', '.join(modes)})" if modes else ""))
-    check_output_file(out, [*(fuse or []), queries, corpus], overwrite)
+    check_output_file(out, [*(fuse or []), queries, corpus, index], overwrite)
     if fuse:
         _fuse(fuse, method, out, rrf_k, weights, k)
         return

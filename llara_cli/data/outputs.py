@@ -12,6 +12,11 @@ from llara_cli.errors import UsageError
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: ``.<name>.<random>.tmp``
+# What is read from an input directory: BEIR files, a faiss index, an embedding set, a BM25 manifest.
+FILES_READ_FROM_DIRECTORIES = (
+    "corpus.jsonl", "corpus.jsonl.gz", "queries.jsonl", "queries.jsonl.gz", "qrels/*.tsv",
+    "index", "docid", "meta.json", "embeddings.npy", "ids.txt", "llara_bm25.json",
+)
 ENTRIES_SHOWN = 5
 
 
@@ -24,13 +29,23 @@ def _same_path(first: Path, second: Path) -> bool:
     return first.expanduser().resolve() == second.expanduser().resolve()
 
 
+def _input_files(given: Path) -> list[Path]:
+    """The files an input path stands for: itself, or for a directory the files read from it."""
+    if not given.is_dir():
+        return [given]
+    return [path for pattern in FILES_READ_FROM_DIRECTORIES for path in given.glob(pattern)]
+
+
 def check_output_file(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool) -> None:
-    """Refuse an output file that is one of ``inputs`` (even with ``overwrite``), a directory, or an existing
-    file unless ``overwrite``."""
+    """Refuse an output file that is one of ``inputs`` or a file read from an input directory (even with
+    ``overwrite``), a directory, or an existing file unless ``overwrite``."""
     out = Path(out)
     for given in inputs:
-        if given is not None and _same_path(out, Path(given)):
-            raise UsageError(f"output {out} is also an input ({given}): write it elsewhere")
+        if given is None:
+            continue
+        for input_file in _input_files(Path(given)):
+            if _same_path(out, input_file):
+                raise UsageError(f"output {out} is also an input ({input_file}): write it elsewhere")
     if out.is_dir():
         raise UsageError(f"output {out} is a directory: give a file name")
     if out.exists() and not overwrite:

@@ -417,3 +417,14 @@ def test_reruns_remove_what_killed_index_and_encode_runs_left(collection, tiny_m
     result = invoke("encode", collection, "--model", tiny_model_dir, "--out", out)
     assert result.exit_code == 0, result.output
     assert not any(leftover.exists() for leftover in leftovers)
+
+
+def test_an_output_onto_a_file_read_from_an_input_directory_is_refused(collection, tmp_path):
+    before = tree(tmp_path)
+    result = invoke("search", "--bm25", "--corpus", collection, "--queries", collection,
+                    "--out", collection / "corpus.jsonl", "--overwrite")
+    assert_one_line_error(result, collection / "corpus.jsonl", "is also an input")
+    result = invoke("evaluate", tmp_path / "collection" / "qrels" / "test.tsv", "--qrels", collection,
+                    "--plot", collection / "qrels" / "test.tsv")
+    assert_one_line_error(result, "is also an input")
+    assert tree(tmp_path) == before
