@@ -1,8 +1,8 @@
 """Relevance judgements: TREC qrels (``qid 0 docid rel``) and BEIR tsv (header ``query-id corpus-id score``).
 
-The format is decided once per file, from its first line: a BEIR header (tab-separated, ids may not hold
-whitespace), else the first line's column count (4: TREC, 3: headerless BEIR); every line is then held to
-it. Relevance is an integer: ``1``, ``-1`` and ``2.0`` are read, ``0.6``, ``inf`` and ``nan`` are refused.
+The format is decided once per file, from its first line: a BEIR header (tab-separated lines when the header
+is, ids may not hold whitespace), else the first line's column count (4: TREC, 3: headerless BEIR); every
+line is then held to it. Relevance is an integer: ``1``, ``-1`` and ``2.0`` are read, ``0.6``, ``inf`` and ``nan`` are refused.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class _Format(NamedTuple):
 
 TREC = _Format("TREC", TREC_QRELS_COLUMNS, None, "'qid 0 docid rel'")
 BEIR = _Format("BEIR", BEIR_QRELS_COLUMNS, BEIR_SEPARATOR, "'query-id<TAB>corpus-id<TAB>score'")
+SPACED_BEIR = _Format("BEIR", BEIR_QRELS_COLUMNS, None, "'query-id corpus-id score'")  # a header without tabs
 HEADERLESS_BEIR = _Format("3-column", BEIR_QRELS_COLUMNS, None, "'qid docid rel'")
 
 
@@ -87,7 +88,7 @@ def _split(line: str, qrels_format: _Format) -> list[str]:
 def _file_format(first_line: str, where: str) -> _Format:
     fields = first_line.split()
     if fields and fields[0] == BEIR_HEADER_FIRST_FIELD:
-        return BEIR
+        return BEIR if BEIR_SEPARATOR in first_line else SPACED_BEIR
     if len(fields) == TREC_QRELS_COLUMNS:
         return TREC
     if len(fields) == BEIR_QRELS_COLUMNS:
@@ -110,7 +111,7 @@ def read_qrels(path: str | Path, split: str = DEFAULT_BEIR_SPLIT) -> list[Qrel]:
             raise UsageError(f"{where}: empty line")
         if qrels_format is None:
             qrels_format = _file_format(line, where)
-            if qrels_format is BEIR:
+            if qrels_format in (BEIR, SPACED_BEIR):
                 continue  # the header
         fields = _split(line, qrels_format)
         if len(fields) != qrels_format.columns:
