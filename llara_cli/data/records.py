@@ -5,9 +5,12 @@ TREC qrels, the ``docid`` file of an index), so an id is a non-empty string with
 """
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from llara_cli.errors import UsageError
+
+WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
 
 
 class Document(NamedTuple):
@@ -24,7 +27,7 @@ def id_problem(record_id: str) -> str | None:
     """Why ``record_id`` cannot be written to a TREC file, or None when it can."""
     if not record_id:
         return "empty id"
-    if any(char.isspace() for char in record_id):
+    if WHITESPACE.search(record_id):
         return f"id {record_id!r} contains whitespace (TREC runs and qrels are whitespace-separated)"
     return None
 
