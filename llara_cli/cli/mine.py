@@ -13,6 +13,7 @@ from llara_cli.cli.options import OutFileOpt, OverwriteOpt, SeedOpt
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
 )
+from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
 
 
@@ -43,8 +44,7 @@ def mine(
     """
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data, write_training_file
 
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    check_output_file(out, [run, train, queries, qrels, corpus], overwrite)
     train_path = Path(train) if train is not None else None
     if train_path is not None and train_path.is_file():
         raise UsageError(f"--train {train_path} is a file: give a BEIR directory or collection name to mine for")

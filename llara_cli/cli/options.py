@@ -1,6 +1,8 @@
 """Shared ``Annotated`` option aliases, so every command spells an option the same way."""
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,3 +46,19 @@ PromptFamilyOpt = Annotated[
     Optional[str],
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),
 ]
+
+
+def finite(value: float) -> float:
+    """Option callback: refuse ``nan`` and ``inf``, which click's float ranges let through."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def at_most(limit: int) -> Callable[[int], int]:
+    """Option callback: refuse values above ``limit`` (without widening the help table as ``max=`` does)."""
+    def check(value: int) -> int:
+        if value is not None and value > limit:
+            raise typer.BadParameter(f"{value} is above the largest allowed value, {limit}")
+        return value
+    return check

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llara_cli.data.corpus import queries_for_search
+from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
-from llara_cli.retrieval.embeddings import same_model
+from llara_cli.retrieval.embeddings import check_finite, same_model
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -52,45 +52,33 @@ def check_query_encoder(index_meta, model: str | None, prompt_family: str | None
 
 def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
                      on_progress: Callable[[int], None] | None = None) -> int:
-    """Encode the queries (EBAR side), search the index, write the run; returns the number of queries."""
+    """Encode the queries (EBAR side), search the index (or its shards, one at a time), write the run;
+    returns the number of queries."""
     from llara_cli.core.modeling import LlaraEncoder
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
-    from llara_cli.retrieval.sharded_search import resolve_index_shards
+    from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
 
     paths = [job.index_dir] if isinstance(job.index_dir, (str, Path)) else list(job.index_dir)
     shard_dirs, shard_metas = resolve_index_shards(paths)
-    if len(shard_dirs) > 1:
-        return _run_sharded_search(job, shard_dirs, shard_metas, on_start, on_progress)
-    index = load_index(shard_dirs[0])
-    model, family = check_query_encoder(index.meta, job.model, job.prompt_family)
+    index = load_index(shard_dirs[0]) if len(shard_dirs) == 1 else None  # shards are loaded when searched
+    meta = index.meta if index is not None else shard_metas[0]
+    model, family = check_query_encoder(meta, job.model, job.prompt_family)
     queries = queries_for_search(job.queries, job.split)
+    warn_if_swapped(len(queries), sum(shard.embedding.count for shard in shard_metas), job.index_dir)
     encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
-    if encoder.dim != index.dim:
-        raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {index.dim}")
+    if encoder.dim != meta.embedding.dim:
+        raise UsageError(
+            f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {meta.embedding.dim}")
     if on_start is not None:
         on_start(len(queries), 0)
     vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
-    results = search_index(index, vectors, [query.query_id for query in queries], k=job.k)
-    write_run(job.out_run, results, job.tag)
-    return len(queries)
-
-
-def _run_sharded_search(job: DenseSearchJob, shard_dirs, shard_metas, on_start, on_progress) -> int:  # noqa: ANN001
-    """:func:`run_dense_search` over index shards: encode the queries once, then search shard by shard."""
-    from llara_cli.core.modeling import LlaraEncoder
-    from llara_cli.retrieval.sharded_search import search_index_shards
-
-    model, family = check_query_encoder(shard_metas[0], job.model, job.prompt_family)
-    queries = queries_for_search(job.queries, job.split)
-    encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
-    dim = shard_metas[0].embedding.dim
-    if encoder.dim != dim:
-        raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {dim}")
-    if on_start is not None:
-        on_start(len(queries), 0)
-    vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
-    del encoder  # free the model before the first shard is read
-    results = search_index_shards(shard_dirs, vectors, [query.query_id for query in queries], k=job.k)
+    query_ids = [query.query_id for query in queries]
+    check_finite(vectors, query_ids, f"query embeddings of {job.queries} (overflow? try --dtype fp32)")
+    if index is not None:
+        results = search_index(index, vectors, query_ids, k=job.k)
+    else:
+        del encoder  # free the model before the first shard is read
+        results = search_index_shards(shard_dirs, vectors, query_ids, k=job.k)
     write_run(job.out_run, results, job.tag)
     return len(queries)

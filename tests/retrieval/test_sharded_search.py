@@ -50,7 +50,7 @@ def layout(tmp_path_factory):
 
 
 def run_lines(results):
-    return list(format_run_lines(results, "tag"))
+    return "".join(format_run_lines(results, "tag")).splitlines()
 
 
 def test_sharded_search_writes_the_same_run_as_one_flat_index(layout):
