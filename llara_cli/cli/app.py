@@ -10,10 +10,7 @@ import typer.core
 from rich.console import Console
 
 from llara_cli import __version__
-from llara_cli.errors import EXIT_RUNTIME_FAILURE, LlaraError
-
-EXIT_INTERRUPTED = 130
-
+from llara_cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME_FAILURE, LlaraError
 
 
 class _LlaraGroup(typer.core.TyperGroup):

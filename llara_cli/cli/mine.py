@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli.finetune import (
-    CorpusPartOpt, DepthOpt, MinRelevanceOpt, NumNegativesOpt, QrelsPartOpt, QueriesPartOpt, SkipOpt, TrainSplitOpt,
+from llara_cli.cli.options import (
+    CorpusPartOpt, DepthOpt, MinRelevanceOpt, NumNegativesOpt, OutFileOpt, OverwriteOpt, QrelsPartOpt, QueriesPartOpt,
+    SeedOpt, SkipOpt, TrainSplitOpt, run_default,
 )
-from llara_cli.cli.options import OutFileOpt, OverwriteOpt, SeedOpt
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
 )
@@ -28,7 +28,7 @@ def mine(
     depth: DepthOpt = DEFAULT_DEPTH,
     num_negatives: NumNegativesOpt = DEFAULT_NUM_NEGATIVES,
     min_relevance: MinRelevanceOpt = DEFAULT_MIN_RELEVANCE,
-    seed: SeedOpt = 42,
+    seed: SeedOpt = run_default("seed"),
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Mine hard negatives from a TREC run into a finetuning jsonl.
