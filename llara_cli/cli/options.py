@@ -2,8 +2,9 @@
 
 Commands annotate their parameters with these ``Annotated`` aliases; defaults that belong to a library config
 come from it (``run_default("batch_size")`` is :class:`~llara_cli.training.run_config.TrainingRunConfig`'s), so
-the CLI and the Python API cannot drift apart. :func:`with_run_options` gives ``llara adapt`` and ``llara finetune``
-the Trainer options of :class:`~llara_cli.training.run_config.TrainingRunConfig` once. Nothing heavy is imported here: the CLI root must start fast.
+the CLI and the Python API cannot drift apart. :func:`with_run_options` gives ``llara adapt`` and
+``llara finetune`` the Trainer options of that config once. Nothing heavy is imported here: the CLI root must
+start fast.
 """
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, s
 
 # ---------------------------------------------------------------------------------------- collections, qrels
 
-QueriesOpt = Annotated[Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")]
+QueriesOpt = Annotated[
+    Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")
+]
 QrelsOpt = Annotated[
     str,
     typer.Option(
@@ -83,7 +86,8 @@ QrelsSplitOpt = Annotated[
     str, typer.Option("--split", help="Qrels split of a BEIR-layout collection (qrels/<split>.tsv).")
 ]
 QueriesPartOpt = Annotated[
-    Optional[str], typer.Option("--queries", "-q", help="Queries file (overrides the collection's).", rich_help_panel=DATA)
+    Optional[str],
+    typer.Option("--queries", "-q", help="Queries file (overrides the collection's).", rich_help_panel=DATA),
 ]
 QrelsPartOpt = Annotated[Optional[str], typer.Option("--qrels", help="Qrels file (overrides the collection's).",
                                                      rich_help_panel=DATA)]

@@ -40,6 +40,11 @@ def model_reference(model: str) -> str:
     return str(path.resolve()) if path.is_dir() else model
 
 
+def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
+    """The prompt layout ``config`` asks for, bound to ``tokenizer`` (whose marker tokens must be there)."""
+    return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer)
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A model reference resolved, before any weights are loaded: its config, tokenizer and weight location.
@@ -58,7 +63,7 @@ class ModelSource:
 
     @property
     def prompt_format(self) -> PromptFormat:
-        return PromptFormat.from_tokenizer(TEMPLATES[self.config.prompt_family], self.tokenizer)
+        return prompt_format_of(self.config, self.tokenizer)
 
     @classmethod
     def resolve(cls, model: str, *, prompt_family: PromptFamily | str | None = None,
@@ -73,8 +78,8 @@ class ModelSource:
             tokenizer = _adapter_tokenizer(adapter_dir, trust_remote_code)
             return cls(model, config, tokenizer, adapter_dir=adapter_dir)
         model_dir = resolve_model(model)  # LlaraError when e.g. the 7B weights are not here
-        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model)
         tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
+        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model)
         added = add_marker_tokens(tokenizer, None, TEMPLATES[config.prompt_family])
         return cls(model, config, tokenizer, model_dir=model_dir, added_markers=added)
 
@@ -143,7 +148,7 @@ class LlaraModel:
         self.tokenizer = tokenizer
         self.config = config
         self.name = name  # recorded with embeddings and indexes
-        self.prompt_format = PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer)
+        self.prompt_format = prompt_format_of(config, tokenizer)
 
     @classmethod
     def load(cls, model: str | ModelSource, *, dtype: str = DEFAULT_DTYPE,
@@ -165,22 +170,24 @@ class LlaraModel:
         return cls(causal_lm, source.tokenizer, source.config, name=model_reference(source.reference))
 
     @classmethod
-    def build(cls, source: ModelSource, *, trust_remote_code: bool = False,
-              attn_implementation: str = DEFAULT_ATTENTION, gradient_checkpointing: bool = False,
-              lora: LoraSettings | None = None, base_reference: str | None = None) -> LlaraModel:
+    def build(cls, model: str | ModelSource, *, prompt_family: PromptFamily | str | None = None,
+              trust_remote_code: bool = False, attn_implementation: str = DEFAULT_ATTENTION,
+              gradient_checkpointing: bool = False, lora: LoraSettings | None = None,
+              base_reference: str | None = None) -> LlaraModel:
         """Load for training (float32 weights, adapters merged): gradient checkpointing and LoRA as asked.
 
-        ``base_reference`` is written into a LoRA adapter as its base model. Seed torch first: added marker
-        embeddings and LoRA weights are drawn at random.
+        A training run passes the ``ModelSource`` it checked its settings against. ``base_reference`` is written
+        into a LoRA adapter as its base model. Seed torch first: added marker embeddings and LoRA weights are
+        drawn at random.
         """
-        model = cls.load(source, dtype=DEFAULT_DTYPE, trust_remote_code=trust_remote_code,
-                         attn_implementation=attn_implementation)
+        built = cls.load(model, dtype=DEFAULT_DTYPE, prompt_family=prompt_family,
+                         trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
         if gradient_checkpointing:
-            enable_gradient_checkpointing(model.causal_lm)
+            enable_gradient_checkpointing(built.causal_lm)
         if lora is not None:
-            model.causal_lm = add_lora(model.causal_lm, model.tokenizer, model.config.prompt_family, lora,
+            built.causal_lm = add_lora(built.causal_lm, built.tokenizer, built.config.prompt_family, lora,
                                        base_reference)
-        return model
+        return built
 
     @property
     def dim(self) -> int:

@@ -12,8 +12,9 @@ Layout of a run writing ``out_dir``::
         checkpoint-<step>/      a loadable llara model dir + optimizer/scheduler/RNG state; complete once
                                 its llara_checkpoint.json marker exists
     <out_dir>/                  at the end, renamed into place in one step: the adapted model (safetensors,
-                                tokenizer with added tokens, llara_config.json with stage "adapted"), plus
-                                train_log.jsonl, adapt_config.json and, with keep_checkpoints, checkpoints/
+                                tokenizer with added tokens, llara_config.json with stage "adapted" and
+                                max_length as its passage length), plus train_log.jsonl, adapt_config.json
+                                and, with keep_checkpoints, checkpoints/
 
 So ``out_dir`` either does not exist or holds a complete model; the run directory is removed on success.
 """
@@ -142,8 +143,8 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     from accelerate import PartialState
 
     state = PartialState()
-    fingerprint = config.fingerprint(prompt_family=plan.source.config.prompt_family.value, world_size=args.world_size,
-                                     **corpus_identity(config.corpus))
+    fingerprint = config.fingerprint(prompt_family=plan.source.config.prompt_family.value,
+                                     world_size=args.world_size, **corpus_identity(config.corpus))
     with run_directory(config, fingerprint, is_main=state.is_main_process,
                        barrier=state.wait_for_everyone) as resume_from:
         trainer = _build_trainer(config, plan, args, fingerprint, on_log)
@@ -212,10 +213,9 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
     model = LlaraModel.build(plan.source, trust_remote_code=config.trust_remote_code,
                              attn_implementation=config.attn_implementation,
                              gradient_checkpointing=config.gradient_checkpointing, lora=lora)
-    causal_lm, tokenizer, llara_config, prompt_format = (model.causal_lm, model.tokenizer, model.config,
-                                                         model.prompt_format)
+    tokenizer = model.tokenizer
     objective = LlaraAdaptationModel(
-        causal_lm, prompt_format, bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
+        model.causal_lm, model.prompt_format, bow_logits=FAMILY_BOW_LOGITS[model.config.prompt_family],
         excluded_target_ids=tokenizer.all_special_ids, lm_loss_weight=config.lm_loss_weight,
     )
     if _zero3_enabled():
@@ -223,15 +223,17 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         # told to gather it for the wrapper's forward.
         import deepspeed
 
-        deepspeed.zero.register_external_parameter(objective, causal_lm.get_output_embeddings().weight)
+        deepspeed.zero.register_external_parameter(objective, model.causal_lm.get_output_embeddings().weight)
     dataset = AdaptationDataset(
         config.corpus, tokenizer, span_tokens=plan.span_tokens, data_format=plan.data_format, seed=config.seed,
         shuffle_buffer=config.shuffle_buffer, max_examples=config.max_examples,
         round_size=config.batch_size * args.world_size,
     )
-    collator = AdaptationCollator(prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
-    adapted_config = dataclasses.replace(llara_config, stage=Stage.ADAPTED, passage_max_length=config.max_length,
-                                         base_model=llara_config.base_model or config.model)
+    collator = AdaptationCollator(model.prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
+    adapted_config = dataclasses.replace(  # --max-length becomes the model's passage length for encoding
+        model.config, stage=Stage.ADAPTED, passage_max_length=config.max_length,
+        base_model=model.config.base_model or config.model,
+    )
     callback = RunCallback(JsonlLog(config.run_dir / TRAIN_LOG_FILE), fingerprint, config.save_total_limit, on_log)
     trainer = AdaptationTrainer(model=objective, args=args, train_dataset=dataset, data_collator=collator,
                                 callbacks=[callback], llara_tokenizer=tokenizer, llara_config=adapted_config)
