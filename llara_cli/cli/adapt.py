@@ -7,8 +7,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, TRAINING, LoraAlphaOpt, LoraDropoutOpt, LoraOpt, LoraROpt, MaxLengthOpt, ModelOpt, OutDirOpt,
-    PromptFamilyOpt, config_default, with_run_options,
+    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, MaxLengthOpt, ModelOpt, OutDirOpt, PromptFamilyOpt,
+    config_default, options_of, with_options,
 )
 from llara_cli.cli.progress import is_main_process, step_progress
 from llara_cli.errors import EXIT_INTERRUPTED
@@ -19,7 +19,8 @@ def _default(name: str):  # noqa: ANN202
     return config_default(AdaptConfig, name)
 
 
-@with_run_options
+@with_options(RUN_OPTIONS, "run_settings")
+@with_options(options_of(AdaptConfig, LORA_OPTIONS), "lora_settings")
 def adapt(
     corpus: Annotated[Path, typer.Option(
         "--corpus", "-c", help="Unlabeled text: a corpus (jsonl, BEIR dir, tsv), plain text (one document a line), "
@@ -46,17 +47,14 @@ def adapt(
                                            rich_help_panel=TRAINING)] = _default("max_steps"),
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (paper: 1e-5).",
                                       rich_help_panel=TRAINING)] = _default("learning_rate"),
-    lora: LoraOpt = _default("lora"),
-    lora_r: LoraROpt = _default("lora_r"),
-    lora_alpha: LoraAlphaOpt = _default("lora_alpha"),
-    lora_dropout: LoraDropoutOpt = _default("lora_dropout"),
     lm_loss_weight: Annotated[float, typer.Option(
         "--lm-loss-weight", help="Add this times the next-token loss on the text (0: off, as the paper).",
         rich_help_panel=TRAINING)] = _default("lm_loss_weight"),
     deepspeed: Annotated[Optional[Path], typer.Option(
         "--deepspeed", help="A DeepSpeed json config (under torchrun), e.g. configs/accelerate/deepspeed_zero3.json.",
         rich_help_panel=TRAINING)] = None,
-    run_settings: dict[str, Any] | None = None,  # the RUN_OPTIONS, added by with_run_options
+    run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
+    lora_settings: dict[str, Any] | None = None,
 ) -> None:
     """Adapt an LLM to dense retrieval with LLaRA's [bold]EBAE + EBAR[/] objective on unlabeled text.
 
@@ -85,9 +83,8 @@ def adapt(
     config = AdaptConfig(
         corpus=corpus, out_dir=out, model=model, data_format=data_format, prompt_family=prompt_family, joint=joint,
         max_length=max_length, max_input_tokens=max_input_tokens, max_examples=max_examples,
-        shuffle_buffer=shuffle_buffer, max_steps=max_steps, learning_rate=lr, lora=lora, lora_r=lora_r,
-        lora_alpha=lora_alpha, lora_dropout=lora_dropout, lm_loss_weight=lm_loss_weight, deepspeed=deepspeed,
-        **(run_settings or {}),
+        shuffle_buffer=shuffle_buffer, max_steps=max_steps, learning_rate=lr, lm_loss_weight=lm_loss_weight,
+        deepspeed=deepspeed, **(lora_settings or {}), **(run_settings or {}),
     )
     try:
         with step_progress("adapting") as on_log:

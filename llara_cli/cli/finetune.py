@@ -7,14 +7,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, TRAINING, CorpusPartOpt, DepthOpt, LoraAlphaOpt, LoraDropoutOpt, LoraOpt, LoraROpt,
-    MinRelevanceOpt, ModelOpt, NumNegativesOpt, OutDirOpt, PromptFamilyOpt, QrelsPartOpt, QueriesPartOpt, SkipOpt,
-    TrainSplitOpt, config_default, with_run_options,
+    DATA, DEFAULT_MODEL, LORA_OPTIONS, MINING_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, PromptFamilyOpt,
+    config_default, options_of, with_options,
 )
 from llara_cli.cli.progress import is_main_process, step_progress
-from llara_cli.data.finetune import (
-    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
-)
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
 
@@ -37,7 +33,9 @@ def _split_targets(text: str) -> tuple[str, ...]:
     return targets
 
 
-@with_run_options
+@with_options(RUN_OPTIONS, "run_settings")
+@with_options(options_of(FinetuneConfig, LORA_OPTIONS), "lora_settings")
+@with_options(MINING_OPTIONS, "data_settings")
 def finetune(
     out: OutDirOpt,
     train: TrainOpt = None,
@@ -45,14 +43,6 @@ def finetune(
     negatives_from: Annotated[Optional[Path], typer.Option(
         "--negatives-from", help="TREC run to mine hard negatives from (a collection --train only).",
         rich_help_panel=DATA)] = None,
-    queries: QueriesPartOpt = None,
-    qrels: QrelsPartOpt = None,
-    corpus: CorpusPartOpt = None,
-    split: TrainSplitOpt = DEFAULT_SPLIT,
-    skip: SkipOpt = DEFAULT_SKIP,
-    depth: DepthOpt = DEFAULT_DEPTH,
-    num_negatives: NumNegativesOpt = DEFAULT_NUM_NEGATIVES,
-    min_relevance: MinRelevanceOpt = DEFAULT_MIN_RELEVANCE,
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option(
         "--query-max-length", min=8, help="Tokens per query, prompt included (saved with the model: the default "
@@ -80,17 +70,15 @@ def finetune(
     learning_rate: Annotated[Optional[float], typer.Option(
         "--lr", help="Peak learning rate. Default: 1e-4 with LoRA, 1e-5 with --full.",
         rich_help_panel=TRAINING)] = None,
-    lora: LoraOpt = _default("lora"),
-    lora_r: LoraROpt = _default("lora_r"),
-    lora_alpha: LoraAlphaOpt = _default("lora_alpha"),
-    lora_dropout: LoraDropoutOpt = _default("lora_dropout"),
     lora_targets: Annotated[str, typer.Option(
         "--lora-targets", help="Comma-separated module names, or all-linear (every attention and MLP projection).",
         rich_help_panel=TRAINING)] = LORA_TARGET_SEPARATOR.join(_default("lora_targets")),
     merge: Annotated[bool, typer.Option(
         "--merge", help="Write merged weights (a plain model directory) instead of the adapter.",
         rich_help_panel=TRAINING)] = _default("merge"),
-    run_settings: dict[str, Any] | None = None,  # the RUN_OPTIONS, added by with_run_options
+    run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
+    lora_settings: dict[str, Any] | None = None,
+    data_settings: dict[str, Any] | None = None,
 ) -> None:
     """Finetune a (LLaRA-adapted) model for retrieval with hard negatives (RepLLaMA-style, LoRA by default).
 
@@ -109,13 +97,12 @@ def finetune(
     from llara_cli.training.finetune import run_finetuning
 
     config = FinetuneConfig(
-        out_dir=out, train=train, queries=queries, qrels=qrels, corpus=corpus, split=split,
-        negatives_from=negatives_from, skip=skip, depth=depth, num_negatives=num_negatives,
-        min_relevance=min_relevance, model=model, prompt_family=prompt_family, query_max_length=query_max_length,
-        passage_max_length=passage_max_length, group_size=group_size, in_batch_negatives=in_batch_negatives,
-        cross_device_negatives=cross_device_negatives, temperature=temperature, epochs=epochs, max_steps=max_steps,
-        learning_rate=learning_rate, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        lora_targets=_split_targets(lora_targets), merge=merge, **(run_settings or {}),
+        out_dir=out, train=train, negatives_from=negatives_from, model=model, prompt_family=prompt_family,
+        query_max_length=query_max_length, passage_max_length=passage_max_length, group_size=group_size,
+        in_batch_negatives=in_batch_negatives, cross_device_negatives=cross_device_negatives,
+        temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
+        lora_targets=_split_targets(lora_targets), merge=merge,
+        **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
     with step_progress("finetuning") as on_log:
         result = run_finetuning(config, on_log=on_log)

@@ -2,8 +2,8 @@
 
 Commands annotate their parameters with these ``Annotated`` aliases; defaults that belong to a library config
 come from it (``run_default("batch_size")`` is :class:`~llara_cli.training.run_config.TrainingRunConfig`'s), so
-the CLI and the Python API cannot drift apart. :func:`with_run_options` gives ``llara adapt`` and
-``llara finetune`` the Trainer options of that config once. Nothing heavy is imported here: the CLI root must
+the CLI and the Python API cannot drift apart. :func:`with_options` adds a group of them
+(:data:`RUN_OPTIONS`, :data:`LORA_OPTIONS`, :data:`MINING_OPTIONS`) to each command that takes it. Nothing heavy is imported here: the CLI root must
 start fast.
 """
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.core.models import DEFAULT_MODEL_ALIAS
+from llara_cli.data.finetune import (
+    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
+)
 from llara_cli.training.run_config import TrainingRunConfig
 
 DEFAULT_MODEL = DEFAULT_MODEL_ALIAS
@@ -142,28 +145,48 @@ KeepCheckpointsOpt = Annotated[bool, typer.Option(
     "--keep-checkpoints", help="Move the checkpoints into <out>/checkpoints instead of deleting them.",
     rich_help_panel=RUN)]
 
-RUN_OPTIONS: dict[str, Any] = {  # TrainingRunConfig field -> its option; the defaults are the config's
+# ---------------------------------------------------------------------------------------------- option groups
+
+OptionGroup = dict[str, tuple[Any, Any]]  # parameter name -> (its Annotated option, its default)
+
+
+def options_of(config_class: type, options: dict[str, Any]) -> OptionGroup:
+    """The ``options`` (field name -> Annotated option) of a config dataclass, with the config's defaults."""
+    return {name: (option, config_default(config_class, name)) for name, option in options.items()}
+
+
+RUN_OPTIONS: OptionGroup = options_of(TrainingRunConfig, {  # adapt and finetune: the Trainer settings
     "batch_size": TrainBatchSizeOpt, "grad_accum": GradAccumOpt, "warmup_ratio": WarmupRatioOpt,
     "scheduler": SchedulerOpt, "weight_decay": WeightDecayOpt, "max_grad_norm": MaxGradNormOpt, "optim": OptimOpt,
     "bf16": Bf16Opt, "gradient_checkpointing": GradientCheckpointingOpt, "seed": SeedOpt,
     "save_steps": SaveStepsOpt, "save_total_limit": SaveTotalLimitOpt, "logging_steps": LoggingStepsOpt,
     "resume": ResumeOpt, "keep_checkpoints": KeepCheckpointsOpt, "overwrite": OverwriteOpt,
     "trust_remote_code": TrustRemoteCodeOpt,
+})
+LORA_OPTIONS = {"lora": LoraOpt, "lora_r": LoraROpt, "lora_alpha": LoraAlphaOpt, "lora_dropout": LoraDropoutOpt}
+"""adapt and finetune: the LoRA switch and shape (their defaults differ: ``options_of(AdaptConfig, LORA_OPTIONS)``)."""
+MINING_OPTIONS: OptionGroup = {  # finetune and mine: the collection's parts and how negatives are drawn
+    "queries": (QueriesPartOpt, None), "qrels": (QrelsPartOpt, None), "corpus": (CorpusPartOpt, None),
+    "split": (TrainSplitOpt, DEFAULT_SPLIT), "skip": (SkipOpt, DEFAULT_SKIP), "depth": (DepthOpt, DEFAULT_DEPTH),
+    "num_negatives": (NumNegativesOpt, DEFAULT_NUM_NEGATIVES), "min_relevance": (MinRelevanceOpt, DEFAULT_MIN_RELEVANCE),
 }
 
 
-def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a training command the :data:`RUN_OPTIONS` (after its own); it receives their values as one
-    ``run_settings`` dict of :class:`TrainingRunConfig` keyword arguments."""
-    own = inspect.signature(command, eval_str=True)
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option, default=run_default(name))
-              for name, option in RUN_OPTIONS.items()]
+def with_options(group: OptionGroup, keyword: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: give a command the options of ``group`` (after its own); the command receives their values
+    as one dict, its parameter ``keyword`` (which Typer does not see)."""
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option, default=default)
+                 for name, (option, default) in group.items()]
 
-    @functools.wraps(command)
-    def with_settings(**values: Any) -> None:
-        run_settings = {name: values.pop(name) for name in RUN_OPTIONS}
-        command(**values, run_settings=run_settings)
+        @functools.wraps(command)
+        def with_group(**values: Any) -> None:
+            grouped = {name: values.pop(name) for name in group}
+            command(**values, **{keyword: grouped})
 
-    parameters = [parameter for name, parameter in own.parameters.items() if name != "run_settings"]
-    with_settings.__signature__ = own.replace(parameters=[*parameters, *shared])  # what Typer reads
-    return with_settings
+        parameters = [parameter for name, parameter in own.parameters.items() if name != keyword]
+        with_group.__signature__ = own.replace(parameters=[*parameters, *added])  # what Typer reads
+        return with_group
+
+    return decorate
