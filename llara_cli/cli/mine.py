@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
+from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
 
 
@@ -31,13 +32,13 @@ def mine(
     """
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data, write_training_file
 
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    parts = dict(data_settings or {})
+    collection = {name: parts.pop(name) for name in ("queries", "qrels", "corpus", "split")}
+    check_output_file(out, [run, train, collection["queries"], collection["qrels"], collection["corpus"]], overwrite)
     train_path = Path(train) if train is not None else None
     if train_path is not None and train_path.is_file():
         raise UsageError(f"--train {train_path} is a file: give a BEIR directory or collection name to mine for")
-    parts = dict(data_settings or {})
-    files = collection_files(train, **{name: parts.pop(name) for name in ("queries", "qrels", "corpus", "split")})
+    files = collection_files(train, **collection)
     settings = MiningSettings(seed=seed, **parts)  # skip, depth, num_negatives, min_relevance
     data = mine_training_data(files, run, settings)
     write_training_file(out, data.examples)

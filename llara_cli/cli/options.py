@@ -3,14 +3,15 @@
 Commands annotate their parameters with these ``Annotated`` aliases; defaults that belong to a library config
 come from it (``run_default("batch_size")`` is :class:`~llara_cli.training.run_config.TrainingRunConfig`'s), so
 the CLI and the Python API cannot drift apart. :func:`with_options` adds a group of them
-(:data:`RUN_OPTIONS`, :data:`LORA_OPTIONS`, :data:`MINING_OPTIONS`) to each command that takes it. Nothing heavy is imported here: the CLI root must
-start fast.
+(:data:`RUN_OPTIONS`, :data:`LORA_OPTIONS`, :data:`MINING_OPTIONS`) to each command that takes it; ``finite``
+and ``at_most`` are option callbacks. Nothing heavy is imported here: the CLI root must start fast.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -190,3 +191,19 @@ def with_options(group: OptionGroup, keyword: str) -> Callable[[Callable[..., No
         return with_group
 
     return decorate
+
+
+def finite(value: float) -> float:
+    """Option callback: refuse ``nan`` and ``inf``, which click's float ranges let through."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def at_most(limit: int) -> Callable[[int], int]:
+    """Option callback: refuse values above ``limit`` (without widening the help table as ``max=`` does)."""
+    def check(value: int) -> int:
+        if value is not None and value > limit:
+            raise typer.BadParameter(f"{value} is above the largest allowed value, {limit}")
+        return value
+    return check

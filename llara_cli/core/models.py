@@ -140,6 +140,19 @@ def _trust_kwargs(trust_remote_code: bool) -> dict[str, Any]:
     return {"trust_remote_code": True} if trust_remote_code else {}
 
 
+def _unreadable_weight_file(model_dir: Path) -> Path:
+    """The first ``*.safetensors`` file of ``model_dir`` whose header does not parse (else the directory)."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return path
+    return model_dir
+
+
 def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer of ``model_dir`` for right-padded batches.
 
@@ -174,6 +187,7 @@ def load_causal_lm(
     """Load the causal LM in ``model_dir`` (local files only) with a ``DTYPES`` dtype, on ``device`` if given."""
     torch_type = torch_dtype(dtype)
     force_offline()
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
@@ -186,6 +200,9 @@ def load_causal_lm(
         )
     except (OSError, ValueError, ImportError) as error:
         raise LlaraError(f"cannot load the model from {model_dir}: {first_line(error)}") from None
+    except SafetensorError as error:  # a truncated or corrupt weight file
+        raise LlaraError(f"{_unreadable_weight_file(Path(model_dir))}: not a readable safetensors file "
+                         f"({first_line(error)}); copy or convert the model again") from None
     if device is not None:
         model = model.to(device)
     return model
