@@ -39,7 +39,8 @@ from benchmarks.gpu.flex_mask import segment_block_mask  # noqa: E402
 from llara_cli.core.batching import collate_adaptation  # noqa: E402
 from llara_cli.core.config import FAMILY_BOW_LOGITS, LlaraConfig  # noqa: E402
 from llara_cli.core.masks import joint_attention_inputs  # noqa: E402
-from llara_cli.core.modeling import LlaraAdaptationModel, LlaraEncoder  # noqa: E402
+from llara_cli.core.adaptation import LlaraAdaptationModel  # noqa: E402
+from llara_cli.core.encoder import LlaraEncoder  # noqa: E402
 from llara_cli.core.pooling import masked_mean_pool  # noqa: E402
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side  # noqa: E402
 
@@ -252,7 +253,8 @@ def adapt_step_phase(wrapper: LlaraAdaptationModel, batches: dict, device: torch
 def encode_phase(encoder: LlaraEncoder, settings: dict, device: torch.device) -> dict:
     """Real tokens/s: llara (length-sorted, decoder only) vs naive (corpus order, padded, full causal LM)."""
     rng = random.Random(SEED)
-    vocab = encoder.model.config.vocab_size
+    causal_lm = encoder.model.causal_lm
+    vocab = causal_lm.config.vocab_size
     lengths = [rng.randint(settings["encode_min_tokens"], settings["encode_max_tokens"])
                for _ in range(settings["encode_passages"])]
     texts = [[rng.randrange(len(SPECIAL_TOKENS), vocab) for _ in range(length)] for length in lengths]
@@ -275,7 +277,7 @@ def encode_phase(encoder: LlaraEncoder, settings: dict, device: torch.device) ->
             input_ids = torch.tensor([sequence + [pad] * (longest - len(sequence)) for sequence in sequences], device=device)
             attention = torch.tensor([[1] * len(sequence) + [0] * (longest - len(sequence)) for sequence in sequences],
                                      device=device)
-            outputs = encoder.model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
+            outputs = causal_lm(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
             outputs.hidden_states[-1][torch.arange(len(sequences), device=device), attention.sum(dim=1) - 1]
 
     llara_s, naive_s = timed(device, llara), timed(device, naive)  # first round: warm-up
@@ -356,8 +358,7 @@ def run_check(dry_run: bool, out: Path, settings: dict | None = None) -> dict:
                                    excluded_target_ids=tokenizer.all_special_ids)
     record("equivalence", lambda: equivalence_phase(wrapper, batches, dtype))
     record("adapt_step", lambda: adapt_step_phase(wrapper, batches, device, settings["repetitions"]))
-    encoder = LlaraEncoder(model, tokenizer, LlaraConfig(prompt_family=FAMILY), name="random-llama-2-7b-shape",
-                           device=device)
+    encoder = LlaraEncoder(model, tokenizer, LlaraConfig(prompt_family=FAMILY), device=device)
     record("encode", lambda: encode_phase(encoder, settings, device))
     result["passed"] = all(phases[name].get("equal", True) for name in ("flex", "equivalence"))
     write_result(out, result)
