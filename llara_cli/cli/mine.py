@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
-from llara_cli.data.outputs import check_output_file
+from llara_cli.storage.outputs import check_output_file
 from llara_cli.errors import UsageError
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from llara_cli.core.dtypes import torch_dtype
 from llara_cli.core.model_files import MODELS_SUBDIR, first_line, force_offline, llara_home, missing_model_files
-from llara_cli.data.files import read_json, write_json
+from llara_cli.storage.files import read_json, write_json
 from llara_cli.errors import LlaraError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from llara_cli.data.files import iter_lines
+from llara_cli.storage.files import iter_lines
 from llara_cli.data.records import check_id
 from llara_cli.errors import UsageError
 

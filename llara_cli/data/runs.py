@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from llara_cli.data.files import atomic_write, iter_lines
+from llara_cli.storage.files import atomic_write, iter_lines
 from llara_cli.data.records import id_problem
 from llara_cli.errors import UsageError
 

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llara_cli.data.corpus import BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
-from llara_cli.data.files import atomic_write, read_json, write_json
+from llara_cli.storage.files import atomic_write, read_json, write_json
 from llara_cli.data.qrels import DEFAULT_BEIR_SPLIT
 from llara_cli.errors import LlaraError, UsageError
 

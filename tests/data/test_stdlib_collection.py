@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llara_cli.data.corpus import read_corpus, read_queries
-from llara_cli.data.files import read_json
+from llara_cli.storage.files import read_json
 from llara_cli.data.qrels import read_qrels
 from llara_cli.data.stdlib_collection import (
     COLLECTION_KIND,
