@@ -9,7 +9,7 @@ import pytest
 from llara_cli.data.corpus import read_corpus, read_queries
 from llara_cli.storage.files import read_json
 from llara_cli.data.qrels import read_qrels
-from llara_cli.data.stdlib_collection import (
+from llara_cli.demo.collection import (
     COLLECTION_KIND,
     CollectionStats,
     build_stdlib_collection,
