@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
