@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from llara_cli.data.files import write_json  # noqa: E402
+from llara_cli.storage.files import write_json  # noqa: E402
 
 RESULT_PATH = REPO_ROOT / "benchmarks" / "results" / "scale.json"
 OPTIONS = ("flat", "sharded-flat", "flat-fp16", "flat-sq8", "ivfpq", "hnsw")
