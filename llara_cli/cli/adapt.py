@@ -17,6 +17,7 @@ EXIT_INTERRUPTED = 130
 TRAINING = "Training"
 DATA = "Data"
 RUN = "Checkpoints and logs"
+OBJECTIVE = "Objective"
 
 
 def adapt(
@@ -68,9 +69,22 @@ def adapt(
     lora_r: Annotated[int, typer.Option("--lora-r", min=1, rich_help_panel=TRAINING)] = 16,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", min=1, rich_help_panel=TRAINING)] = 32,
     lora_dropout: Annotated[float, typer.Option("--lora-dropout", rich_help_panel=TRAINING)] = 0.05,
-    lm_loss_weight: Annotated[float, typer.Option(
-        "--lm-loss-weight", help="Add this times the next-token loss on the text (0: off, as the paper).",
-        rich_help_panel=TRAINING)] = 0.0,
+    objective: Annotated[str, typer.Option(
+        "--objective", help="paper (BoW losses only, as the paper) or released (the authors' code: next-token loss "
+        "+ BoW/10, stop words removed from the targets); the four options below override it.",
+        rich_help_panel=OBJECTIVE)] = "paper",
+    lm_loss_weight: Annotated[Optional[float], typer.Option(
+        "--lm-loss-weight", help="Add this times the next-token loss on the text (paper: 0, released: 1).",
+        rich_help_panel=OBJECTIVE)] = None,
+    bow_scale: Annotated[Optional[float], typer.Option(
+        "--bow-scale", help="Multiply the BoW loss by this (paper: 1, released: 0.1).",
+        rich_help_panel=OBJECTIVE)] = None,
+    remove_stop_words: Annotated[Optional[bool], typer.Option(
+        "--remove-stop-words/--keep-stop-words", help="Drop English stop words and punctuation from the BoW "
+        "targets (paper: keep, released: remove).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
+    exclude_special_targets: Annotated[Optional[bool], typer.Option(
+        "--exclude-special-targets/--keep-special-targets", help="Never use special token ids as BoW targets "
+        "(both presets: exclude).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
     deepspeed: Annotated[Optional[Path], typer.Option(
         "--deepspeed", help="A DeepSpeed json config (under torchrun), e.g. configs/accelerate/deepspeed_zero3.json.",
         rich_help_panel=TRAINING)] = None,
@@ -119,7 +133,9 @@ def adapt(
         shuffle_buffer=shuffle_buffer, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         learning_rate=lr, warmup_ratio=warmup_ratio, scheduler=scheduler, weight_decay=weight_decay,
         max_grad_norm=max_grad_norm, optim=optim, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-        lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lm_loss_weight=lm_loss_weight,
+        lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, objective=objective,
+        lm_loss_weight=lm_loss_weight, bow_scale=bow_scale, remove_stop_words=remove_stop_words,
+        exclude_special_targets=exclude_special_targets,
         seed=seed, save_steps=save_steps, save_total_limit=save_total_limit, logging_steps=logging_steps,
         resume=resume, overwrite=overwrite, keep_checkpoints=keep_checkpoints, deepspeed=deepspeed,
         trust_remote_code=trust_remote_code,

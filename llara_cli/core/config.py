@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llara_cli import __version__
-from llara_cli.core.prompts import PromptFamily, parse_family
+from llara_cli.core.prompts import CURRENT_LAYOUT, LEGACY_LAYOUT, PromptFamily, parse_family, parse_layout
 from llara_cli.data.files import read_json, write_json
 from llara_cli.errors import UsageError
 
@@ -41,6 +41,7 @@ class LlaraConfig:
     base_model: str | None = None
     stage: str = "base"  # base | adapted | finetuned
     llara_version: str = __version__
+    prompt_layout: int = int(CURRENT_LAYOUT)  # core.prompts.PromptLayout; absent from a file: LEGACY_LAYOUT
 
     @property
     def pooling(self) -> Pooling:
@@ -58,6 +59,7 @@ class LlaraConfig:
         values = {key: value for key, value in payload.items() if key in known}
         if "prompt_family" in values:
             values["prompt_family"] = parse_family(values["prompt_family"])
+        values["prompt_layout"] = int(parse_layout(values.get("prompt_layout", LEGACY_LAYOUT)))
         return cls(**values)
 
     def save(self, model_dir: str | Path) -> None:

@@ -2,28 +2,31 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 from llara_cli.core.config import LlaraConfig
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, add_marker_tokens, parse_family
-from llara_cli.errors import UsageError
+from llara_cli.core.prompts import TEMPLATES, add_marker_tokens, detect_family, family_for, parse_family
 
 logger = logging.getLogger(__name__)
 
 
-def choose_config(saved: LlaraConfig | None, requested_family: str | None, model: str) -> LlaraConfig:
-    """The saved config wins; a different ``--prompt-family`` for a trained model is refused."""
-    family = parse_family(requested_family) if requested_family else None
-    if saved is None:
-        return LlaraConfig(prompt_family=family or PromptFamily.PAPER, base_model=model)
-    if family is not None and family is not saved.prompt_family and saved.stage != "base":
-        raise UsageError(
-            f"model {model} was {saved.stage} with the {saved.prompt_family.value} prompt family; "
-            f"it cannot be used with --prompt-family {family.value}"
-        )
-    if family is not None and family is not saved.prompt_family:
-        return LlaraConfig(**{**saved.__dict__, "prompt_family": family})
-    return saved
+def choose_config(saved: LlaraConfig | None, requested_family: str | None, model: str,
+                  vocabulary: Collection[str] = ()) -> LlaraConfig:
+    """The saved config wins; a plain HF model whose tokenizer ``vocabulary`` has the markers is flagembedding.
+
+    A ``--prompt-family`` contradicting either is refused (:func:`core.prompts.family_for`).
+    """
+    requested = parse_family(requested_family) if requested_family else None
+    if saved is not None:
+        family_for(requested, saved.prompt_family, model=model, own_source=f"its {saved.stage} llara_config.json")
+        return saved
+    detected = detect_family(vocabulary)
+    family = family_for(requested, detected, model=model, own_source="its tokenizer has the <s1>..<s16> markers")
+    if detected is not None:
+        logger.info("model %s: its tokenizer has the <s1>..<s16> markers: the %s prompt family",
+                    model, detected.value)
+    return LlaraConfig(prompt_family=family, base_model=model)
 
 
 def load_llara_model(model: str, *, dtype: str = "fp32", prompt_family: str | None = None,
@@ -40,8 +43,8 @@ def load_llara_model(model: str, *, dtype: str = "fp32", prompt_family: str | No
         return load_adapter_model(model, dtype=dtype, prompt_family=prompt_family,
                                   trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
     model_dir = resolve_model(model)
-    config = choose_config(LlaraConfig.load(model_dir), prompt_family, model)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
+    config = choose_config(LlaraConfig.load(model_dir), prompt_family, model, tokenizer.get_vocab())
     causal_lm = load_causal_lm(model_dir, dtype=dtype, attn_implementation=attn_implementation,
                                trust_remote_code=trust_remote_code)
     added = add_marker_tokens(tokenizer, causal_lm, TEMPLATES[config.prompt_family])

@@ -12,7 +12,8 @@ Input formats (``data_format``; ``auto`` picks by file name and first record):
 ``released``  the authors' pretraining jsonl (FlagEmbedding ``research/LLARA/data/pretrain``):
               ``{"input": str, "output_summarize": str, "output_predict": str}``; ``input`` is the text,
               ``output_predict`` the next span. ``output_summarize`` is not read: EBAE targets are always the
-              input's own tokens (in the released data it repeats ``input``). Stop words are not removed.
+              input's own tokens (in the released data it repeats ``input``). Stop words are removed from
+              the targets only when asked (``--remove-stop-words``, :mod:`llara_cli.data.stopwords`).
 ``native``    llara's own jsonl, one ready-made example a line: ``{"text": str, "next": str | null}``;
               a missing, null or empty ``next`` makes an EBAE-only example.
 
@@ -47,7 +48,7 @@ import random
 import re
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
 from itertools import count, islice
 from pathlib import Path
@@ -397,19 +398,34 @@ class AdaptationDataset(IterableDataset):
         return shard_rounds(self.stream(), self.round_size, worker.num_workers, worker.id)
 
 
-class AdaptationCollator:
-    """Batches examples with :func:`llara_cli.core.batching.collate_adaptation` (joint or two-pass)."""
+TARGET_KEYS = ("passage_targets", "query_targets")
 
-    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True) -> None:  # noqa: ANN001
+
+class AdaptationCollator:
+    """Batches examples with :func:`llara_cli.core.batching.collate_adaptation` (joint or two-pass).
+
+    ``target_filter`` (e.g. :class:`llara_cli.data.stopwords.StopWordTargets`) rebuilds both sides' BoW target
+    lists after collation: ``rows of ids -> rows of ids``.
+    """
+
+    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True,  # noqa: ANN001
+                 target_filter: Callable[[list[list[int]]], list[list[int]]] | None = None) -> None:
         self.prompt_format = prompt_format
         self.pad_id = pad_id
         self.max_length = max_length
         self.joint = joint
+        self.target_filter = target_filter
 
     def __call__(self, examples: Sequence[AdaptationExample]) -> dict:
-        from llara_cli.core.batching import collate_adaptation
+        from llara_cli.core.batching import collate_adaptation, pad_targets
+        from llara_cli.core.losses import IGNORE_INDEX
 
-        return collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+        batch = collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+        if self.target_filter is not None:
+            for key in TARGET_KEYS:
+                rows = [row[row != IGNORE_INDEX].tolist() for row in batch[key]]
+                batch[key] = pad_targets(self.target_filter(rows))
+        return batch
 
 
 __all__ = [

@@ -43,8 +43,8 @@ FINGERPRINT_FIELDS = (
     "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
     "shuffle_buffer", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler",
     "weight_decay", "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout",
-    "lm_loss_weight", "seed", "attn_implementation",
-)
+    "objective", "seed", "attn_implementation",
+)  # plus the resolved objective settings (core.objective.ObjectiveSettings) and the prompt layout
 
 
 @dataclass(kw_only=True)
@@ -53,7 +53,9 @@ class AdaptConfig(TrainingRunConfig):
 
     The Trainer settings (batch, schedule, checkpoints, resume) are :class:`TrainingRunConfig`'s.
     ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
-    joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else ``paper``).
+    joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else the one its tokenizer implies,
+    else ``paper``). ``objective`` names a preset (:mod:`llara_cli.core.objective`); the four objective switches
+    below override it when set (``None``: the preset's value).
     """
 
     corpus: Path
@@ -71,7 +73,11 @@ class AdaptConfig(TrainingRunConfig):
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lm_loss_weight: float = 0.0
+    objective: str = "paper"
+    lm_loss_weight: float | None = None
+    bow_scale: float | None = None
+    exclude_special_targets: bool | None = None
+    remove_stop_words: bool | None = None
     deepspeed: Path | None = None
 
     def __post_init__(self) -> None:
@@ -89,14 +95,23 @@ class AdaptConfig(TrainingRunConfig):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lm_loss_weight < 0:
-            raise UsageError(f"--lm-loss-weight cannot be negative, got {self.lm_loss_weight}")
+        self.objective_settings()  # UsageError for an unknown preset or a weight out of range
         if self.deepspeed is not None and not self.deepspeed.is_file():
             raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
 
+    def objective_settings(self):  # noqa: ANN201 - core.objective.ObjectiveSettings
+        """The preset with this run's overrides."""
+        from llara_cli.core.objective import objective_settings
+
+        return objective_settings(self.objective, lm_loss_weight=self.lm_loss_weight, bow_scale=self.bow_scale,
+                                  exclude_special_targets=self.exclude_special_targets,
+                                  remove_stop_words=self.remove_stop_words)
+
     def fingerprint(self, **extra: Any) -> dict[str, Any]:
-        """The settings a resume must match, plus ``extra`` (world size, resolved family, corpus identity)."""
-        return {**{name: getattr(self, name) for name in FINGERPRINT_FIELDS}, **extra}
+        """The settings a resume must match (the objective resolved), plus ``extra`` (world size, resolved family
+        and prompt layout, corpus identity)."""
+        return {**{name: getattr(self, name) for name in FINGERPRINT_FIELDS}, **self.objective_settings().to_dict(),
+                **extra}
 
 
 @dataclass(frozen=True)
@@ -138,8 +153,8 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     from accelerate import PartialState
 
     state = PartialState()
-    fingerprint = config.fingerprint(prompt_family=plan.family, world_size=args.world_size,
-                                     **corpus_identity(config.corpus))
+    fingerprint = config.fingerprint(prompt_family=plan.family, prompt_layout=plan.prompt_layout,
+                                     world_size=args.world_size, **corpus_identity(config.corpus))
     with run_directory(config, fingerprint, is_main=state.is_main_process,
                        barrier=state.wait_for_everyone) as resume_from:
         trainer = _build_trainer(config, plan, args, fingerprint, on_log)
@@ -159,6 +174,7 @@ class _Plan:
     family: str
     data_format: str
     span_tokens: int
+    prompt_layout: int
 
 
 def _prepare(config: AdaptConfig) -> _Plan:
@@ -171,13 +187,15 @@ def _prepare(config: AdaptConfig) -> _Plan:
 
     data_format = detect_format(config.corpus, config.data_format)
     model_dir = resolve_model(config.model)  # LlaraError when e.g. the 7B weights are not here
-    llara_config = choose_config(LlaraConfig.load(model_dir), config.prompt_family, config.model)
-    template = TEMPLATES[llara_config.prompt_family]
     tokenizer = load_tokenizer(model_dir, trust_remote_code=config.trust_remote_code)
+    llara_config = choose_config(LlaraConfig.load(model_dir), config.prompt_family, config.model,
+                                 tokenizer.get_vocab())
+    template = TEMPLATES[llara_config.prompt_family]
     missing = [token for token in template.added_tokens if token not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
-    budget = PromptFormat.from_tokenizer(template, tokenizer).text_budget(config.max_length, joint=True)
+    prompt_format = PromptFormat.from_tokenizer(template, tokenizer, llara_config.prompt_layout)
+    budget = prompt_format.text_budget(config.max_length, joint=True)
     if config.max_input_tokens is not None and config.max_input_tokens > budget:
         raise UsageError(
             f"--max-input-tokens {config.max_input_tokens} does not fit in --max-length {config.max_length} "
@@ -185,7 +203,7 @@ def _prepare(config: AdaptConfig) -> _Plan:
         )
     span_tokens = config.max_input_tokens or budget
     AdaptationDataset(config.corpus, tokenizer, span_tokens=span_tokens, data_format=data_format).check_not_empty()
-    return _Plan(llara_config.prompt_family.value, data_format.value, span_tokens)
+    return _Plan(llara_config.prompt_family.value, data_format.value, span_tokens, llara_config.prompt_layout)
 
 
 def _training_arguments(config: AdaptConfig):  # noqa: ANN202 - transformers.TrainingArguments
@@ -198,10 +216,8 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                    on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
     from transformers import PrinterCallback, set_seed
 
-    from llara_cli.core.config import FAMILY_BOW_LOGITS
     from llara_cli.core.loading import load_llara_model
-    from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
-    from llara_cli.data.adaptation import AdaptationCollator, AdaptationDataset
+    from llara_cli.data.adaptation import AdaptationDataset
     from llara_cli.training._trainer import AdaptationTrainer, RunCallback, enable_gradient_checkpointing
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
@@ -217,11 +233,9 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         enable_gradient_checkpointing(causal_lm)
     if config.lora:
         causal_lm = _with_lora(causal_lm, tokenizer, llara_config, config)
-    prompt_format = prompt_format_for(tokenizer, llara_config)
-    objective = LlaraAdaptationModel(
-        causal_lm, prompt_format, bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
-        excluded_target_ids=tokenizer.all_special_ids, lm_loss_weight=config.lm_loss_weight,
-    )
+    settings = config.objective_settings()
+    objective = adaptation_objective(causal_lm, tokenizer, llara_config, settings)
+    prompt_format = objective.prompt_format
     if _zero3_enabled():
         # The BoW loss reads the LM-head matrix directly (never calls the head module), so ZeRO-3 must be
         # told to gather it for the wrapper's forward.
@@ -233,7 +247,7 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         shuffle_buffer=config.shuffle_buffer, max_examples=config.max_examples,
         round_size=config.batch_size * args.world_size,
     )
-    collator = AdaptationCollator(prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
+    collator = adaptation_collator(prompt_format, tokenizer, settings, config.max_length, joint=config.joint)
     adapted_config = dataclasses.replace(llara_config, stage="adapted",
                                          base_model=llara_config.base_model or config.model)
     callback = RunCallback(JsonlLog(config.run_dir / TRAIN_LOG_FILE), fingerprint, config.save_total_limit, on_log)
@@ -241,6 +255,28 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                                 callbacks=[callback], llara_tokenizer=tokenizer, llara_config=adapted_config)
     trainer.remove_callback(PrinterCallback)  # progress is reported through on_log
     return trainer
+
+
+def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa: ANN001, ANN201
+    """The :class:`~llara_cli.core.modeling.LlaraAdaptationModel` for ``settings`` (core.objective) and the family."""
+    from llara_cli.core.config import FAMILY_BOW_LOGITS
+    from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
+
+    return LlaraAdaptationModel(
+        causal_lm, prompt_format_for(tokenizer, llara_config), bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
+        excluded_target_ids=tokenizer.all_special_ids if settings.exclude_special_targets else (),
+        lm_loss_weight=settings.lm_loss_weight, bow_scale=settings.bow_scale,
+    )
+
+
+def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *, joint: bool = True):  # noqa: ANN001, ANN201
+    """The batch collator; with ``settings.remove_stop_words`` the BoW targets lose their stop words."""
+    from llara_cli.data.adaptation import AdaptationCollator
+    from llara_cli.data.stopwords import StopWordTargets
+
+    target_filter = StopWordTargets(tokenizer) if settings.remove_stop_words else None
+    return AdaptationCollator(prompt_format, tokenizer.pad_token_id, max_length, joint=joint,
+                              target_filter=target_filter)
 
 
 def _zero3_enabled() -> bool:

@@ -477,13 +477,13 @@ def _check_model(config: FinetuneConfig) -> str:
     else:
         tokenizer_dir = resolve_model(config.model)  # LlaraError when e.g. the 7B weights are not here
         saved = LlaraConfig.load(tokenizer_dir)
-    llara_config = choose_config(saved, config.prompt_family, config.model)
-    template = TEMPLATES[llara_config.prompt_family]
     tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=config.trust_remote_code)
+    llara_config = choose_config(saved, config.prompt_family, config.model, tokenizer.get_vocab())
+    template = TEMPLATES[llara_config.prompt_family]
     missing = [token for token in template.added_tokens if token not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
-    prompt_format = PromptFormat.from_tokenizer(template, tokenizer)
+    prompt_format = PromptFormat.from_tokenizer(template, tokenizer, llara_config.prompt_layout)
     prompt_format.text_budget(config.query_max_length, joint=False)  # UsageError when no text would fit
     prompt_format.text_budget(config.passage_max_length, joint=False)
     return llara_config.prompt_family.value
