@@ -65,3 +65,9 @@ def test_encode_with_a_contradicting_family_is_one_line_and_exit_two(tmp_path):
     assert "flagembedding-family model" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "emb").exists()
+
+
+def test_an_unknown_prompt_layout_is_refused(tmp_path):
+    (tmp_path / "llara_config.json").write_text(json.dumps({"prompt_family": "paper", "prompt_layout": 9}))
+    with pytest.raises(UsageError, match="unknown prompt_layout 9"):
+        LlaraConfig.load(tmp_path)
