@@ -95,22 +95,28 @@ def search(query_embeddings: np.ndarray, passage_embeddings: np.ndarray, k: int)
 
 
 def evaluate(encoder, collection: dict, passage_max_length: int, query_max_length: int, batch_size: int) -> dict:
-    import ir_measures
-
     documents, queries = collection["documents"], collection["queries"]
     started = time.perf_counter()
     passages = encoder.encode_passages([document.text for document in documents], batch_size=batch_size,
                                        max_length=passage_max_length)  # (n_docs, dim)
     query_embeddings = encoder.encode_queries([query.text for query in queries], batch_size=batch_size,
                                               max_length=query_max_length)  # (n_queries, dim)
+    result = retrieval_measures(query_embeddings, passages, collection)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def retrieval_measures(query_embeddings: np.ndarray, passages: np.ndarray, collection: dict) -> dict:
+    """``MEASURES`` of the exact top-``TOP_K`` search of the collection's queries over its documents."""
+    import ir_measures
+
+    documents, queries = collection["documents"], collection["queries"]
     indices, scores = search(query_embeddings, passages, TOP_K)
     run = [ir_measures.ScoredDoc(query.query_id, documents[index].doc_id, float(score))
            for query, row, row_scores in zip(queries, indices, scores) for index, score in zip(row, row_scores)]
     qrels = [ir_measures.Qrel(qrel.query_id, qrel.doc_id, qrel.relevance) for qrel in collection["qrels"]]
     values = ir_measures.calc_aggregate([ir_measures.parse_measure(name) for name in MEASURES], qrels, run)
-    result = {name: round(float(values[ir_measures.parse_measure(name)]), 4) for name in MEASURES}
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    return result
+    return {name: round(float(values[ir_measures.parse_measure(name)]), 4) for name in MEASURES}
 
 
 def load_encoder(model: str, family: str, seed: int):

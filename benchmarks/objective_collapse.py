@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import save_result  # noqa: E402
-from benchmarks.adapt_effect import load_collection, load_encoder, search  # noqa: E402
+from benchmarks.adapt_effect import load_collection, load_encoder, retrieval_measures  # noqa: E402
 
 FAMILY = "flagembedding"
 COLLECTION = "scifact"
@@ -43,8 +43,6 @@ SETTINGS = {  # name -> AdaptConfig objective fields (None: no adaptation)
     "released": {"objective": "released"},  # AR + BoW/10, stop words removed
     "released-no-ar": {"objective": "released", "lm_loss_weight": 0.0},  # BoW/10, stop words removed
 }
-MEASURES = ("nDCG@10", "R@100")
-TOP_K = 100
 QUERY_MAX_LENGTH = 64
 
 
@@ -59,17 +57,9 @@ def mean_pairwise_cosine(embeddings: np.ndarray) -> dict:
 
 
 def retrieval_quality(encoder, collection: dict, passages: np.ndarray, query_max_length: int, batch_size: int) -> dict:
-    import ir_measures
-
-    queries, documents = collection["queries"], collection["documents"]
-    query_embeddings = encoder.encode_queries([query.text for query in queries], batch_size=batch_size,
+    query_embeddings = encoder.encode_queries([query.text for query in collection["queries"]], batch_size=batch_size,
                                               max_length=query_max_length)  # (n_queries, dim)
-    indices, scores = search(query_embeddings, passages, TOP_K)
-    run = [ir_measures.ScoredDoc(query.query_id, documents[index].doc_id, float(score))
-           for query, row, row_scores in zip(queries, indices, scores) for index, score in zip(row, row_scores)]
-    qrels = [ir_measures.Qrel(qrel.query_id, qrel.doc_id, qrel.relevance) for qrel in collection["qrels"]]
-    values = ir_measures.calc_aggregate([ir_measures.parse_measure(name) for name in MEASURES], qrels, run)
-    return {name: round(float(values[ir_measures.parse_measure(name)]), 4) for name in MEASURES}
+    return retrieval_measures(query_embeddings, passages, collection)
 
 
 def cpu_description() -> dict:

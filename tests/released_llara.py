@@ -64,7 +64,8 @@ def pretrain_example(tokenizer, text, cutoff_len):
     text_ids = tokenizer(text, truncation=True, max_length=budget, padding=False, return_tensors=None,
                          add_special_tokens=False)["input_ids"]
     input_ids = prefix_ids + text_ids + summarize_ids + predict_ids
-    labels = ([LABEL_PAD] * len(prefix_ids) + input_ids[len(prefix_ids):len(input_ids) - len(summarize_ids) - len(predict_ids)]
+    text_end = len(input_ids) - len(summarize_ids) - len(predict_ids)
+    labels = ([LABEL_PAD] * len(prefix_ids) + input_ids[len(prefix_ids):text_end]
               + [LABEL_PAD] * (len(summarize_ids) + len(predict_ids)))
     return input_ids, labels
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from llara_cli.core.prompts import parse_choice
 from llara_cli.errors import UsageError
 
 RELEASED_LM_LOSS_WEIGHT = 1.0  # pretrain/modeling.py: loss = ar_loss + bow_loss
@@ -49,11 +50,7 @@ PRESETS = {
 
 
 def parse_preset(name: str | ObjectivePreset) -> ObjectivePreset:
-    try:
-        return ObjectivePreset(name)
-    except ValueError:
-        known = ", ".join(preset.value for preset in ObjectivePreset)
-        raise UsageError(f"unknown --objective {name!r}: choose one of {known}") from None
+    return parse_choice(ObjectivePreset, name, "--objective")
 
 
 def objective_settings(preset: str | ObjectivePreset, **overrides: Any) -> ObjectiveSettings:

@@ -23,9 +23,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from llara_cli.errors import UsageError
+
+
+E = TypeVar("E", bound=Enum)
 
 
 class PromptFamily(str, Enum):
@@ -111,12 +114,17 @@ TEMPLATES: dict[PromptFamily, PromptTemplate] = {
 }
 
 
-def parse_family(name: str | PromptFamily) -> PromptFamily:
+def parse_choice(choices: type[E], value: str | E, what: str) -> E:
+    """``value`` as a member of the str enum ``choices``; a UsageError listing them otherwise."""
     try:
-        return PromptFamily(name)
+        return choices(value)
     except ValueError:
-        known = ", ".join(family.value for family in PromptFamily)
-        raise UsageError(f"unknown prompt family {name!r}: choose one of {known}") from None
+        known = ", ".join(choice.value for choice in choices)
+        raise UsageError(f"unknown {what} {value!r}: choose one of {known}") from None
+
+
+def parse_family(name: str | PromptFamily) -> PromptFamily:
+    return parse_choice(PromptFamily, name, "prompt family")
 
 
 def parse_layout(value: int | PromptLayout) -> PromptLayout:
@@ -132,7 +140,8 @@ def detect_family(vocabulary: Collection[str]) -> PromptFamily | None:
     return PromptFamily.FLAGEMBEDDING if all(marker in vocabulary for marker in FLAG_MARKER_TOKENS) else None
 
 
-def family_for(requested: PromptFamily | None, own: PromptFamily | None, *, model: str, own_source: str) -> PromptFamily:
+def family_for(requested: PromptFamily | None, own: PromptFamily | None, *, model: str,
+               own_source: str) -> PromptFamily:
     """The family to use: the model's ``own`` (its saved config, or its markers) unless none; else ``requested``,
     else ``paper``. A ``requested`` family that contradicts the model's own is a UsageError (one line).
     """

@@ -269,7 +269,8 @@ def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa:
     )
 
 
-def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *, joint: bool = True):  # noqa: ANN001, ANN201
+def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *,  # noqa: ANN001, ANN201
+                        joint: bool = True):
     """The batch collator; with ``settings.remove_stop_words`` the BoW targets lose their stop words."""
     from llara_cli.data.adaptation import AdaptationCollator
     from llara_cli.data.stopwords import StopWordTargets
