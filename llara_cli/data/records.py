@@ -1,7 +1,16 @@
-"""Record types shared by every reader and writer. Names follow ir_measures (``query_id``, ``doc_id``)."""
+"""Record types shared by every reader and writer, and the checks they all use (ids, repeated pairs).
+
+Names follow ir_measures (``query_id``, ``doc_id``). Ids end up in whitespace-separated files (TREC runs,
+TREC qrels, the ``docid`` file of an index), so an id is a non-empty string without any whitespace.
+"""
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
+
+from llara_cli.errors import UsageError
+
+WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
 
 
 class Document(NamedTuple):
@@ -12,3 +21,27 @@ class Document(NamedTuple):
 class Query(NamedTuple):
     query_id: str
     text: str
+
+
+def id_problem(record_id: str) -> str | None:
+    """Why ``record_id`` cannot be written to a TREC file, or None when it can."""
+    if not record_id:
+        return "empty id"
+    if WHITESPACE.search(record_id):
+        return f"id {record_id!r} contains whitespace (TREC runs and qrels are whitespace-separated)"
+    return None
+
+
+def check_id(record_id: str, where: str, what: str = "") -> str:
+    """Return ``record_id`` or raise naming ``where`` (``file:line``); ``what`` is e.g. ``"document"``."""
+    problem = id_problem(record_id)
+    if problem is not None:
+        raise UsageError(f"{where}: {what + ' ' if what else ''}{problem}")
+    return record_id
+
+
+def check_new_pair(seen: set[tuple[str, str]], query_id: str, doc_id: str, where: str, problem: str) -> None:
+    """Remember ``(query_id, doc_id)``, or raise ``where: problem`` when this file already had the pair."""
+    if (query_id, doc_id) in seen:
+        raise UsageError(f"{where}: {problem}")
+    seen.add((query_id, doc_id))

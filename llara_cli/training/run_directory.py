@@ -54,7 +54,7 @@ def finished_training(checkpoint: Path | None) -> bool:
 
     The Trainer resumed there would run one step too many (it checks for the end only after a step).
     """
-    from llara_cli.data.files import read_json
+    from llara_cli.storage.files import read_json
 
     if checkpoint is None or not (checkpoint / TRAINER_STATE).is_file():
         return False
@@ -75,7 +75,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
     Every process runs the read-only checks (so all of them fail alike), then only the main one writes. A run
     that fails before its first checkpoint leaves nothing behind; a successful one removes the directory.
     """
-    from llara_cli.data.locks import output_lock
+    from llara_cli.storage.locks import output_lock
 
     run_dir = config.run_dir
     lock = output_lock(run_dir) if is_main else contextlib.nullcontext()
@@ -114,7 +114,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
 
 
 def clear_run_directory(run_dir: Path, *, keep_lock: bool = True) -> None:
-    from llara_cli.data.locks import LOCK_FILE
+    from llara_cli.storage.locks import LOCK_FILE
 
     if not run_dir.is_dir():
         return
@@ -149,7 +149,7 @@ def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, sta
     With ``merge_lora`` a LoRA checkpoint's adapters are loaded and merged into plain weights; otherwise the
     checkpoint's model files are the model (an adapter directory, or weights gathered when sharded).
     """
-    from llara_cli.core.loading import save_llara_model
+    from llara_cli.core.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model, load_checkpoint_weights
 
     final_dir = fresh_final_dir(config, state)
@@ -157,7 +157,7 @@ def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, sta
     if state.is_main_process:
         if merge_lora and is_peft_model(causal_lm):
             load_checkpoint_weights(causal_lm, checkpoint)
-            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
+            save_model_dir(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
         else:
             final_dir.mkdir()
             for path in checkpoint.iterdir():

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.core.config import LlaraConfig
-from llara_cli.core.loading import choose_config
+from llara_cli.core.config import LlaraConfig, Stage
+from llara_cli.core.config import resolve_config as choose_config
 from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily, detect_family, family_for
 from llara_cli.errors import UsageError
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
@@ -33,7 +33,7 @@ def test_the_models_own_family_wins_and_a_contradiction_is_refused():
 
 
 def test_plain_model_with_markers_is_flagembedding_and_the_choice_is_logged(caplog):
-    with caplog.at_level("INFO", logger="llara_cli.core.loading"):
+    with caplog.at_level("INFO", logger="llara_cli.core.config"):
         config = choose_config(None, None, "BAAI/LLARA-passage", MARKER_VOCABULARY)
     assert config.prompt_family is FLAG and config.prompt_layout == 2
     assert "BAAI/LLARA-passage" in caplog.text and "markers" in caplog.text
@@ -41,11 +41,11 @@ def test_plain_model_with_markers_is_flagembedding_and_the_choice_is_logged(capl
     assert choose_config(None, "flagembedding", "plain", PLAIN_VOCABULARY).prompt_family is FLAG
 
 
-@pytest.mark.parametrize("saved_stage", ["base", "adapted", "finetuned"])
+@pytest.mark.parametrize("saved_stage", [Stage.ADAPTED, Stage.FINETUNED])
 def test_an_explicit_family_contradicting_the_saved_config_is_refused(saved_stage):
     saved = LlaraConfig(prompt_family=FLAG, stage=saved_stage, prompt_layout=1)
     assert choose_config(saved, "flagembedding", "m", PLAIN_VOCABULARY) is saved
-    with pytest.raises(UsageError, match=f"its {saved_stage} llara_config.json"):
+    with pytest.raises(UsageError, match=f"was {saved_stage.value} with the flagembedding prompt family"):
         choose_config(saved, "paper", "m", PLAIN_VOCABULARY)
     with pytest.raises(UsageError, match="tokenizer has the <s1>..<s16> markers"):
         choose_config(None, "paper", "m", MARKER_VOCABULARY)

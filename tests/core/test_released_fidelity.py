@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from llara_cli.core.config import LLARA_CONFIG_FILE, LlaraConfig
-from llara_cli.core.modeling import LlaraEncoder
+from llara_cli.core.encoder import LlaraEncoder
 from llara_cli.core.prompts import (
     FLAG_MARKER_TOKENS, LEGACY_LAYOUT, TEMPLATES, PromptFamily, PromptFormat, PromptLayout, Side,
 )
@@ -115,7 +115,7 @@ def test_paper_layout_keeps_the_space_piece_before_eos(llama_tokenizer):
 def test_plain_directory_with_markers_embeds_as_the_readme_snippet(marker_model_dir, caplog):
     from transformers import AutoModel, AutoTokenizer
 
-    with caplog.at_level("INFO", logger="llara_cli.core.loading"):
+    with caplog.at_level("INFO", logger="llara_cli.core.config"):
         encoder = LlaraEncoder.load(str(marker_model_dir))
     assert encoder.config.prompt_family is PromptFamily.FLAGEMBEDDING
     assert "markers" in caplog.text and "flagembedding" in caplog.text
@@ -143,10 +143,11 @@ def test_a_model_saved_before_layouts_encodes_bit_identically(marker_model_dir, 
         old_suffixes[side] = tuple(words + llama_tokenizer.convert_tokens_to_ids(list(markers)))
         old_offsets[side] = tuple(range(len(words), len(words) + 8))
     assert encoder.prompt_format.suffix_ids == old_suffixes and encoder.prompt_format.pool_offsets == old_offsets
-    reference = LlaraEncoder(encoder.model, encoder.tokenizer, encoder.config)
-    reference.prompt_format = dataclasses.replace(encoder.prompt_format, suffix_ids=old_suffixes,
-                                                  pool_offsets=old_offsets)
-    current = LlaraEncoder(encoder.model, encoder.tokenizer, dataclasses.replace(encoder.config, prompt_layout=2))
+    causal_lm = encoder.model.causal_lm
+    reference = LlaraEncoder(causal_lm, encoder.tokenizer, encoder.config)
+    reference.model.prompt_format = dataclasses.replace(encoder.prompt_format, suffix_ids=old_suffixes,
+                                                        pool_offsets=old_offsets)
+    current = LlaraEncoder(causal_lm, encoder.tokenizer, dataclasses.replace(encoder.config, prompt_layout=2))
     for side in Side:
         assert np.array_equal(encoder.encode(TEXTS, side), reference.encode(TEXTS, side))
         assert not np.allclose(encoder.encode(TEXTS, side), current.encode(TEXTS, side), atol=1e-4)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llara_cli.core.batching import pad_targets
+from llara_cli.core.batching import AdaptationCollator, pad_targets
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat
-from llara_cli.data.adaptation import AdaptationCollator, AdaptationExample
+from llara_cli.data.adaptation import AdaptationExample
 from llara_cli.data.stopwords import STOP_WORDS_FILE, StopWordTargets, english_stop_words, remove_stop_words
 from tests.conftest import REPO_ROOT
 from tests.llama_tokenizer import build_llama_style_tokenizer
