@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_MODEL, MaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, SeedOpt, TrustRemoteCodeOpt,
+    DEFAULT_DTYPE, DEFAULT_MODEL, MaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, SeedOpt, TrustRemoteCodeOpt,
 )
 
 EXIT_INTERRUPTED = 130
@@ -59,7 +59,11 @@ def adapt(
                                                  rich_help_panel=TRAINING)] = 1.0,
     optim: Annotated[str, typer.Option("--optim", help="HF Trainer optimizer name (default AdamW).",
                                        rich_help_panel=TRAINING)] = "adamw_torch",
-    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 mixed precision.", rich_help_panel=TRAINING)] = False,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="Mixed precision: auto (bf16 on GPUs and CPUs with native bf16, else fp32), fp32, bf16 "
+        "or fp16.", rich_help_panel=TRAINING)] = DEFAULT_DTYPE,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Same as --precision bf16 (older spelling).",
+                                       rich_help_panel=TRAINING)] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(
         "--gradient-checkpointing", help="Recompute activations in the backward pass (less memory).",
         rich_help_panel=TRAINING)] = False,
@@ -96,7 +100,7 @@ def adapt(
 
     Examples:
 
-      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256 --bf16[/]
+      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256[/]
 
       [cyan]llara adapt --corpus wiki.txt --format text --out runs/adapted --resume[/]
 
@@ -118,7 +122,7 @@ def adapt(
         max_length=max_length, max_input_tokens=max_input_tokens, max_examples=max_examples,
         shuffle_buffer=shuffle_buffer, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         learning_rate=lr, warmup_ratio=warmup_ratio, scheduler=scheduler, weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm, optim=optim, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+        max_grad_norm=max_grad_norm, optim=optim, precision=precision, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
         lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lm_loss_weight=lm_loss_weight,
         seed=seed, save_steps=save_steps, save_total_limit=save_total_limit, logging_steps=logging_steps,
         resume=resume, overwrite=overwrite, keep_checkpoints=keep_checkpoints, deepspeed=deepspeed,
@@ -133,7 +137,7 @@ def adapt(
     if _is_main_process():
         loss = f", mean loss {result.train_loss:.4f}" if result.train_loss is not None else ""
         resumed = f" (resumed at step {result.resumed_from_step})" if result.resumed_from_step else ""
-        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss} -> {result.out_dir}")
+        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss}, {config.precision} -> {result.out_dir}")
 
 
 def _report_interruption(run_dir: Path) -> None:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_MODEL, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, SeedOpt, TrustRemoteCodeOpt,
+    DEFAULT_DTYPE, DEFAULT_MODEL, Bf16AliasOpt, ModelOpt, OutDirOpt, OverwriteOpt, PrecisionOpt, PromptFamilyOpt, SeedOpt,
+    TrustRemoteCodeOpt,
 )
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
@@ -70,7 +71,8 @@ def finetune(
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping (0: off).")] = 1.0,
     optim: Annotated[str, typer.Option("--optim", help="Optimizer name of the HF Trainer (adamw_torch, sgd, adafactor...).")] = "adamw_torch",
-    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.")] = False,
+    precision: PrecisionOpt = DEFAULT_DTYPE,
+    bf16: Bf16AliasOpt = False,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass (less memory, slower).")] = False,
     full: Annotated[bool, typer.Option("--full", help="Finetune every weight instead of LoRA adapters.")] = False,
     lora_r: Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank.")] = 32,
@@ -111,7 +113,7 @@ def finetune(
         cross_device_negatives=cross_device_negatives, temperature=temperature, batch_size=batch_size,
         grad_accum=grad_accum, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
         warmup_ratio=warmup_ratio, scheduler=scheduler, weight_decay=weight_decay, max_grad_norm=max_grad_norm, optim=optim,
-        bf16=bf16, gradient_checkpointing=gradient_checkpointing, lora=not full, lora_r=lora_r,
+        precision=precision, bf16=bf16, gradient_checkpointing=gradient_checkpointing, lora=not full, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=_split_targets(lora_targets), merge=merge,
         seed=seed, save_steps=save_steps, save_total_limit=save_total_limit or None, logging_steps=logging_steps,
         resume=resume, overwrite=overwrite, keep_checkpoints=keep_checkpoints, trust_remote_code=trust_remote_code,
@@ -126,7 +128,7 @@ def finetune(
     kind = "LoRA adapter" if result.adapter else "model"
     loss = f", final train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-    typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss} -> {kind} in {out}")
+    typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss}, {config.precision} -> {kind} in {out}")
 
 
 def _is_main_process() -> bool:

@@ -39,7 +39,18 @@ QrelsOpt = Annotated[
 QrelsSplitOpt = Annotated[
     str, typer.Option("--split", help="Qrels split of a BEIR-layout collection (qrels/<split>.tsv).")
 ]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: fp32, bf16 or fp16.")]
+DEFAULT_DTYPE = "auto"
+DtypeOpt = Annotated[
+    str,
+    typer.Option("--dtype", help="Model dtype: auto (bf16 where the hardware runs it natively, else fp32; "
+                 "`llara env` shows the choice), fp32, bf16 or fp16."),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option("--precision", help="Mixed precision: auto (bf16 on GPUs and CPUs with native bf16, else fp32), "
+                 "fp32, bf16 or fp16."),
+]
+Bf16AliasOpt = Annotated[bool, typer.Option("--bf16", help="Same as --precision bf16 (kept for older scripts).")]
 PromptFamilyOpt = Annotated[
     Optional[str],
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),

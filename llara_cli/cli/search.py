@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli.options import DtypeOpt, OptionalModelOpt, OutFileOpt, PromptFamilyOpt, TrustRemoteCodeOpt
+from llara_cli.cli.options import DEFAULT_DTYPE, DtypeOpt, OptionalModelOpt, OutFileOpt, PromptFamilyOpt, TrustRemoteCodeOpt
 from llara_cli.errors import UsageError
 from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1
 from llara_cli.retrieval.fusion import RRF_K as DEFAULT_RRF_K
@@ -31,7 +31,7 @@ def search(
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Search and write a TREC run: [bold]dense[/] (--index), [bold]BM25[/] (--bm25) or [bold]fusion[/] (--fuse).
@@ -61,14 +61,16 @@ def search(
 
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
 
+    dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, dtype=dtype,
                          trust_remote_code=trust_remote_code)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
-    typer.echo(f"searched {count} queries (top {k}) -> {out}")
+    typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")
 
 
 def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: ANN001

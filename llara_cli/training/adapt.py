@@ -42,7 +42,7 @@ LORA_TARGETS = "all-linear"  # every linear layer of the decoder (peft leaves th
 FINGERPRINT_FIELDS = (
     "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
     "shuffle_buffer", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler",
-    "weight_decay", "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout",
+    "weight_decay", "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout",
     "lm_loss_weight", "seed", "attn_implementation",
 )
 
