@@ -22,11 +22,20 @@ SPLIT=${SPLIT:-test}
 mkdir -p "$OUT/runs"
 
 STAGES=()
-stage() {  # stage NAME COMMAND...: run COMMAND, remember how long it took
-  local name=$1 start=$EPOCHREALTIME
+cpu_seconds() {  # user + system CPU seconds of the finished child processes (Linux; 0 elsewhere)
+  if [ -r "/proc/$$/stat" ]; then
+    awk -v tick="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($14 + $15) / tick }' "/proc/$$/stat"
+  else
+    echo 0
+  fi
+}
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+stage() {  # stage NAME COMMAND...: run COMMAND, remember its wall-clock and CPU seconds
+  local name=$1 start=$EPOCHREALTIME cpu_start
+  cpu_start=$(cpu_seconds)
   shift
   "$@"
-  STAGES+=("$name $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')")
+  STAGES+=("$name $(elapsed "$start" "$EPOCHREALTIME") $(elapsed "$cpu_start" "$(cpu_seconds)")")
 }
 TOTAL_START=$EPOCHREALTIME
 
@@ -69,10 +78,11 @@ stage evaluate llara evaluate "$OUT/runs/bm25.trec" "$OUT/runs/dense.trec" "$OUT
   --qrels "$DATA" --split "$SPLIT" --baseline bm25 --plot "$OUT/evaluation.png"
 echo "== done: runs in $OUT/runs, plot in $OUT/evaluation.png"
 
-echo "== time per stage (s)"
+echo "== time per stage (wall-clock and CPU seconds; load average now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+printf '  %-13s %8s %8s\n' stage wall cpu
 for entry in "${STAGES[@]}"; do
-  printf '  %-13s %7s\n' ${entry}
+  printf '  %-13s %8s %8s\n' ${entry}
 done
-printf '  %-13s %7s\n' total "$(awk -v a="$TOTAL_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')"
+printf '  %-13s %8s %8s\n' total "$(elapsed "$TOTAL_START" "$EPOCHREALTIME")" "$(cpu_seconds)"
 echo "== machine (llara env)"
 llara env

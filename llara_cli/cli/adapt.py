@@ -110,7 +110,7 @@ def adapt(
 
       [cyan]accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes 8 --no_python \\
       llara adapt --model llama-2-7b --corpus pretrain_wiki.jsonl --format released --out runs/llara-7b \\
-      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --bf16 --gradient-checkpointing[/]
+      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --precision bf16 --gradient-checkpointing[/]
 
     (docs/adapt.md: data formats, resume, DeepSpeed/FSDP configs.)
     """
