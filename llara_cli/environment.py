@@ -147,8 +147,8 @@ def precision_description(probe: bool = False) -> dict[str, Any]:
         "auto": auto,
         "native_bf16": native if native is not None else auto[CPU] == "bf16",
         "decided_by": "capability queries" if native is not None else "measured probe",
-        "probe": None if measured is None else {"fp32_gflops": measured.fp32_gflops,
-                                                "bf16_gflops": measured.bf16_gflops},
+        "probe": None if measured is None else {"fp32_gflops": round(measured.fp32_gflops, 2),
+                                                "bf16_gflops": round(measured.bf16_gflops, 2)},
     }
 
 

@@ -172,7 +172,7 @@ def measure_bf16_probe(size: int = PROBE_MATMUL_SIZE, min_seconds: float = PROBE
             torch.mm(left, right)
             products += 1
         rates[name] = 2 * size ** 3 * products / elapsed / 1e9
-    return Bf16Probe(fp32_gflops=round(rates[FP32], 2), bf16_gflops=round(rates[BF16], 2))
+    return Bf16Probe(fp32_gflops=rates[FP32], bf16_gflops=rates[BF16])
 
 
 def _machine_key(hardware: Hardware) -> str:
