@@ -175,7 +175,8 @@ def collect_environment(probe: bool = False) -> dict[str, Any]:
     ``probe`` also measures (or reads the cached) bf16 vs fp32 matmul rate; without it the probe runs only
     where the capability queries cannot decide.
     """
-    from llara_cli.core.models import embedded_model_dir, llara_home
+    from llara_cli.core.gguf import embedded_model_dir
+    from llara_cli.core.model_files import llara_home
     from llara_cli.core.precision import CPU, detect_hardware
 
     model_dir = embedded_model_dir()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Optional
 
 import click
@@ -10,14 +11,38 @@ import typer.core
 from rich.console import Console
 
 from llara_cli import __version__
-from llara_cli.errors import EXIT_RUNTIME_FAILURE, LlaraError
+from llara_cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME_FAILURE, LlaraError
 
-EXIT_INTERRUPTED = 130
+def _click_exception_modules() -> list:
+    """``click.exceptions`` and, for newer typer (0.29 here), the copy of it that typer bundles (``typer._click``).
 
+    Older typer raises the installed click's exceptions; newer typer raises its bundled copy's, which are
+    not the installed click's, so both are caught (the copy is found from ``typer.BadParameter``).
+    """
+    bundled = sys.modules.get(typer.BadParameter.__module__, click.exceptions)
+    return [click.exceptions] if bundled is click.exceptions else [click.exceptions, bundled]
+
+
+def _exception_types(name: str) -> tuple[type[Exception], ...]:
+    return tuple(getattr(module, name) for module in _click_exception_modules() if hasattr(module, name))
+
+
+_CLICK_EXCEPTIONS = _exception_types("ClickException")  # usage errors and the like: click prints them, exit 2
+_HELP_EXCEPTIONS = _exception_types("NoArgsIsHelpError")  # click >= 8.2: typer prints its rich help for it
+_EXITS = (typer.Exit, typer.Abort, *_exception_types("Exit"), *_exception_types("Abort"))
 
 
 class _LlaraGroup(typer.core.TyperGroup):
     """Formats library errors once, for every command: one line, exit code from the error, no traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN003, ANN201
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _HELP_EXCEPTIONS:
+            raise
+        except _CLICK_EXCEPTIONS as error:  # a usage error in the root options: the same plain message
+            error.show()
+            raise typer.Exit(error.exit_code) from None
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
@@ -30,7 +55,12 @@ class _LlaraGroup(typer.core.TyperGroup):
         except KeyboardInterrupt:
             _stderr.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume.")
             ctx.exit(EXIT_INTERRUPTED)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except _HELP_EXCEPTIONS:
+            raise
+        except _CLICK_EXCEPTIONS as error:  # click's own plain message: usage, then one 'Error: ...' line
+            error.show()
+            ctx.exit(error.exit_code)
+        except _EXITS:
             raise
         except Exception as error:  # noqa: BLE001 - last resort: one line unless --verbose
             if _state["verbose"]:

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from llara_cli.cli.options import QrelsOpt, QrelsSplitOpt
 from llara_cli.data.collections import resolve_qrels
+from llara_cli.data.outputs import check_output_file
 from llara_cli.data.qrels import read_qrels
 from llara_cli.data.runs import read_run
 from llara_cli.errors import UsageError
@@ -153,6 +154,8 @@ def evaluate(
 
     [cyan]llara evaluate a.trec b.trec --qrels data/scifact --baseline a --bonferroni --plot cmp.png[/]
     """
+    if plot is not None:
+        check_output_file(plot, [*runs, Path(qrels)], overwrite=True)  # a plot is regenerated freely, but never onto a run
     chosen_names = run_names(runs, names)
     baseline_name = pick_baseline(baseline, chosen_names, runs)
     measure_names = split_measure_names(measures) if measures else list(DEFAULT_MEASURES)

@@ -6,33 +6,39 @@ from typing import Annotated, Optional
 
 import typer
 
-from llara_cli.cli.options import DEFAULT_DTYPE, DtypeOpt, OptionalModelOpt, OutFileOpt, PromptFamilyOpt, TrustRemoteCodeOpt
+from llara_cli.cli.options import (
+    DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
+    TrustRemoteCodeOpt, at_most, finite,
+)
+from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1
+from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
 from llara_cli.retrieval.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 
 
 def search(
     out: OutFileOpt,
-    queries: Annotated[Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")] = None,
+    queries: QueriesOpt = None,
     index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Dense: an index built by `llara index`.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
     bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
-    k1: Annotated[float, typer.Option("--k1", help="BM25 k1.")] = DEFAULT_K1,
-    b: Annotated[float, typer.Option("--b", help="BM25 b.")] = DEFAULT_B,
+    k1: Annotated[float, typer.Option("--k1", min=0, callback=finite, help="BM25 k1.")] = DEFAULT_K1,
+    b: Annotated[float, typer.Option("--b", min=0, max=1, help="BM25 b.")] = DEFAULT_B,
     fuse: Annotated[Optional[list[Path]], typer.Option("--fuse", help="Fusion: a run to fuse (repeat the option).")] = None,
     method: Annotated[str, typer.Option("--method", help="Fusion method: rrf or weighted (min-max normalised).")] = "rrf",
     rrf_k: Annotated[int, typer.Option("--rrf-k", min=1, help="RRF constant k.")] = DEFAULT_RRF_K,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
-    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results per query.")] = DEFAULT_K,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, callback=at_most(MAX_K), help="Results per query.")] = DEFAULT_K,
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
+    max_length: ModelMaxLengthOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Search and write a TREC run: [bold]dense[/] (--index), [bold]BM25[/] (--bm25) or [bold]fusion[/] (--fuse).
 
@@ -48,6 +54,7 @@ def search(
     if len(modes) != 1:
         raise UsageError("choose exactly one of --index (dense), --bm25 or --fuse" +
                          (f" (got {', '.join(modes)})" if modes else ""))
+    check_output_file(out, [*(fuse or []), queries, corpus, index], overwrite)
     if fuse:
         _fuse(fuse, method, out, rrf_k, weights, k)
         return
@@ -56,17 +63,18 @@ def search(
     if bm25:
         _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
         return
-    _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code)
+    _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype, trust_remote_code)
 
 
-def _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code) -> None:  # noqa: ANN001
+def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
+           trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
     from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
 
     dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
-                         prompt_family=prompt_family, k=k, batch_size=batch_size, dtype=dtype,
+                         prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
                          trust_remote_code=trust_remote_code)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -15,6 +16,9 @@ from llara_cli.errors import LlaraError, UsageError
 
 GZIP_SUFFIX = ".gz"
 DEFAULT_FILE_MODE = 0o666  # like open(): the umask decides, not mkstemp's private 0600
+BYTE_ORDER_MARK = "\ufeff"  # some editors start UTF-8 files with it; every reader drops it
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SHORT_WRITE_WORDS = ("requested and", "written")  # numpy's tofile() message for a short write (disk full)
 
 
 def _current_umask() -> int:
@@ -26,18 +30,26 @@ def _current_umask() -> int:
 def open_binary(path: str | Path) -> IO[bytes]:
     """Open a file for reading bytes, transparently gunzipping ``*.gz``; missing file -> UsageError."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    return gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+    try:
+        return gzip.open(path, "rb") if path.suffix == GZIP_SUFFIX else open(path, "rb")
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open a UTF-8 text file for reading (gzip aware)."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8", newline="")
+    """Open a UTF-8 text file for reading (gzip aware); a leading byte-order mark is dropped."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", newline="")
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` (1-based, line ending stripped); undecodable bytes name the line."""
+    """Yield ``(line_number, line)`` (1-based, line ending stripped); undecodable bytes name the line.
+
+    A byte-order mark at the start of the file is dropped, so it never sticks to the first id.
+    """
     path = Path(path)
     with open_binary(path) as handle:
         line_number = 0
@@ -47,6 +59,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as error:
                     raise UsageError(f"{path}:{line_number}: not valid UTF-8 ({error.reason})") from None
+                if line_number == 1:
+                    line = line.removeprefix(BYTE_ORDER_MARK)
                 yield line_number, line.rstrip("\r\n")
         except (OSError, EOFError) as error:
             raise UsageError(f"{path}:{line_number + 1}: unreadable ({error})") from None
@@ -66,6 +80,15 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield line_number, record
 
 
+def write_error(path: str | Path, error: OSError) -> LlaraError:
+    """The one-line error for a failed write; a full disk (or quota) says so and names the directory."""
+    path = Path(path)
+    message = str(error)
+    if error.errno in SPACE_ERRNOS or all(word in message for word in SHORT_WRITE_WORDS):
+        return LlaraError(f"no space left on {path.parent} while writing {path.name} ({error.strerror or message})")
+    return LlaraError(f"cannot write {path}: {error.strerror or error}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Write ``path`` through a temp file in the same directory, renamed into place only on success.
@@ -78,7 +101,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise LlaraError(f"cannot write {path}: {error.strerror or error}") from None
+        raise write_error(path, error) from None
     temp_path = Path(temp_name)
     try:
         os.chmod(temp_path, DEFAULT_FILE_MODE & ~_current_umask())
@@ -96,7 +119,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         os.replace(temp_path, path)
     except OSError as error:
         temp_path.unlink(missing_ok=True)
-        raise LlaraError(f"cannot write {path}: {error.strerror or error}") from None
+        raise write_error(path, error) from None
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise

@@ -1,4 +1,5 @@
-"""A lock file per output directory, so two processes never write the same output."""
+"""Lock files, so two processes never write the same output: one inside an output directory, or one beside
+an output that is renamed into place as a whole."""
 from __future__ import annotations
 
 import contextlib
@@ -9,9 +10,11 @@ from pathlib import Path
 from llara_cli.errors import LlaraError
 
 LOCK_FILE = ".llara.lock"
+SIBLING_LOCK_TEMPLATE = ".{name}.llara.lock"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -29,30 +32,49 @@ def _read_owner(lock: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def output_lock(directory: str | Path) -> Iterator[None]:
-    """Hold ``directory/.llara.lock`` while writing; a live holder is refused, a dead one's lock is taken over."""
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise LlaraError(f"cannot create {directory}: {error.strerror or error}") from None
-    lock = directory / LOCK_FILE
+def _hold(lock: Path, target: Path) -> Iterator[None]:
+    """Hold ``lock`` for ``target``; a live holder is refused, a dead one's lock is taken over."""
     for _attempt in range(2):
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
             owner = _read_owner(lock)
-            if owner is not None and owner != os.getpid() and _process_alive(owner):
-                raise LlaraError(f"{directory} is being written by another llara process (pid {owner})") from None
+            if owner is not None and owner != os.getpid() and process_alive(owner):
+                raise LlaraError(f"{target} is being written by another llara process (pid {owner})") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
         except OSError as error:
-            raise LlaraError(f"cannot write in {directory}: {error.strerror or error}") from None
+            raise LlaraError(f"cannot write in {lock.parent}: {error.strerror or error}") from None
     else:
-        raise LlaraError(f"could not lock {directory}")
+        raise LlaraError(f"could not lock {target}")
     with os.fdopen(descriptor, "w") as handle:
         handle.write(str(os.getpid()))
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LlaraError(f"cannot create {directory}: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def output_lock(directory: str | Path) -> Iterator[None]:
+    """Hold ``directory/.llara.lock`` while writing into ``directory`` (created if missing)."""
+    directory = Path(directory)
+    _make_directory(directory)
+    with _hold(directory / LOCK_FILE, directory):
+        yield
+
+
+@contextlib.contextmanager
+def sibling_lock(target: str | Path) -> Iterator[None]:
+    """Hold ``.<name>.llara.lock`` beside ``target``, for outputs built elsewhere and renamed onto ``target``."""
+    target = Path(target)
+    _make_directory(target.parent)
+    with _hold(target.parent / SIBLING_LOCK_TEMPLATE.format(name=target.name), target):
+        yield

@@ -1,7 +1,16 @@
-"""Record types shared by every reader and writer. Names follow ir_measures (``query_id``, ``doc_id``)."""
+"""Record types shared by every reader and writer, and the one id check they all use.
+
+Names follow ir_measures (``query_id``, ``doc_id``). Ids end up in whitespace-separated files (TREC runs,
+TREC qrels, the ``docid`` file of an index), so an id is a non-empty string without any whitespace.
+"""
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
+
+from llara_cli.errors import UsageError
+
+WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
 
 
 class Document(NamedTuple):
@@ -12,3 +21,20 @@ class Document(NamedTuple):
 class Query(NamedTuple):
     query_id: str
     text: str
+
+
+def id_problem(record_id: str) -> str | None:
+    """Why ``record_id`` cannot be written to a TREC file, or None when it can."""
+    if not record_id:
+        return "empty id"
+    if WHITESPACE.search(record_id):
+        return f"id {record_id!r} contains whitespace (TREC runs and qrels are whitespace-separated)"
+    return None
+
+
+def check_id(record_id: str, where: str, what: str = "") -> str:
+    """Return ``record_id`` or raise naming ``where`` (``file:line``); ``what`` is e.g. ``"document"``."""
+    problem = id_problem(record_id)
+    if problem is not None:
+        raise UsageError(f"{where}: {what + ' ' if what else ''}{problem}")
+    return record_id

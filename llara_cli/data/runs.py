@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from llara_cli.data.files import atomic_write, iter_lines
+from llara_cli.data.records import id_problem
 from llara_cli.errors import UsageError
 
 TREC_RUN_COLUMNS = 6
@@ -25,10 +26,22 @@ def rank_results(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]
     return sorted(scored, key=lambda pair: (-pair[1], pair[0]))
 
 
+def _bad_id(query_id: str, scored: Sequence[tuple[str, float]]) -> str:
+    for what, record_id in (("query", query_id), *(("document", doc_id) for doc_id, _score in scored)):
+        problem = id_problem(str(record_id))
+        if problem is not None:
+            return f"{what} {problem}"
+    return "a malformed line"
+
+
 def format_run_lines(results: Mapping[str, Sequence[tuple[str, float]]], tag: str = DEFAULT_RUN_TAG) -> Iterable[str]:
+    """One block of run lines per query; an id that would break the 6 columns raises UsageError."""
     for query_id, scored in results.items():
-        for rank, (doc_id, score) in enumerate(rank_results(scored), start=1):
-            yield f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n"
+        block = "".join(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n"
+                        for rank, (doc_id, score) in enumerate(rank_results(scored), start=1))
+        if len(block.split()) != TREC_RUN_COLUMNS * len(scored):  # one C-speed check of every id of the query
+            raise UsageError(f"cannot write a TREC run for query {query_id!r}: {_bad_id(query_id, scored)}")
+        yield block
 
 
 def write_run(path: str | Path, results: Mapping[str, Sequence[tuple[str, float]]], tag: str = DEFAULT_RUN_TAG) -> None:

@@ -25,6 +25,7 @@ class Coverage:
     missing_queries: tuple[str, ...]
     unjudged_queries: tuple[str, ...]
     unjudged_at_10: float | None
+    judged_retrieved: int | None = None  # retrieved documents (all depths, evaluated queries) that are judged
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -33,6 +34,7 @@ class Coverage:
             "missing_queries": list(self.missing_queries),
             "unjudged_queries": list(self.unjudged_queries),
             "unjudged_at_10": self.unjudged_at_10,
+            "judged_retrieved": self.judged_retrieved,
         }
 
 
@@ -73,12 +75,18 @@ def measure_coverage(name: str, qrels: QrelsDict, run: RunDict) -> Coverage:
         missing_queries=sort_ids(judged_ids - run_ids),
         unjudged_queries=sort_ids(run_ids - judged_ids),
         unjudged_at_10=_unjudged_fraction(qrels, run, evaluated),
+        judged_retrieved=sum(doc_id in qrels[query_id] for query_id in evaluated for doc_id in run[query_id]),
     )
 
 
 def coverage_warnings(name: str, coverage: Coverage) -> list[str]:
     """One-line warnings for partial overlap (none when run and qrels hold the same queries)."""
     warnings: list[str] = []
+    if coverage.judged_retrieved == 0:
+        warnings.append(
+            f"run {name}: no retrieved document is judged in its {coverage.evaluated_queries} judged queries "
+            "(every score is 0): doc ids from another corpus, or the wrong qrels?"
+        )
     if coverage.missing_queries:
         warnings.append(
             f"run {name}: {len(coverage.missing_queries)} of the {coverage.judged_queries} judged queries are "

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -23,8 +24,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from llara_cli.data.corpus import BEIR_CORPUS_FILE, check_unique_ids, iter_documents, queries_for_search, resolve_beir_file
+from llara_cli.data.corpus import (
+    BEIR_CORPUS_FILE, check_unique_ids, iter_documents, queries_for_search, resolve_beir_file, warn_if_swapped,
+)
 from llara_cli.data.files import read_json, write_json
+from llara_cli.data.locks import process_alive
 from llara_cli.data.records import Query
 from llara_cli.data.runs import write_run
 from llara_cli.errors import LlaraError, UsageError
@@ -36,6 +40,8 @@ logger = logging.getLogger(__name__)
 Results = dict[str, list[tuple[str, float]]]  # {query_id: [(doc_id, score), ...]} best first
 
 DEFAULT_K = 1000
+MAX_K = 2**31 - 1  # Lucene takes the number of hits as a Java int
+BUILD_DIR_INFIX = ".build-"  # work directories: .<index name>.build-<pid>-<random>
 DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
 DEFAULT_BM25_TAG = "bm25"
@@ -217,10 +223,23 @@ def _check_replaceable(index_dir: Path) -> None:
         raise UsageError(f"{index_dir} is not empty and is not a llara BM25 index: choose another index directory")
 
 
+def _remove_stale_builds(index_dir: Path) -> None:
+    """Delete the work directories that builds of ``index_dir`` killed before their cleanup left behind."""
+    prefix = f".{index_dir.name}{BUILD_DIR_INFIX}"
+    for entry in index_dir.parent.glob(f"{prefix}*"):
+        owner = entry.name[len(prefix):].split("-", 1)[0]
+        if entry.is_dir() and not (owner.isdigit() and process_alive(int(owner))):
+            logger.info("removing %s, left by an interrupted BM25 build", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
+    created_parent = not index_dir.parent.exists()
     try:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
-        work_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.build-", dir=index_dir.parent))
+        _remove_stale_builds(index_dir)
+        work_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}{BUILD_DIR_INFIX}{os.getpid()}-",
+                                         dir=index_dir.parent))
     except OSError as error:
         raise LlaraError(f"cannot create the BM25 index {index_dir}: {error.strerror or error}") from None
     started = time.perf_counter()
@@ -253,6 +272,8 @@ def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
         _move_into_place(built_dir, index_dir, work_dir / "previous")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+        if created_parent and not any(index_dir.parent.iterdir()):  # a failed first build leaves nothing behind
+            index_dir.parent.rmdir()
     logger.info("indexed %d documents of %s into %s in %.1f s", counters["indexed"], corpus_file, index_dir,
                 time.perf_counter() - started)
 
@@ -306,15 +327,20 @@ def build_bm25_index(
     return target
 
 
+def check_bm25_params(k: int, k1: float, b: float) -> None:
+    """Refuse hits and BM25 parameters Lucene cannot take, before any index is built."""
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"k (hits per query) must be at least 1 and at most {MAX_K}, got {k}")
+    if not math.isfinite(k1) or k1 < 0:
+        raise UsageError(f"BM25 k1 must be a finite number >= 0, got {k1}")
+    if not 0 <= b <= 1:
+        raise UsageError(f"BM25 b must be between 0 and 1, got {b}")
+
+
 def _check_search_args(index_dir: Path, k: int, k1: float, b: float, threads: int) -> None:
     if not _has_lucene_segments(index_dir):
         raise UsageError(f"{index_dir} is not a Lucene index (no segments_* file): build it with build_bm25_index")
-    if k < 1:
-        raise UsageError(f"k (hits per query) must be at least 1, got {k}")
-    if k1 < 0:
-        raise UsageError(f"BM25 k1 must be >= 0, got {k1}")
-    if not 0 <= b <= 1:
-        raise UsageError(f"BM25 b must be between 0 and 1, got {b}")
+    check_bm25_params(k, k1, b)
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
 
@@ -431,7 +457,11 @@ def run_bm25(
     With a BEIR directory as ``queries_path`` and a ``split``, only that split's judged queries are searched.
     Returns the index directory used and the number of queries searched.
     """
+    check_bm25_params(k, k1, b)
     queries = queries_for_search(queries_path, split)
     index = build_bm25_index(corpus_path, index_dir, threads=threads)
+    manifest = read_manifest(index) or {}
+    if isinstance(manifest.get("documents"), int):
+        warn_if_swapped(len(queries), manifest["documents"], corpus_path)
     write_run(out_run, bm25_search(index, queries, k=k, k1=k1, b=b, threads=threads), tag=tag)
     return index, len(queries)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
 from llara_cli.data.files import atomic_write, iter_lines, read_json, write_json
+from llara_cli.data.records import check_id, id_problem
 from llara_cli.core.prompts import Side
 from llara_cli.errors import LlaraError, UsageError
 
@@ -34,6 +35,7 @@ COMPATIBILITY_FIELDS = ("model", "prompt_family", "pooling", "side", "dim", "nor
 # Shards of one corpus must also come from the same corpus file and the same split into shards.
 SHARD_FIELDS = ("source_sha256", "shard_num")
 EXAMPLES_SHOWN = 5
+FINITE_CHECK_ROWS = 1 << 16  # rows checked for NaN/inf at a time, so a memory-mapped shard is never copied whole
 
 
 
@@ -125,7 +127,7 @@ class EmbeddingSet:
 
 
 def _validate_ids(ids: Sequence[str], where: str | Path) -> None:
-    bad = [doc_id for doc_id in ids if not isinstance(doc_id, str) or not doc_id or any(c.isspace() for c in doc_id)]
+    bad = [doc_id for doc_id in ids if not isinstance(doc_id, str) or id_problem(doc_id) is not None]
     if bad:
         raise UsageError(
             f"{where}: ids must be non-empty strings without whitespace (TREC runs and the docid file are "
@@ -208,8 +210,25 @@ def load_embedding_meta(directory: str | Path) -> EmbeddingMeta:
 
 
 def read_ids(path: str | Path) -> list[str]:
-    """One id a line, in row order (``ids.txt`` of an embedding set, ``docid`` of an index)."""
-    return [line for _line_number, line in iter_lines(path)]
+    """One id a line, in row order (``ids.txt`` of an embedding set, ``docid`` of an index); a blank line or
+    an id with whitespace raises naming file and line."""
+    ids = [line for _line_number, line in iter_lines(path)]
+    if len("\n".join(ids).split()) != len(ids):  # one C-speed pass; an empty or spaced id changes the count
+        for line_number, record_id in enumerate(ids, start=1):
+            check_id(record_id, f"{path}:{line_number}")
+    return ids
+
+
+def check_finite(vectors: np.ndarray, ids: Sequence[str], where: str | Path) -> None:
+    """Refuse NaN or infinite values, naming the first bad row and its id; reads a memory map in blocks."""
+    import numpy as np
+
+    for start in range(0, len(vectors), FINITE_CHECK_ROWS):
+        block = np.asarray(vectors[start:start + FINITE_CHECK_ROWS])  # (rows, dim)
+        finite_rows = np.isfinite(block).all(axis=1)  # (rows,)
+        if not finite_rows.all():
+            row = start + int(np.argmin(finite_rows))
+            raise UsageError(f"{where}: row {row} (id {ids[row]}) holds NaN or infinite values")
 
 
 def load_embeddings(directory: str | Path, mmap: bool = True) -> EmbeddingSet:
@@ -243,6 +262,7 @@ def load_embeddings(directory: str | Path, mmap: bool = True) -> EmbeddingSet:
     if rows != meta.count:
         raise UsageError(f"{directory}: {META_FILE} says count {meta.count} but {EMBEDDINGS_FILE} has {rows} rows")
     _validate_ids(ids, directory)
+    check_finite(vectors, ids, vectors_path)
     return EmbeddingSet(ids=ids, vectors=vectors, meta=meta, path=directory)
 
 

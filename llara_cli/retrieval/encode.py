@@ -20,7 +20,8 @@ from llara_cli import __version__
 from llara_cli.core.prompts import Side
 from llara_cli.data.corpus import read_corpus, read_queries, resolve_beir_file, BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
 from llara_cli.data.files import atomic_write, read_json, write_json
-from llara_cli.data.locks import output_lock
+from llara_cli.data.locks import LOCK_FILE, output_lock
+from llara_cli.data.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -83,13 +84,17 @@ def _check_resumable(state_path: Path, expected: dict) -> None:
 
 def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], None] | None = None,  # noqa: ANN001
                         on_start: Callable[[int, int], None] | None = None):  # noqa: ANN201
-    """Run ``job`` with an :class:`LlaraEncoder`; returns the saved embedding set's metadata.
+    """Run ``job`` with a :class:`~llara_cli.core.encoder.LlaraEncoder`; returns the saved embedding set's metadata.
 
     ``on_start(total, already_done)`` and ``on_progress(n_done)`` let a caller draw progress.
     """
-    from llara_cli.retrieval.embeddings import META_FILE, EmbeddingMeta, save_embeddings
+    from llara_cli.retrieval.embeddings import (
+        EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta, check_finite, save_embeddings,
+    )
 
     out_dir = job.out_dir
+    check_own_directory(out_dir, (EMBEDDINGS_FILE, IDS_FILE, META_FILE, CHUNKS_DIR, STATE_FILE, LOCK_FILE),
+                        "an llara embedding directory")
     if (out_dir / META_FILE).is_file() and not job.overwrite:
         raise UsageError(f"{out_dir} already holds finished embeddings; pass --overwrite to replace them")
     ids, texts, source_file = read_records(job.source, job.side)
@@ -106,6 +111,8 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
     state.pop("llara_version", None)
     with output_lock(out_dir):
         chunks_dir = out_dir / CHUNKS_DIR
+        for directory in (out_dir, chunks_dir):  # temp files of a killed run (the lock says none is live)
+            remove_leftovers(directory, f".*{TEMP_SUFFIX}")
         state_path = out_dir / STATE_FILE
         if job.overwrite:
             shutil.rmtree(chunks_dir, ignore_errors=True)
@@ -126,9 +133,12 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
                 continue
             vectors = encoder.encode(texts[start:start + job.chunk_size], job.side, batch_size=job.batch_size,
                                      max_length=max_length, on_batch=on_progress)
+            check_finite(vectors, ids[start:start + job.chunk_size],
+                         f"embeddings of {source_file} from {encoder.name} (overflow? try --dtype fp32)")
             with atomic_write(path, "wb") as handle:
                 np.save(handle, vectors, allow_pickle=False)
-        vectors = np.concatenate([np.load(_chunk_path(chunks_dir, start), allow_pickle=False) for start in chunk_starts]) \
+        vectors = np.concatenate([_load_chunk(_chunk_path(chunks_dir, start), min(job.chunk_size, len(ids) - start),
+                                              encoder.dim) for start in chunk_starts]) \
             if len(ids) else np.zeros((0, encoder.dim), dtype=np.float32)
         if encoder.truncated_texts:
             logger.warning("%d texts were longer than --max-length %d and were truncated",
@@ -141,3 +151,15 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:
     return chunks_dir / f"chunk-{start:012d}.npy"
+
+
+def _load_chunk(path: Path, rows: int, dim: int) -> np.ndarray:
+    """A saved chunk, ``(rows, dim)``; a truncated or foreign one raises naming it."""
+    try:
+        vectors = np.load(path, allow_pickle=False)  # (rows, dim)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(f"{path}: unreadable encode chunk ({error}); delete it and rerun to encode it again") from None
+    if vectors.shape != (rows, dim):
+        raise UsageError(f"{path}: encode chunk of shape {vectors.shape}, expected ({rows}, {dim}); "
+                         "delete it and rerun to encode it again")
+    return vectors

@@ -112,6 +112,9 @@ def fuse_run_files(
         raise UsageError(f"unknown fusion method {method!r}; choose one of {choices}") from None
     if method is FusionMethod.RRF and weights is not None:
         raise UsageError("weights apply to weighted fusion only, not to rrf")
+    repeated = sorted({str(path) for path in paths if sum(Path(other).resolve() == Path(path).resolve() for other in paths) > 1})
+    if repeated:
+        raise UsageError(f"run {', '.join(repeated)} is given more than once: fuse each run once")
     runs = [group_run(read_run(path)) for path in paths]
     if method is FusionMethod.RRF:
         fused = reciprocal_rank_fusion(runs, k=k, depth=depth)

@@ -10,12 +10,13 @@ faiss and numpy are imported inside functions, so importing this module (the CLI
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
 from llara_cli.data.files import read_json, write_json
+from llara_cli.data.locks import sibling_lock
+from llara_cli.data.outputs import remove_leftovers
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.retrieval.embeddings import (
     META_FILE,
@@ -265,6 +268,18 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _holding_output_lock(build: Callable[..., IndexMeta]) -> Callable[..., IndexMeta]:
+    """Run ``build(embedding_dirs, out_dir, ...)`` holding the lock beside ``out_dir``: a second writer is refused."""
+    @functools.wraps(build)
+    def locked(embedding_dirs: Sequence[str | Path], out_dir: str | Path, *args: Any, **kwargs: Any) -> IndexMeta:
+        with sibling_lock(out_dir):
+            for pattern in (f".{Path(out_dir).name}.*.tmp", f".{Path(out_dir).name}.old.*"):  # from killed builds
+                remove_leftovers(Path(out_dir).parent, pattern)
+            return build(embedding_dirs, out_dir, *args, **kwargs)
+    return locked
+
+
+@_holding_output_lock
 def build_index(
     embedding_dirs: Sequence[str | Path],
     out_dir: str | Path,

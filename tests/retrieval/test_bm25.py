@@ -291,6 +291,19 @@ def test_index_is_reused_until_the_corpus_changes(tmp_path: Path) -> None:
 
 
 @pytest.mark.java
+def test_a_rerun_removes_the_work_dirs_of_killed_builds(tmp_path: Path) -> None:
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", TINY_DOCS)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    killed = [tmp_path / f".index.build-{dead_pid}-x1y2", tmp_path / ".index.build-legacy9"]  # with and without pid
+    running = tmp_path / f".index.build-{os.getpid()}-live"  # a build still running (this process) is left alone
+    for directory in (*killed, running):
+        (directory / "collection").mkdir(parents=True)
+    build_bm25_index(corpus, tmp_path / "index", threads=1)
+    assert [path for path in tmp_path.iterdir() if ".build-" in path.name] == [running]
+
+
+@pytest.mark.java
 @pytest.mark.slow
 def test_read_only_corpus_dir_falls_back_to_llara_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLARA_HOME", str(tmp_path / "home"))
