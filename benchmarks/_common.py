@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from llara_cli.core.threads import configure_threads
-from llara_cli.data.files import write_json
+from llara_cli.storage.files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"

@@ -43,8 +43,8 @@ if [ -z "${DATA:-}" ]; then
   DATA="$OUT/stdlib-docstrings-${QUICKSTART_DOCS}d-${QUICKSTART_QUERIES}q"
   if [ ! -f "$DATA/collection.json" ]; then
     echo "== building the stdlib docstring collection ($QUICKSTART_DOCS documents, $QUICKSTART_QUERIES queries) in $DATA"
-    stage data python -m llara_cli.data.stdlib_collection "$DATA" --max-documents "$QUICKSTART_DOCS" \
-      --queries "$QUICKSTART_QUERIES"
+    stage data llara demo-collection --out "$DATA" --max-documents "$QUICKSTART_DOCS" \
+      --num-queries "$QUICKSTART_QUERIES"
   fi
 fi
 echo "== data: $DATA"

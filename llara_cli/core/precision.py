@@ -187,7 +187,7 @@ def _machine_key(hardware: Hardware) -> str:
 def cached_bf16_probe(hardware: Hardware, home: Path | None = None) -> Bf16Probe:
     """The probe of this machine from ``<home>/machine/``, measured and saved there on first use."""
     from llara_cli.core.model_files import llara_home
-    from llara_cli.data.files import read_json, write_json
+    from llara_cli.storage.files import read_json, write_json
 
     path = (home or llara_home()) / PROBE_DIR / f"{PROBE_FILE_PREFIX}{_machine_key(hardware)}.json"
     if path.is_file():
