@@ -78,7 +78,7 @@ def adapt(
 
     Examples:
 
-      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256 --bf16[/]
+      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256[/]
 
       [cyan]llara adapt --corpus wiki.txt --format text --out runs/adapted --resume[/]
 
@@ -88,7 +88,7 @@ def adapt(
 
       [cyan]accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes 8 --no_python \\
       llara adapt --model llama-2-7b --corpus pretrain_wiki.jsonl --format released --out runs/llara-7b \\
-      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --bf16 --gradient-checkpointing[/]
+      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --precision bf16 --gradient-checkpointing[/]
 
     (docs/adapt.md: data formats, resume, DeepSpeed/FSDP configs.)
     """
@@ -111,7 +111,7 @@ def adapt(
     if is_main_process():
         loss = f", mean loss {result.train_loss:.4f}" if result.train_loss is not None else ""
         resumed = f" (resumed at step {result.resumed_from_step})" if result.resumed_from_step else ""
-        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss} -> {result.out_dir}")
+        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss}, {config.precision} -> {result.out_dir}")
 
 
 def _report_interruption(run_dir: Path) -> None:

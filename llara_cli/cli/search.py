@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
+    DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
     TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.errors import UsageError
@@ -36,7 +36,7 @@ def search(
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
     max_length: ModelMaxLengthOpt = None,
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -69,14 +69,16 @@ def search(
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
            trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
 
+    dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
                          trust_remote_code=trust_remote_code)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
-    typer.echo(f"searched {count} queries (top {k}) -> {out}")
+    typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")
 
 
 def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: ANN001

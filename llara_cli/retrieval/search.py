@@ -29,7 +29,7 @@ class DenseSearchJob:
     k: int = DEFAULT_K
     batch_size: int = DEFAULT_QUERY_BATCH_SIZE
     max_length: int | None = None  # tokens per query; None: the query length the model was trained with
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # or auto (core.precision)
     trust_remote_code: bool = False
     tag: str = DENSE_RUN_TAG
 
@@ -51,6 +51,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
                      on_progress: Callable[[int], None] | None = None) -> int:
     """Encode the queries (EBAR side), search the index, write the run; returns the number of queries."""
     from llara_cli.core.encoder import LlaraEncoder
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
 
@@ -58,7 +59,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     model, family = check_query_encoder(index.meta, job.model, job.prompt_family)
     queries = queries_for_search(job.queries, job.split)
     warn_if_swapped(len(queries), len(index.doc_ids), job.index_dir)
-    encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
+    encoder = LlaraEncoder.load(model, dtype=resolve_dtype(job.dtype), prompt_family=family, trust_remote_code=job.trust_remote_code)
     if encoder.dim != index.dim:
         raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {index.dim}")
     if on_start is not None:

@@ -47,7 +47,7 @@ PAPER_LEARNING_RATE = 1e-5
 FINGERPRINT_FIELDS = (
     "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
     "shuffle_buffer", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler",
-    "weight_decay", "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout",
+    "weight_decay", "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout",
     "objective", "seed", "attn_implementation",
 )  # plus the resolved objective settings (core.objective.ObjectiveSettings) and the prompt layout
 

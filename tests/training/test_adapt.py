@@ -127,7 +127,7 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     """2 gloo processes x batch 2 == 1 process x batch 4: same examples, DDP averages the per-rank means."""
     common = ["adapt", "--corpus", str(pairs), "--model", str(tiny_model_dir), "--max-length", "48",
               "--max-steps", "1", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0",
-              "--seed", "3"]
+              "--seed", "3", "--precision", "fp32"]  # the library default; the CLI's auto may pick bf16
     run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_adaptation(AdaptConfig(corpus=pairs, out_dir=tmp_path / "single", model=str(tiny_model_dir), max_length=48,
