@@ -90,6 +90,90 @@ def system_runs(system: str, dtype: str, work: Path) -> dict:
     return runs
 
 
+def to_scored_docs(results: dict) -> list:
+    from llara_cli.data.runs import ScoredDoc
+
+    return [ScoredDoc(query_id, doc_id, score) for query_id, scored in results.items() for doc_id, score in scored]
+
+
+def weight_curve(bm25: dict, dense: dict, qrels: list) -> dict[str, float]:
+    """nDCG@10 of the anchored fusion at every grid weight (a diagnostic: nothing is chosen from a test curve)."""
+    from llara_cli.retrieval.fusion_tuning import tune_dense_weight
+
+    scores = tune_dense_weight([bm25, dense], qrels).scores
+    return {f"{weight:.2f}": round(score, 4) for weight, score in scores.items()}
+
+
+def evaluate_system(system: str, runs: dict) -> dict:
+    """Every fusion of one dense system with BM25 on every collection's test split, against BM25."""
+    from llara_cli.data.qrels import read_qrels
+    from llara_cli.evaluation import evaluate_runs
+    from llara_cli.retrieval.fusion import reciprocal_rank_fusion
+    from llara_cli.retrieval.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
+
+    train_bm25, train_dense = runs[TUNING_COLLECTION][TUNING_SPLIT]
+    test_bm25 = runs[TUNING_COLLECTION][EVALUATION_SPLIT][0]
+    train_qrels = read_qrels(SHARED_DATA / TUNING_COLLECTION, TUNING_SPLIT)
+    check_disjoint({qrel.query_id for qrel in train_qrels} & set(train_bm25), test_bm25)
+    tuned = tune_dense_weight([train_bm25, train_dense], train_qrels)
+    stage(f"{system}: dense weight tuned on {tuned.tuning_queries} {TUNING_COLLECTION} {TUNING_SPLIT} queries: "
+          f"{tuned.dense_weight}")
+    collections = {}
+    for name in COLLECTIONS:
+        bm25, dense = runs[name][EVALUATION_SPLIT]
+        fused = {"bm25": bm25, system: dense, "rrf": reciprocal_rank_fusion([bm25, dense], depth=SEARCH_DEPTH),
+                 "robust": anchored_fusion([bm25, dense], ROBUST_DENSE_WEIGHT, depth=SEARCH_DEPTH)}
+        tuned_name = "tuned" if name == TUNING_COLLECTION else f"tuned on {TUNING_COLLECTION}"
+        fused[tuned_name] = anchored_fusion([bm25, dense], tuned.dense_weight, depth=SEARCH_DEPTH)
+        qrels = read_qrels(SHARED_DATA / name, EVALUATION_SPLIT)
+        report = evaluate_runs(qrels, {run: to_scored_docs(results) for run, results in fused.items()},
+                               measures=list(MEASURES), baseline="bm25").to_dict(per_query=False)
+        collections[name] = {
+            "queries": len(bm25),
+            "runs": {run: {"aggregates": payload["aggregates"],
+                           "vs_bm25": {measure: {"delta": comparison["delta"], "p_value": comparison["p_value"]}
+                                       for measure, comparison in payload["comparisons"].items()}}
+                     for run, payload in report["runs"].items()},
+            "test_weight_curve": weight_curve(bm25, dense, qrels),
+        }
+    return {"tuned": tuned.to_dict(), "robust_dense_weight": ROBUST_DENSE_WEIGHT, "collections": collections}
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for system, evaluated in result["systems"].items():
+        lines += [f"### dense = {system} (weight tuned on {TUNING_COLLECTION} {TUNING_SPLIT}: "
+                  f"{evaluated['tuned']['dense_weight']}; robust default {evaluated['robust_dense_weight']})", "",
+                  "| run | " + " | ".join(f"{name} nDCG@10" for name in COLLECTIONS) + " |",
+                  "|---|" + "---:|" * len(COLLECTIONS)]
+        names = list(evaluated["collections"][COLLECTIONS[0]]["runs"])
+        for index, run in enumerate(names):
+            cells = []
+            for name in COLLECTIONS:
+                runs = evaluated["collections"][name]["runs"]
+                payload = runs[list(runs)[index]]
+                value = payload["aggregates"]["nDCG@10"]
+                p_value = payload["vs_bm25"].get("nDCG@10", {}).get("p_value")
+                marker = ("▲" if value > runs["bm25"]["aggregates"]["nDCG@10"] else "▼") \
+                    if p_value is not None and p_value < 0.05 else ""
+                cells.append(f"{value:.4f}{marker}")
+            label = "tuned (SciFact) / SciFact's weight elsewhere" if run == "tuned" else run
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("▲/▼: significantly better/worse than BM25 (paired t-test, p < 0.05).")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_kind() -> dict:
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="cache directory for embeddings and runs")
@@ -108,7 +192,19 @@ def main() -> None:
     all_runs = {system: system_runs(system, args.dtype, args.work) for system in systems}
     if args.encode_only:
         return
-    raise SystemExit("evaluation: not written yet")
+    result = {
+        "benchmark": "fusion_effect",
+        "dense_dtype": args.dtype,
+        "systems": {system: evaluate_system(system, runs) for system, runs in all_runs.items()},
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "cpu": cpu_kind(),
+        "wall_s_this_invocation": round(time.perf_counter() - started, 1),  # cached embeddings cost nothing
+    }
+    save_result("fusion_effect", result)
+    table = markdown(result)
+    (RESULTS_DIR / "fusion_effect.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
