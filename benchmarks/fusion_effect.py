@@ -1,6 +1,6 @@
 """Does fusion hurt? BM25, a dense run, RRF (k 60), the robust default and a tuned weighted fusion.
 
-    python benchmarks/fusion_effect.py --work /tmp/i17-cache                 # MiniLM + raw smollm2-135m
+    python benchmarks/fusion_effect.py --work /tmp/i17-cache                 # MiniLM and a noise run
     python benchmarks/fusion_effect.py --dense minilm --work /tmp/i17-cache  # one dense system only
 
 Per dense system and collection: BM25 (Anserini), the dense run, RRF(BM25, dense) with k = 60, the robust
@@ -9,8 +9,10 @@ SciFact *train* queries and qrels (disjoint from the test queries) by nDCG@10. C
 train split: there only the label-free default applies. nDCG@10, R@100 and MRR@10 on the test qrels with
 paired t-tests against BM25.
 
-Dense systems: ``minilm`` (all-MiniLM-L6-v2, a dense run roughly as good as BM25) and ``raw`` (the embedded
-smollm2-135m before adaptation: a dense run near chance, the case a robust fusion must survive). Embeddings
+Dense systems: ``minilm`` (all-MiniLM-L6-v2, a dense run roughly as good as BM25), ``noise`` (random unit
+vectors: a dense run at chance, the case a label-free fusion must survive; the raw embedded model is close to
+it, SciFact nDCG@10 0.06) and, on request, ``raw`` (smollm2-135m before adaptation, about an hour of encoding
+on 2 loaded cores; pass ``--dtype bf16`` where the CPU has AVX-512-BF16). Embeddings
 are cached in ``--work`` (an interrupted run continues). Results: ``benchmarks/results/fusion_effect.{json,md}``.
 """
 from __future__ import annotations
@@ -30,11 +32,29 @@ COLLECTIONS = ("scifact", "cacm", "cranfield")
 TUNING_COLLECTION = "scifact"
 TUNING_SPLIT = "train"
 EVALUATION_SPLIT = "test"
-DENSE_SYSTEMS = ("minilm", "raw")
+DENSE_SYSTEMS = ("minilm", "noise", "raw")
+DEFAULT_DENSE_SYSTEMS = ("minilm", "noise")
+NOISE_DIM = 64
+NOISE_SEED = 17
 MEASURES = ("nDCG@10", "R@100", "MRR@10")
 SEARCH_DEPTH = 100
 RAW_PASSAGE_MAX_LENGTH = 128
 RAW_SEED = 13  # the raw flagembedding model draws its new marker embeddings
+
+
+class Noise:
+    """Random unit vectors: a dense run at chance, the worst case a label-free fusion must survive."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(NOISE_SEED)
+
+    def encode(self, texts: list[str]):  # noqa: ANN201
+        vectors = self.rng.standard_normal((len(texts), NOISE_DIM)).astype("float32")  # (n, dim)
+        return vectors / (vectors ** 2).sum(axis=1, keepdims=True) ** 0.5
+
+    encode_passages = encode_queries = encode
 
 
 class RawLlara:
@@ -68,7 +88,7 @@ def system_runs(system: str, dtype: str, work: Path) -> dict:
 
     def encoder():  # noqa: ANN202 - loaded only when something must be encoded
         if not encoders:
-            encoders.append(MiniLM() if system == "minilm" else RawLlara(dtype))
+            encoders.append({"minilm": MiniLM, "noise": Noise}.get(system, lambda: RawLlara(dtype))())
         return encoders[0]
 
     runs: dict = {}
@@ -177,7 +197,8 @@ def cpu_kind() -> dict:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="cache directory for embeddings and runs")
-    parser.add_argument("--dense", choices=DENSE_SYSTEMS, action="append", help="dense system(s) (default: all)")
+    parser.add_argument("--dense", choices=DENSE_SYSTEMS, action="append",
+                        help=f"dense system(s) (default: {', '.join(DEFAULT_DENSE_SYSTEMS)})")
     parser.add_argument("--dtype", default="fp32", help="inference dtype of smollm2-135m (bf16 where the CPU "
                         "has AVX-512-BF16; on AVX2-only CPUs bf16 is ~50x slower than fp32)")
     parser.add_argument("--encode-only", action="store_true", help="fill the embedding cache and stop")
@@ -186,7 +207,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    systems = args.dense or list(DENSE_SYSTEMS)
+    systems = args.dense or list(DEFAULT_DENSE_SYSTEMS)
     load_before = os.getloadavg()
     started = time.perf_counter()
     all_runs = {system: system_runs(system, args.dtype, args.work) for system in systems}

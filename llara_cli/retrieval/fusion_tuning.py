@@ -4,8 +4,10 @@
 run being the anchor (BM25) and the others sharing ``w``. ``w = 0`` is the anchor run unchanged.
 
 * ``tune_dense_weight`` picks ``w`` from ``DENSE_WEIGHT_GRID`` (0 included) by nDCG@10 on labelled *tuning*
-  queries (e.g. SciFact train); ties go to the smaller weight, so a dense run that adds nothing gets 0.
-  Tuning queries that are also evaluated are refused: the weight would be chosen on the test set.
+  queries (e.g. SciFact train); ties go to the smaller weight, and the best ``w > 0`` is kept only if it beats
+  ``w = 0`` (BM25 alone) significantly on those queries (paired t-test, p < 0.05): a dense run that adds
+  nothing, or only chance gains, gets 0. Tuning queries that are also evaluated are refused: the weight
+  would be chosen on the test set.
 * ``ROBUST_DENSE_WEIGHT`` is the label-free default: with the anchor normalised to [0, 1], a dense weight
   ``w`` can only swap two BM25 results whose normalised BM25 scores differ by less than ``w / (1 - w)``
   (0.25 at ``w = 0.2``), so the dense run reorders BM25's near-ties and cannot bury a clear BM25 winner.
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import rank_results
 from llara_cli.errors import UsageError
+from llara_cli.evaluation.significance import SIGNIFICANCE_LEVEL
 from llara_cli.retrieval.fusion import FUSION_DEPTH, FusedResults, Results, weighted_fusion
 
 logger = logging.getLogger(__name__)
@@ -38,9 +41,13 @@ class TunedWeight:
     measure: str
     tuning_queries: int
     scores: dict[float, float]  # grid weight -> mean measure over the tuning queries
+    best_weight: float  # the best grid weight by mean (smaller on ties), before the significance check
+    p_value: float | None  # paired t-test of best_weight against weight 0; None when best_weight is 0
 
     def to_dict(self) -> dict:
         return {"dense_weight": self.dense_weight, "measure": self.measure, "tuning_queries": self.tuning_queries,
+                "best_weight": self.best_weight, "p_value_vs_bm25_alone": self.p_value,
+                "significance_level": SIGNIFICANCE_LEVEL,
                 "grid": [{"dense_weight": weight, self.measure: score} for weight, score in self.scores.items()]}
 
 
@@ -81,11 +88,11 @@ def check_disjoint(tuning_query_ids: Iterable[str], evaluated_query_ids: Iterabl
         )
 
 
-def _tuning_scores(fused: FusedResults, judged: Mapping[str, Mapping[str, int]], measure) -> float:  # noqa: ANN001
-    from llara_cli.evaluation.measures import aggregate, calc_per_query
+def _per_query(fused: FusedResults, judged: Mapping[str, Mapping[str, int]], measure) -> dict[str, float]:  # noqa: ANN001
+    from llara_cli.evaluation.measures import calc_per_query
 
     run = {query_id: dict(scored) for query_id, scored in fused.items() if query_id in judged}
-    return aggregate({TUNING_MEASURE: measure}, calc_per_query({TUNING_MEASURE: measure}, dict(judged), run))[TUNING_MEASURE]
+    return calc_per_query({TUNING_MEASURE: measure}, dict(judged), run)[TUNING_MEASURE]
 
 
 def tune_dense_weight(
@@ -97,9 +104,11 @@ def tune_dense_weight(
     """The grid weight whose ``anchored_fusion`` of ``tuning_runs`` scores the best nDCG@10 on ``qrels``.
 
     Only judged queries that the anchor run returns are scored. Ties (within ``TIE_TOLERANCE``) go to the
-    smaller weight, so when the dense run adds nothing the result is 0: the anchor (BM25) alone.
+    smaller weight; a best weight above 0 that is not significantly better than 0 (paired t-test over the
+    tuning queries at ``SIGNIFICANCE_LEVEL``) gives 0: the anchor (BM25) alone.
     """
     from llara_cli.evaluation.measures import parse_measures, qrels_to_dict
+    from llara_cli.evaluation.significance import paired_t_test
 
     grid = sorted({_check_dense_weight(weight) for weight in grid})
     if not grid:
@@ -109,11 +118,17 @@ def tune_dense_weight(
     if not judged:
         raise UsageError("no tuning query is both judged in the tuning qrels and returned by the first tuning run")
     measure = parse_measures([TUNING_MEASURE])[TUNING_MEASURE]
-    scores = {weight: _tuning_scores(anchored_fusion(tuning_runs, weight, depth), judged, measure) for weight in grid}
+    per_query = {weight: _per_query(anchored_fusion(tuning_runs, weight, depth), judged, measure) for weight in grid}
+    query_ids = sorted(judged)
+    values = {weight: [per_query[weight].get(query_id, 0.0) for query_id in query_ids] for weight in grid}
+    scores = {weight: sum(values[weight]) / len(query_ids) for weight in grid}
     best = grid[0]
     for weight in grid[1:]:
         if scores[weight] > scores[best] + TIE_TOLERANCE:
             best = weight
-    logger.info("tuned dense weight %.2f (%s %.4f vs %.4f at 0) on %d queries",
-                best, TUNING_MEASURE, scores[best], scores[grid[0]], len(judged))
-    return TunedWeight(dense_weight=best, measure=TUNING_MEASURE, tuning_queries=len(judged), scores=scores)
+    p_value = paired_t_test(values[best], values[grid[0]]) if best > grid[0] else None
+    chosen = best if p_value is not None and p_value < SIGNIFICANCE_LEVEL else grid[0]
+    logger.info("dense weight %.2f (best %.2f: %s %.4f vs %.4f at %.2f, p %s) on %d queries", chosen, best,
+                TUNING_MEASURE, scores[best], scores[grid[0]], grid[0], p_value, len(judged))
+    return TunedWeight(dense_weight=chosen, measure=TUNING_MEASURE, tuning_queries=len(judged), scores=scores,
+                       best_weight=best, p_value=p_value)

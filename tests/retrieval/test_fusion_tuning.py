@@ -52,7 +52,18 @@ def test_a_dense_run_that_finds_the_relevant_document_gets_a_positive_weight():
     bm25, dense, qrels = synthetic_runs("train", seed=2, dense_knows=True)
     tuned = tune_dense_weight([bm25, dense], qrels)
     assert tuned.dense_weight > 0.0
-    assert tuned.scores[tuned.dense_weight] > tuned.scores[0.0]
+    assert tuned.scores[tuned.dense_weight] > tuned.scores[0.0] and tuned.p_value < 0.05
+
+
+def test_a_gain_on_one_query_in_forty_is_chance_and_gives_weight_zero():
+    bm25, _noise, qrels = synthetic_runs("train", seed=8, dense_knows=False)
+    dense = dict(bm25)  # the dense run agrees with BM25 everywhere but on one query
+    lucky = qrels[0]  # where it finds the relevant document
+    dense[lucky.query_id] = [(doc_id, 1.0 if doc_id == lucky.doc_id else 0.0) for doc_id, _ in bm25[lucky.query_id]]
+    tuned = tune_dense_weight([bm25, dense], qrels)
+    assert tuned.best_weight > 0.0 and tuned.scores[tuned.best_weight] > tuned.scores[0.0]
+    assert tuned.p_value is not None and tuned.p_value >= 0.05
+    assert tuned.dense_weight == 0.0
 
 
 def test_ties_go_to_the_smaller_dense_weight():
