@@ -114,7 +114,7 @@ def evaluate(encoder, collection: dict, passage_max_length: int, query_max_lengt
 
 
 def load_encoder(model: str, family: str, seed: int):
-    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.core.encoder import LlaraEncoder
 
     torch.manual_seed(seed)  # the raw flagembedding model draws its new marker embeddings
     return LlaraEncoder.load(model, dtype="bf16", prompt_family=family)
@@ -127,13 +127,14 @@ def step_time_ratio(model: str, family: str, training_text: Path, batch_size: in
                     repetitions: int, seed: int) -> dict:
     """Seconds of forward + backward for the same batch, joint vs two passes (interleaved, medians)."""
     from llara_cli.core.config import FAMILY_BOW_LOGITS
-    from llara_cli.core.loading import load_llara_model
-    from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
-    from llara_cli.data.adaptation import AdaptationCollator, AdaptationDataset
+    from llara_cli.core.adaptation import LlaraAdaptationModel
+    from llara_cli.core.batching import AdaptationCollator
+    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.training.adaptation_dataset import AdaptationDataset
 
     torch.manual_seed(seed)
-    causal_lm, tokenizer, config = load_llara_model(model, prompt_family=family)
-    prompt_format = prompt_format_for(tokenizer, config)
+    loaded = LlaraModel.load(model, prompt_family=family)
+    causal_lm, tokenizer, config, prompt_format = loaded.causal_lm, loaded.tokenizer, loaded.config, loaded.prompt_format
     wrapper = LlaraAdaptationModel(causal_lm.train(), prompt_format, bow_logits=FAMILY_BOW_LOGITS[config.prompt_family],
                                    excluded_target_ids=tokenizer.all_special_ids)
     budget = prompt_format.text_budget(max_length, joint=True)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import SHARED_DATA, save_result  # noqa: E402
 from llara_cli.core.config import LlaraConfig  # noqa: E402
-from llara_cli.core.modeling import LlaraEncoder  # noqa: E402
+from llara_cli.core.encoder import LlaraEncoder  # noqa: E402
 from llara_cli.core.prompts import Side  # noqa: E402
 
 PEAK_MATMUL_SIZE = 2048
@@ -67,7 +67,7 @@ def naive_encode(encoder: LlaraEncoder, texts: list[str], batch_size: int, max_l
         for offset in range(0, len(prompts), batch_size):
             inputs = encoder.tokenizer(prompts[offset:offset + batch_size], padding=True, truncation=True,
                                        max_length=max_length, return_tensors="pt")
-            outputs = encoder.model(**inputs, output_hidden_states=True)
+            outputs = encoder.model.causal_lm(**inputs, output_hidden_states=True)
             lengths = inputs["attention_mask"].sum(dim=1) - 1
             outputs.hidden_states[-1][torch.arange(len(lengths)), lengths]  # eos state, right padding
     return time.perf_counter() - start
@@ -91,11 +91,11 @@ def matmul_peak(dtype: torch.dtype) -> float:
 
 def model_flops(encoder: LlaraEncoder, texts: list[str], max_length: int) -> float:
     """2 x non-embedding parameters per real token, plus 2 x 2 x layers x dim x (tokens seen) for attention."""
-    config = encoder.model.config
-    embedding_parameters = encoder.model.get_input_embeddings().weight.numel()
-    body_parameters = sum(parameter.numel() for parameter in encoder.model.parameters()) - embedding_parameters
+    config = encoder.model.causal_lm.config
+    embedding_parameters = encoder.model.causal_lm.get_input_embeddings().weight.numel()
+    body_parameters = sum(parameter.numel() for parameter in encoder.model.causal_lm.parameters()) - embedding_parameters
     if not config.tie_word_embeddings:
-        body_parameters -= encoder.model.get_output_embeddings().weight.numel()
+        body_parameters -= encoder.model.causal_lm.get_output_embeddings().weight.numel()
     budget = encoder.prompt_format.text_budget(max_length, joint=False)
     prompt = encoder.prompt_format.prompt_length(joint=False)
     lengths = [min(len(ids), budget) + prompt for ids in encoder.tokenize(texts)]

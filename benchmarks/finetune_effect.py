@@ -268,7 +268,7 @@ def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
     """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory (peft adapters load too)."""
     import torch
 
-    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.core.encoder import LlaraEncoder
 
     torch.manual_seed(settings.seed)  # the raw flagembedding model draws its new marker embeddings
     return LlaraEncoder.load(str(model), dtype=settings.dtype, prompt_family=settings.prompt_family)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 EXIT_RUNTIME_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class LlaraError(Exception):

@@ -11,10 +11,7 @@ import typer.core
 from rich.console import Console
 
 from llara_cli import __version__
-from llara_cli.errors import EXIT_RUNTIME_FAILURE, LlaraError
-
-EXIT_INTERRUPTED = 130
-
+from llara_cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME_FAILURE, LlaraError
 
 def _click_exception_modules() -> list:
     """``click.exceptions`` and, for newer typer (0.29 here), the copy of it that typer bundles (``typer._click``).

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt, TrustRemoteCodeOpt,
+    DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
+    TrustRemoteCodeOpt,
 )
 
 DEFAULT_BATCH_SIZE = 16
@@ -18,7 +19,7 @@ def encode(
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
     queries: Annotated[bool, typer.Option("--queries", help="Encode queries (EBAR prompt) instead of passages.")] = False,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", min=8, help="Tokens per text with the prompt; default from the model's llara config (512 passages / 64 queries).")] = None,
+    max_length: ModelMaxLengthOpt = None,
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
     dtype: DtypeOpt = "fp32",
     prompt_family: PromptFamilyOpt = None,
@@ -39,7 +40,7 @@ def encode(
       [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
     """
     from llara_cli.cli.progress import item_progress
-    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.core.encoder import LlaraEncoder
     from llara_cli.core.prompts import Side
     from llara_cli.retrieval.encode import EncodeJob, encode_to_directory
 

@@ -2,35 +2,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from llara_cli.cli.finetune import (
-    CorpusPartOpt, DepthOpt, MinRelevanceOpt, NumNegativesOpt, QrelsPartOpt, QueriesPartOpt, SkipOpt, TrainSplitOpt,
-)
-from llara_cli.cli.options import OutFileOpt, OverwriteOpt, SeedOpt
-from llara_cli.data.finetune import (
-    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
-)
+from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
 from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
 
 
+@with_options(MINING_OPTIONS, "data_settings")
 def mine(
     run: Annotated[Path, typer.Option("--run", "-r", help="TREC run over the training queries (dense or BM25).")],
     out: OutFileOpt,
     train: Annotated[Optional[str], typer.Option("--train", "-t", help="A BEIR directory or collection name (scifact, beir/<name>...): queries, qrels and corpus.")] = None,
-    queries: QueriesPartOpt = None,
-    qrels: QrelsPartOpt = None,
-    corpus: CorpusPartOpt = None,
-    split: TrainSplitOpt = DEFAULT_SPLIT,
-    skip: SkipOpt = DEFAULT_SKIP,
-    depth: DepthOpt = DEFAULT_DEPTH,
-    num_negatives: NumNegativesOpt = DEFAULT_NUM_NEGATIVES,
-    min_relevance: MinRelevanceOpt = DEFAULT_MIN_RELEVANCE,
-    seed: SeedOpt = 42,
+    seed: SeedOpt = run_default("seed"),
     overwrite: OverwriteOpt = False,
+    data_settings: dict[str, Any] | None = None,  # the MINING_OPTIONS, added by with_options
 ) -> None:
     """Mine hard negatives from a TREC run into a finetuning jsonl.
 
@@ -44,13 +32,14 @@ def mine(
     """
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data, write_training_file
 
-    check_output_file(out, [run, train, queries, qrels, corpus], overwrite)
+    parts = dict(data_settings or {})
+    collection = {name: parts.pop(name) for name in ("queries", "qrels", "corpus", "split")}
+    check_output_file(out, [run, train, collection["queries"], collection["qrels"], collection["corpus"]], overwrite)
     train_path = Path(train) if train is not None else None
     if train_path is not None and train_path.is_file():
         raise UsageError(f"--train {train_path} is a file: give a BEIR directory or collection name to mine for")
-    settings = MiningSettings(skip=skip, depth=depth, num_negatives=num_negatives, seed=seed,
-                              min_relevance=min_relevance)
-    files = collection_files(train, queries=queries, qrels=qrels, corpus=corpus, split=split)
+    files = collection_files(train, **collection)
+    settings = MiningSettings(seed=seed, **parts)  # skip, depth, num_negatives, min_relevance
     data = mine_training_data(files, run, settings)
     write_training_file(out, data.examples)
     stats = data.stats

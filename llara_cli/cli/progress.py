@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -39,3 +41,35 @@ def item_progress(description: str, unit: str) -> Iterator[tuple]:
             progress.advance(task, count)
 
         yield on_start, on_advance
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or the only process): the one that prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def step_progress(verb: str) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """Yields an ``on_log`` callback driving a bar over optimizer steps (loss, accuracy if logged, tokens/s, ETA)
+    from the records of ``train_log.jsonl``; None on the other processes."""
+    if not is_main_process():
+        yield None
+        return
+    progress = Progress(
+        TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    task: list[Any] = []
+
+    def on_log(record: dict[str, Any]) -> None:
+        if record.get("event") == "start":  # created here, so a resume does not count as speed
+            task.append(progress.add_task(verb, total=record["max_steps"], completed=record["step"], metrics=""))
+        elif record.get("event") == "step" and task:
+            metrics = [f"loss {record['loss']:.4f}"] if "loss" in record else []
+            if "accuracy" in record:
+                metrics.append(f"acc {record['accuracy']:.2f}")
+            metrics.append(f"{record.get('tokens_per_s', 0):,.0f} tok/s")
+            progress.update(task[0], completed=record["step"], metrics="  ".join(metrics))
+
+    with progress:
+        yield on_log

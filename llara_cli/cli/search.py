@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DtypeOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, TrustRemoteCodeOpt, at_most, finite,
+    DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
+    TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
@@ -19,7 +20,7 @@ from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 
 def search(
     out: OutFileOpt,
-    queries: Annotated[Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")] = None,
+    queries: QueriesOpt = None,
     index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Dense: an index built by `llara index`.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
@@ -38,6 +39,7 @@ def search(
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
+    max_length: ModelMaxLengthOpt = None,
     dtype: DtypeOpt = "fp32",
     trust_remote_code: TrustRemoteCodeOpt = False,
     overwrite: OverwriteOpt = False,
@@ -70,15 +72,16 @@ def search(
     if bm25:
         _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
         return
-    _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code)
+    _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype, trust_remote_code)
 
 
-def _dense(index, queries, out, split, model, prompt_family, k, batch_size, dtype, trust_remote_code) -> None:  # noqa: ANN001
+def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
+           trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
     from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
 
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
-                         prompt_family=prompt_family, k=k, batch_size=batch_size, dtype=dtype,
+                         prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
                          trust_remote_code=trust_remote_code)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)

@@ -1,4 +1,10 @@
-"""Padding laid-out prompt sequences into the tensors the models take."""
+"""Collation, in one place: laid-out prompt sequences padded into the tensors the models take.
+
+:func:`collate_prompted` pads sequences; :func:`collate_side` gives one side's keys (``{side}_input_ids``,
+``{side}_segment_ids``, ``{side}_pool_mask``) for inference and finetuning; :func:`collate_adaptation` and
+:class:`AdaptationCollator` batch adaptation examples (joint or two-pass); :class:`ContrastiveCollator` batches
+finetuning groups.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -6,10 +12,18 @@ from collections.abc import Sequence
 import torch
 
 from llara_cli.core.losses import IGNORE_INDEX
-from llara_cli.core.prompts import PromptedSequence, Segment, Side
+from llara_cli.core.prompts import PromptedSequence, PromptFormat, Segment, Side
 
-POOL_MASK_KEYS = {Side.PASSAGE: "passage_pool_mask", Side.QUERY: "query_pool_mask"}
 PADDING_SIDES = ("right", "left")
+SIDE_INPUT_KEYS = ("input_ids", "segment_ids")  # what a side batch holds besides its pool mask
+
+
+def side_key(side: Side, key: str) -> str:
+    """A side batch's key: ``query_input_ids``, ``passage_pool_mask``..."""
+    return f"{side.value}_{key}"
+
+
+POOL_MASK_KEYS = {side: side_key(side, "pool_mask") for side in Side}
 
 
 def collate_prompted(sequences: Sequence[PromptedSequence], pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
@@ -34,6 +48,14 @@ def collate_prompted(sequences: Sequence[PromptedSequence], pad_id: int, padding
             pool_masks[side][row, [offset + position for position in positions]] = True
     collated = {"input_ids": input_ids, "segment_ids": segment_ids, "lm_labels": lm_labels}
     collated.update({POOL_MASK_KEYS[side]: mask for side, mask in pool_masks.items()})
+    return collated
+
+
+def collate_side(sequences: Sequence[PromptedSequence], pad_id: int, side: Side) -> dict[str, torch.Tensor]:
+    """One side's batch (right-padded): ``{side}_input_ids``, ``{side}_segment_ids``, ``{side}_pool_mask``."""
+    batch = collate_prompted(sequences, pad_id)
+    collated = {side_key(side, key): batch[key] for key in SIDE_INPUT_KEYS}
+    collated[POOL_MASK_KEYS[side]] = batch[POOL_MASK_KEYS[side]]
     return collated
 
 
@@ -65,9 +87,44 @@ def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], 
         for side in Side:
             sequences = [prompt_format.single(text_ids, side, max_length) for text_ids, _ in examples]
             side_batch = collate_prompted(sequences, pad_id, padding_side)
-            batch.update({f"{side.value}_{key}": side_batch[key] for key in ("input_ids", "segment_ids", "lm_labels")})
+            batch.update({side_key(side, key): side_batch[key] for key in (*SIDE_INPUT_KEYS, "lm_labels")})
             batch[POOL_MASK_KEYS[side]] = side_batch[POOL_MASK_KEYS[side]]
     seen_text = [sequence.input_ids[slice(*sequence.text_span)] for sequence in sequences]
     batch["passage_targets"] = pad_targets(seen_text)
     batch["query_targets"] = pad_targets([next_ids for _, next_ids in examples])
     return batch
+
+
+class AdaptationCollator:
+    """The Trainer's ``data_collator`` for adaptation: :func:`collate_adaptation` with fixed settings."""
+
+    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True) -> None:  # noqa: ANN001
+        self.prompt_format = prompt_format
+        self.pad_id = pad_id
+        self.max_length = max_length
+        self.joint = joint
+
+    def __call__(self, examples: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+        return collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+
+
+class ContrastiveCollator:
+    """Tokenizes and lays out a list of groups: ``query_*`` tensors ``(n, ...)`` and ``passage_*`` tensors
+    ``(n * group_size, ...)`` (group by group, positive first), each with ``input_ids``, ``segment_ids`` and
+    ``pool_mask`` for its side."""
+
+    def __init__(self, tokenizer, prompt_format: PromptFormat, query_max_length: int,  # noqa: ANN001
+                 passage_max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_format = prompt_format
+        self.max_lengths = {Side.QUERY: query_max_length, Side.PASSAGE: passage_max_length}
+
+    def _side(self, texts: list[str], side: Side) -> dict[str, torch.Tensor]:
+        text_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        sequences = [self.prompt_format.single(list(ids), side, self.max_lengths[side]) for ids in text_ids]
+        return collate_side(sequences, self.tokenizer.pad_token_id, side)
+
+    def __call__(self, groups: Sequence[tuple[str, list[str]]]) -> dict[str, torch.Tensor]:
+        queries = [query for query, _ in groups]
+        passages = [passage for _, group in groups for passage in group]
+        return {**self._side(queries, Side.QUERY), **self._side(passages, Side.PASSAGE)}

@@ -1,19 +1,31 @@
-"""``llara_config.json``: what a saved llara model needs besides its HF files (prompt family, pooling...)."""
+"""``llara_config.json``: what a saved llara model needs besides its HF files.
+
+The prompt family, pooling and normalisation it embeds with, and the query/passage lengths it was trained with
+(``llara encode`` and ``llara search`` use those by default), its training stage and base model.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from llara_cli import __version__
-from llara_cli.core.prompts import PromptFamily, parse_family
+from llara_cli.core.prompts import PromptFamily, Side, parse_family
 from llara_cli.data.files import read_json, write_json
 from llara_cli.errors import UsageError
 
 LLARA_CONFIG_FILE = "llara_config.json"
 DEFAULT_PASSAGE_MAX_LENGTH = 512
 DEFAULT_QUERY_MAX_LENGTH = 64
+
+
+class Stage(str, Enum):
+    """How far a saved model has been trained by llara."""
+
+    BASE = "base"
+    ADAPTED = "adapted"  # llara adapt (EBAE + EBAR)
+    FINETUNED = "finetuned"  # llara finetune (contrastive)
 
 
 class Pooling(str, Enum):
@@ -34,21 +46,32 @@ FAMILY_BOW_LOGITS = {PromptFamily.PAPER: BowLogits.EMBEDDING, PromptFamily.FLAGE
 
 @dataclass(frozen=True)
 class LlaraConfig:
+    """How a llara model embeds: prompt family (hence pooling), normalisation, and the token lengths per side.
+
+    ``query_max_length``/``passage_max_length`` are the lengths the model was trained with (``llara finetune``
+    and ``llara adapt`` write them); for a model llara has not trained they are the defaults, 64 and 512.
+    """
+
     prompt_family: PromptFamily = PromptFamily.PAPER
     normalize: bool = True
     passage_max_length: int = DEFAULT_PASSAGE_MAX_LENGTH
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH
     base_model: str | None = None
-    stage: str = "base"  # base | adapted | finetuned
+    stage: Stage = Stage.BASE
     llara_version: str = __version__
 
     @property
     def pooling(self) -> Pooling:
         return FAMILY_POOLING[self.prompt_family]
 
+    def max_length(self, side: Side) -> int:
+        """Tokens per text, prompt included, for one side (the default of ``llara encode``/``llara search``)."""
+        return self.passage_max_length if side is Side.PASSAGE else self.query_max_length
+
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["prompt_family"] = self.prompt_family.value
+        payload["stage"] = self.stage.value
         payload["pooling"] = self.pooling.value
         return payload
 
@@ -58,6 +81,8 @@ class LlaraConfig:
         values = {key: value for key, value in payload.items() if key in known}
         if "prompt_family" in values:
             values["prompt_family"] = parse_family(values["prompt_family"])
+        if "stage" in values:
+            values["stage"] = _parse_stage(values["stage"])
         return cls(**values)
 
     def save(self, model_dir: str | Path) -> None:
@@ -73,3 +98,29 @@ class LlaraConfig:
         if not isinstance(payload, dict):
             raise UsageError(f"{path}: expected a JSON object")
         return cls.from_dict(payload)
+
+
+def _parse_stage(name: str) -> Stage:
+    try:
+        return Stage(name)
+    except ValueError:
+        known = ", ".join(stage.value for stage in Stage)
+        raise UsageError(f"{LLARA_CONFIG_FILE}: unknown stage {name!r}: expected one of {known}") from None
+
+
+def resolve_config(saved: LlaraConfig | None, requested_family: str | PromptFamily | None, model: str) -> LlaraConfig:
+    """The config to use ``model`` with: its saved one wins; a different prompt family for a trained model is refused.
+
+    A plain HF model (``saved`` None) gets the requested family, else ``paper``.
+    """
+    family = parse_family(requested_family) if requested_family else None
+    if saved is None:
+        return LlaraConfig(prompt_family=family or PromptFamily.PAPER, base_model=model)
+    if family is not None and family is not saved.prompt_family and saved.stage is not Stage.BASE:
+        raise UsageError(
+            f"model {model} was {saved.stage.value} with the {saved.prompt_family.value} prompt family; "
+            f"it cannot be used with --prompt-family {family.value}"
+        )
+    if family is not None and family is not saved.prompt_family:
+        return replace(saved, prompt_family=family)
+    return saved

@@ -18,9 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TEMPERATURE = 0.01  # RepLLaMA's, for cosine similarities (normalised embeddings)
-
-
 def contrastive_labels(n_queries: int, group_size: int, *, in_batch: bool = True, offset: int = 0,
                        device: torch.device | None = None) -> torch.Tensor:
     """Index of each query's positive among its candidate passages: ``(offset + i) * group_size``, or 0."""
@@ -48,7 +45,7 @@ def contrastive_scores(query_embeddings: torch.Tensor, passage_embeddings: torch
 
 
 def contrastive_loss_from_embeddings(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor,
-                                     temperature: float = DEFAULT_TEMPERATURE, *, group_size: int | None = None,
+                                     temperature: float, *, group_size: int | None = None,
                                      in_batch: bool = True) -> torch.Tensor:
     """InfoNCE: mean cross-entropy of ``scores / temperature`` against each query's positive.
 

@@ -213,10 +213,14 @@ def _marker_ids(tokenizer, markers: tuple[str, ...]) -> list[int]:  # noqa: ANN0
 
 
 def add_marker_tokens(tokenizer, model, template: PromptTemplate) -> int:  # noqa: ANN001
-    """Add the family's marker tokens that are missing (only those) and resize the embeddings; returns how many."""
+    """Add the family's marker tokens that are missing (only those) and resize the embeddings; returns how many.
+
+    ``model`` None adds them to the tokenizer only (weights not loaded yet: the caller resizes them later).
+    """
     vocabulary = tokenizer.get_vocab()
     missing = [token for token in template.added_tokens if token not in vocabulary]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
-        model.resize_token_embeddings(len(tokenizer))
+        if model is not None:
+            model.resize_token_embeddings(len(tokenizer))
     return len(missing)

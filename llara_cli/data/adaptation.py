@@ -29,7 +29,7 @@ at least two for a document of two sentences or more, cut where they come out ab
 ``next``. ``released`` and ``native`` texts are cut to
 ``span_tokens`` tokens each.
 
-:class:`AdaptationDataset` streams the examples (the corpus is never held in memory), shuffles them with a
+:class:`AdaptationStream` streams the examples (the corpus is never held in memory), shuffles them with a
 bounded buffer seeded by ``(seed, pass)``, caps them at ``max_examples`` (the first examples in file order,
 then shuffled), and repeats passes forever so a trainer stops on its step count, never on the data. The
 stream does not depend on the number of processes: Accelerate's ``IterableDatasetShard`` (which the HF
@@ -52,8 +52,6 @@ from enum import Enum
 from itertools import count, islice
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
-
-from torch.utils.data import IterableDataset, get_worker_info
 
 from llara_cli.data.corpus import iter_documents
 from llara_cli.data.files import iter_jsonl, iter_lines
@@ -332,11 +330,12 @@ def _expand(item: tuple[array, array]) -> AdaptationExample:
     return AdaptationExample(item[0].tolist(), item[1].tolist())
 
 
-class AdaptationDataset(IterableDataset):
-    """The deterministic example stream used for training (a ``torch.utils.data.IterableDataset``).
+class AdaptationStream:
+    """The deterministic example stream used for training (plain Python: no torch).
 
     ``round_size`` is ``per-device batch x world size``: DataLoader workers take whole rounds in turn (ranks are
-    split inside each round by Accelerate). ``repeat`` makes the stream endless (pass ``k`` reshuffled with
+    split inside each round by Accelerate; see :class:`llara_cli.training.adaptation_dataset.AdaptationDataset`,
+    the ``torch`` dataset around this stream). ``repeat`` makes the stream endless (pass ``k`` reshuffled with
     ``(seed, k)``); a pass that yields nothing raises a UsageError instead of spinning.
     """
 
@@ -391,29 +390,11 @@ class AdaptationDataset(IterableDataset):
                 raise UsageError(self._empty_message())
 
     def __iter__(self) -> Iterator[AdaptationExample]:
-        worker = get_worker_info()
-        if worker is None:
-            return self.stream()
-        return shard_rounds(self.stream(), self.round_size, worker.num_workers, worker.id)
-
-
-class AdaptationCollator:
-    """Batches examples with :func:`llara_cli.core.batching.collate_adaptation` (joint or two-pass)."""
-
-    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True) -> None:  # noqa: ANN001
-        self.prompt_format = prompt_format
-        self.pad_id = pad_id
-        self.max_length = max_length
-        self.joint = joint
-
-    def __call__(self, examples: Sequence[AdaptationExample]) -> dict:
-        from llara_cli.core.batching import collate_adaptation
-
-        return collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+        return self.stream()
 
 
 __all__ = [
-    "AdaptationCollator", "AdaptationDataset", "AdaptationExample", "DataFormat", "ExampleReader",
+    "AdaptationExample", "AdaptationStream", "DataFormat", "ExampleReader",
     "buffered_shuffle", "detect_format", "document_examples", "pack_spans", "segment_bounds",
     "sentence_starts", "shard_rounds",
 ]

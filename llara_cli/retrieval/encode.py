@@ -84,7 +84,7 @@ def _check_resumable(state_path: Path, expected: dict) -> None:
 
 def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], None] | None = None,  # noqa: ANN001
                         on_start: Callable[[int, int], None] | None = None):  # noqa: ANN201
-    """Run ``job`` with an :class:`LlaraEncoder`; returns the saved embedding set's metadata.
+    """Run ``job`` with a :class:`~llara_cli.core.encoder.LlaraEncoder`; returns the saved embedding set's metadata.
 
     ``on_start(total, already_done)`` and ``on_progress(n_done)`` let a caller draw progress.
     """

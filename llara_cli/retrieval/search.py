@@ -28,6 +28,7 @@ class DenseSearchJob:
     prompt_family: str | None = None
     k: int = DEFAULT_K
     batch_size: int = DEFAULT_QUERY_BATCH_SIZE
+    max_length: int | None = None  # tokens per query; None: the query length the model was trained with
     dtype: str = "fp32"
     trust_remote_code: bool = False
     tag: str = DENSE_RUN_TAG
@@ -49,7 +50,7 @@ def check_query_encoder(index_meta, model: str | None, prompt_family: str | None
 def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
                      on_progress: Callable[[int], None] | None = None) -> int:
     """Encode the queries (EBAR side), search the index, write the run; returns the number of queries."""
-    from llara_cli.core.modeling import LlaraEncoder
+    from llara_cli.core.encoder import LlaraEncoder
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
 
@@ -62,7 +63,8 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
         raise UsageError(f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {index.dim}")
     if on_start is not None:
         on_start(len(queries), 0)
-    vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size, on_batch=on_progress)
+    vectors = encoder.encode_queries([query.text for query in queries], batch_size=job.batch_size,
+                                     max_length=job.max_length, on_batch=on_progress)
     check_finite(vectors, [query.query_id for query in queries], f"query embeddings of {job.queries} (overflow? try --dtype fp32)")
     results = search_index(index, vectors, [query.query_id for query in queries], k=job.k)
     write_run(job.out_run, results, job.tag)

@@ -1,8 +1,9 @@
-"""The HF ``Trainer`` around :class:`LlaraAdaptationModel`, and the callbacks of an adaptation run.
+"""The HF ``Trainer`` of both runs, and their callbacks: adaptation uses it as it is, finetuning subclasses it.
 
-The Trainer's model is the adaptation wrapper (so DDP/DeepSpeed/FSDP wrap the whole objective and gradients
-are synchronised by the ordinary forward), but checkpoints and the final model are written from the causal
-LM inside it: every ``checkpoint-<step>`` is itself a loadable llara model directory (``save_pretrained``
+The Trainer's model is the objective around the causal LM (:class:`~llara_cli.core.adaptation.LlaraAdaptationModel`
+or :class:`~llara_cli.training.contrastive_objective.ContrastiveModel`), so DDP/DeepSpeed/FSDP wrap the whole
+objective and gradients are synchronised by the ordinary forward; checkpoints and the final model are written
+from the causal LM inside it: every ``checkpoint-<step>`` is itself a loadable llara model directory (``save_pretrained``
 safetensors, tokenizer with its added tokens, ``llara_config.json``), plus the optimizer/scheduler/RNG state.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from llara_cli.training.trainer_utils import JsonlLog, mark_checkpoint_complete,
 
 logger = logging.getLogger(__name__)
 
-CAUSAL_LM_PREFIX = "causal_lm."  # parameter names of the causal LM inside LlaraAdaptationModel
+CAUSAL_LM_PREFIX = "causal_lm."  # parameter names of the causal LM inside the objective
 COMPONENT_LOSSES = ("ebae_loss", "ebar_loss", "lm_loss")
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -36,15 +37,6 @@ def is_peft_model(model: torch.nn.Module) -> bool:
     except ImportError:  # pragma: no cover - peft is a dependency
         return False
     return isinstance(model, PeftModel)
-
-
-def enable_gradient_checkpointing(causal_lm: torch.nn.Module) -> None:
-    """Recompute activations in the backward pass (non-reentrant), under the name this transformers uses."""
-    enable = getattr(causal_lm, "activation_checkpointing_enable", None)  # transformers >= 5.2x's name
-    if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def count_tokens(inputs: Mapping[str, Any]) -> torch.Tensor:

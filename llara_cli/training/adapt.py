@@ -2,7 +2,7 @@
 
 One process, ``torchrun --nproc_per_node N`` (DDP) or ``accelerate launch`` (DDP, DeepSpeed ZeRO, FSDP) run the
 same code: the Trainer/Accelerate set up the processes, the data stream is the same whatever their number
-(see :mod:`llara_cli.data.adaptation`), and only the main process writes files.
+(see :mod:`llara_cli.data.adaptation` and :mod:`llara_cli.training.adaptation_dataset`), and only the main process writes files.
 
 Layout of a run writing ``out_dir``::
 
@@ -12,8 +12,9 @@ Layout of a run writing ``out_dir``::
         checkpoint-<step>/      a loadable llara model dir + optimizer/scheduler/RNG state; complete once
                                 its llara_checkpoint.json marker exists
     <out_dir>/                  at the end, renamed into place in one step: the adapted model (safetensors,
-                                tokenizer with added tokens, llara_config.json with stage "adapted"), plus
-                                train_log.jsonl, adapt_config.json and, with keep_checkpoints, checkpoints/
+                                tokenizer with added tokens, llara_config.json with stage "adapted" and
+                                max_length as its passage length), plus train_log.jsonl, adapt_config.json
+                                and, with keep_checkpoints, checkpoints/
 
 So ``out_dir`` either does not exist or holds a complete model; the run directory is removed on success.
 """
@@ -24,8 +25,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from llara_cli.core.prompts import PromptFamily, parse_family
 from llara_cli.errors import UsageError
 from llara_cli.training.run_config import TrainingRunConfig, training_arguments
 from llara_cli.training.run_directory import (
@@ -33,11 +35,14 @@ from llara_cli.training.run_directory import (
     run_directory,
 )
 
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.data.adaptation import DataFormat
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
 PAPER_LEARNING_RATE = 1e-5
-LORA_TARGETS = "all-linear"  # every linear layer of the decoder (peft leaves the LM head out)
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
     "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
@@ -56,10 +61,12 @@ class AdaptConfig(TrainingRunConfig):
     joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else ``paper``).
     """
 
+    FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
+
     corpus: Path
     model: str = DEFAULT_MODEL
     data_format: str = "auto"
-    prompt_family: str | None = None
+    prompt_family: PromptFamily | None = None
     joint: bool = True
     max_length: int = 512
     max_input_tokens: int | None = None
@@ -77,6 +84,7 @@ class AdaptConfig(TrainingRunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.corpus = Path(self.corpus)
+        self.prompt_family = parse_family(self.prompt_family) if self.prompt_family else None
         self.deepspeed = Path(self.deepspeed) if self.deepspeed else None
 
     @property
@@ -94,9 +102,6 @@ class AdaptConfig(TrainingRunConfig):
         if self.deepspeed is not None and not self.deepspeed.is_file():
             raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
 
-    def fingerprint(self, **extra: Any) -> dict[str, Any]:
-        """The settings a resume must match, plus ``extra`` (world size, resolved family, corpus identity)."""
-        return {**{name: getattr(self, name) for name in FINGERPRINT_FIELDS}, **extra}
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,8 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     from accelerate import PartialState
 
     state = PartialState()
-    fingerprint = config.fingerprint(prompt_family=plan.family, world_size=args.world_size,
-                                     **corpus_identity(config.corpus))
+    fingerprint = config.fingerprint(prompt_family=plan.source.config.prompt_family.value,
+                                     world_size=args.world_size, **corpus_identity(config.corpus))
     with run_directory(config, fingerprint, is_main=state.is_main_process,
                        barrier=state.wait_for_everyone) as resume_from:
         trainer = _build_trainer(config, plan, args, fingerprint, on_log)
@@ -156,36 +161,29 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class _Plan:
-    family: str
-    data_format: str
+    source: ModelSource  # the model, resolved once per run
+    data_format: DataFormat
     span_tokens: int
 
 
 def _prepare(config: AdaptConfig) -> _Plan:
     """Fail fast: corpus format, model presence, prompt length and at least one example, before any loading."""
-    from llara_cli.core.config import LlaraConfig
-    from llara_cli.core.loading import choose_config
-    from llara_cli.core.models import load_tokenizer, resolve_model
-    from llara_cli.core.prompts import TEMPLATES, PromptFormat
-    from llara_cli.data.adaptation import AdaptationDataset, detect_format
+    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.data.adaptation import AdaptationStream, detect_format
 
     data_format = detect_format(config.corpus, config.data_format)
-    model_dir = resolve_model(config.model)  # LlaraError when e.g. the 7B weights are not here
-    llara_config = choose_config(LlaraConfig.load(model_dir), config.prompt_family, config.model)
-    template = TEMPLATES[llara_config.prompt_family]
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=config.trust_remote_code)
-    missing = [token for token in template.added_tokens if token not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_tokens(missing, special_tokens=True)
-    budget = PromptFormat.from_tokenizer(template, tokenizer).text_budget(config.max_length, joint=True)
+    source = ModelSource.resolve(config.model, prompt_family=config.prompt_family,
+                                 trust_remote_code=config.trust_remote_code)
+    budget = source.prompt_format.text_budget(config.max_length, joint=True)
     if config.max_input_tokens is not None and config.max_input_tokens > budget:
         raise UsageError(
             f"--max-input-tokens {config.max_input_tokens} does not fit in --max-length {config.max_length} "
-            f"with the {template.family.value} prompt ({budget} text tokens at most)"
+            f"with the {source.config.prompt_family.value} prompt ({budget} text tokens at most)"
         )
     span_tokens = config.max_input_tokens or budget
-    AdaptationDataset(config.corpus, tokenizer, span_tokens=span_tokens, data_format=data_format).check_not_empty()
-    return _Plan(llara_config.prompt_family.value, data_format.value, span_tokens)
+    AdaptationStream(config.corpus, source.tokenizer, span_tokens=span_tokens,
+                     data_format=data_format).check_not_empty()
+    return _Plan(source, data_format, span_tokens)
 
 
 def _training_arguments(config: AdaptConfig):  # noqa: ANN202 - transformers.TrainingArguments
@@ -198,28 +196,26 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                    on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
     from transformers import PrinterCallback, set_seed
 
-    from llara_cli.core.config import FAMILY_BOW_LOGITS
-    from llara_cli.core.loading import load_llara_model
-    from llara_cli.core.modeling import LlaraAdaptationModel, prompt_format_for
-    from llara_cli.data.adaptation import AdaptationCollator, AdaptationDataset
-    from llara_cli.training._trainer import AdaptationTrainer, RunCallback, enable_gradient_checkpointing
+    from llara_cli.core.adaptation import LlaraAdaptationModel
+    from llara_cli.core.adapters import LoraSettings
+    from llara_cli.core.batching import AdaptationCollator
+    from llara_cli.core.config import FAMILY_BOW_LOGITS, Stage
+    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.training.adaptation_dataset import AdaptationDataset
+    from llara_cli.training._trainer import AdaptationTrainer, RunCallback
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
     if config.lora and _zero3_enabled():
         raise UsageError("--lora does not combine with DeepSpeed ZeRO-3 (the adapters are merged at the end); "
                          "LoRA fits without sharding: use DDP (torchrun) or ZeRO-2")
     set_seed(config.seed)  # the embeddings of added marker tokens and LoRA weights are drawn at random
-    causal_lm, tokenizer, llara_config = load_llara_model(
-        config.model, dtype="fp32", prompt_family=plan.family, trust_remote_code=config.trust_remote_code,
-        attn_implementation=config.attn_implementation,
-    )
-    if config.gradient_checkpointing:
-        enable_gradient_checkpointing(causal_lm)
-    if config.lora:
-        causal_lm = _with_lora(causal_lm, tokenizer, llara_config, config)
-    prompt_format = prompt_format_for(tokenizer, llara_config)
+    lora = LoraSettings(config.lora_r, config.lora_alpha, config.lora_dropout) if config.lora else None
+    model = LlaraModel.build(plan.source, trust_remote_code=config.trust_remote_code,
+                             attn_implementation=config.attn_implementation,
+                             gradient_checkpointing=config.gradient_checkpointing, lora=lora)
+    tokenizer = model.tokenizer
     objective = LlaraAdaptationModel(
-        causal_lm, prompt_format, bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
+        model.causal_lm, model.prompt_format, bow_logits=FAMILY_BOW_LOGITS[model.config.prompt_family],
         excluded_target_ids=tokenizer.all_special_ids, lm_loss_weight=config.lm_loss_weight,
     )
     if _zero3_enabled():
@@ -227,15 +223,17 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         # told to gather it for the wrapper's forward.
         import deepspeed
 
-        deepspeed.zero.register_external_parameter(objective, causal_lm.get_output_embeddings().weight)
+        deepspeed.zero.register_external_parameter(objective, model.causal_lm.get_output_embeddings().weight)
     dataset = AdaptationDataset(
         config.corpus, tokenizer, span_tokens=plan.span_tokens, data_format=plan.data_format, seed=config.seed,
         shuffle_buffer=config.shuffle_buffer, max_examples=config.max_examples,
         round_size=config.batch_size * args.world_size,
     )
-    collator = AdaptationCollator(prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
-    adapted_config = dataclasses.replace(llara_config, stage="adapted",
-                                         base_model=llara_config.base_model or config.model)
+    collator = AdaptationCollator(model.prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
+    adapted_config = dataclasses.replace(  # --max-length becomes the model's passage length for encoding
+        model.config, stage=Stage.ADAPTED, passage_max_length=config.max_length,
+        base_model=model.config.base_model or config.model,
+    )
     callback = RunCallback(JsonlLog(config.run_dir / TRAIN_LOG_FILE), fingerprint, config.save_total_limit, on_log)
     trainer = AdaptationTrainer(model=objective, args=args, train_dataset=dataset, data_collator=collator,
                                 callbacks=[callback], llara_tokenizer=tokenizer, llara_config=adapted_config)
@@ -249,32 +247,16 @@ def _zero3_enabled() -> bool:
     return bool(is_deepspeed_zero3_enabled())
 
 
-def _with_lora(causal_lm, tokenizer, llara_config, config: AdaptConfig):  # noqa: ANN001, ANN202
-    """Wrap in LoRA adapters on every decoder linear layer; added marker tokens get trainable embeddings."""
-    from peft import LoraConfig, get_peft_model
-
-    from llara_cli.core.prompts import TEMPLATES
-
-    markers = TEMPLATES[llara_config.prompt_family].added_tokens
-    marker_ids = [int(token_id) for token_id in tokenizer.convert_tokens_to_ids(list(markers))] if markers else None
-    lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
-        trainable_token_indices=marker_ids,
-    )
-    return get_peft_model(causal_lm, lora)
-
-
 def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN001
     """Write the model into ``<run_dir>/final.tmp``, then publish it as ``out_dir`` (main process)."""
-    from llara_cli.core.loading import save_llara_model
+    from llara_cli.core.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model
 
     final_dir = fresh_final_dir(config, state)
     causal_lm = trainer.accelerator.unwrap_model(trainer.model).causal_lm
     if is_peft_model(causal_lm):
         if state.is_main_process:
-            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
+            save_model_dir(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
     else:
         trainer.save_model(str(final_dir))  # gathers DeepSpeed/FSDP shards; writes on the main process
     state.wait_for_everyone()

@@ -1,7 +1,7 @@
 """What ``llara adapt`` and ``llara finetune`` share: the Trainer settings and their mapping to TrainingArguments.
 
 :class:`TrainingRunConfig` holds the optimisation, checkpointing and process settings both runs take; their
-configs (:class:`~llara_cli.training.adapt.AdaptConfig`, :class:`~llara_cli.training.finetune.FinetuneConfig`)
+configs (:class:`~llara_cli.training.adapt.AdaptConfig`, :class:`~llara_cli.training.finetune_config.FinetuneConfig`)
 add their own data and model fields (and their own defaults for ``learning_rate``). All fields are keyword-only.
 """
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llara_cli.errors import UsageError
 
@@ -47,8 +48,12 @@ class TrainingRunConfig:
     trust_remote_code: bool = False
     attn_implementation: str = "sdpa"
 
+    FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = ()  # the settings that change the weights: a resume must match
+
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        if self.save_total_limit == 0:  # the CLI's "0: keep every checkpoint"
+            self.save_total_limit = None
 
     @property
     def run_dir(self) -> Path:
@@ -75,12 +80,21 @@ class TrainingRunConfig:
 
     def settings(self) -> dict[str, Any]:
         """Every field, JSON-ready (for the run's saved config)."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, Path):
-                return str(value)
-            return list(value) if isinstance(value, tuple) else value
+        return {key: _plain(value) for key, value in dataclasses.asdict(self).items()}
 
-        return {key: plain(value) for key, value in dataclasses.asdict(self).items()}
+    def fingerprint(self, **extra: Any) -> dict[str, Any]:
+        """The ``FINGERPRINT_FIELDS`` a resume must match, JSON-ready, plus ``extra`` (world size, resolved
+        prompt family, data identity)."""
+        return {**{name: _plain(getattr(self, name)) for name in self.FINGERPRINT_FIELDS}, **extra}
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON holds it: paths and enums as strings, tuples as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def training_arguments(config: TrainingRunConfig, **specific: Any):  # noqa: ANN201 - transformers.TrainingArguments

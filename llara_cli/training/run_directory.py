@@ -149,7 +149,7 @@ def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, sta
     With ``merge_lora`` a LoRA checkpoint's adapters are loaded and merged into plain weights; otherwise the
     checkpoint's model files are the model (an adapter directory, or weights gathered when sharded).
     """
-    from llara_cli.core.loading import save_llara_model
+    from llara_cli.core.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model, load_checkpoint_weights
 
     final_dir = fresh_final_dir(config, state)
@@ -157,7 +157,7 @@ def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, sta
     if state.is_main_process:
         if merge_lora and is_peft_model(causal_lm):
             load_checkpoint_weights(causal_lm, checkpoint)
-            save_llara_model(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
+            save_model_dir(final_dir, causal_lm.merge_and_unload(), trainer.llara_tokenizer, trainer.llara_config)
         else:
             final_dir.mkdir()
             for path in checkpoint.iterdir():

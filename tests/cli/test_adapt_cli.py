@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
 from llara_cli.core.config import LlaraConfig
-from llara_cli.core.modeling import LlaraEncoder
+from llara_cli.core.encoder import LlaraEncoder
 from tests.conftest import WORDS
 
 

@@ -73,6 +73,30 @@ def test_finetune_from_a_collection_and_a_run(tiny_model_dir, collection, tmp_pa
     assert settings["lora_targets"] == ["q_proj", "v_proj"] and settings["group_size"] == 2
 
 
+def test_a_finetuned_model_encodes_and_searches_at_the_lengths_it_was_trained_with(tiny_model_dir, collection, tmp_path):
+    directory, run = collection
+    out = tmp_path / "ft"
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", out, *TINY_RUN)  # queries at 16 tokens, passages at 24
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "llara_config.json").read_text())
+    assert (saved["query_max_length"], saved["passage_max_length"]) == (16, 24)
+    assert invoke("encode", directory, "--model", out, "--out", tmp_path / "emb").exit_code == 0
+    assert json.loads((tmp_path / "emb" / "meta.json").read_text())["max_length"] == 24
+    assert invoke("index", tmp_path / "emb", "--out", tmp_path / "index").exit_code == 0
+    rng = random.Random(1)
+    queries = tmp_path / "long-queries.jsonl"  # 30 words: cut at 16 tokens, not at 64
+    queries.write_text("".join(json.dumps({"_id": f"q{index}", "text": " ".join(rng.choice(WORDS) for _ in range(30))})
+                               + "\n" for index in range(3)))
+    runs = {}
+    for name, extra in (("default", []), ("trained", ["--max-length", "16"]), ("longer", ["--max-length", "64"])):
+        result = invoke("search", "--index", tmp_path / "index", "--queries", queries, "--out",
+                        tmp_path / f"{name}.trec", *extra)
+        assert result.exit_code == 0, result.output
+        runs[name] = (tmp_path / f"{name}.trec").read_text()
+    assert runs["default"] == runs["trained"] and runs["default"] != runs["longer"]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ([], "--negatives-from"),
     (["--full", "--merge"], "--merge"),

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from llara_cli.core.modeling import LlaraEncoder
+from llara_cli.core.encoder import LlaraEncoder
 from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
 from llara_cli.retrieval.embeddings import load_embeddings

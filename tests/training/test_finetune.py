@@ -10,16 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llara_cli.core.adapters import adapter_base_model, load_adapter_model
+from llara_cli.core.adapters import add_lora, adapter_base_model
+from llara_cli.core.batching import ContrastiveCollator
 from llara_cli.core.config import LlaraConfig
-from llara_cli.core.loading import load_llara_model
-from llara_cli.core.modeling import LlaraEncoder, prompt_format_for
+from llara_cli.core.encoder import LlaraEncoder
+from llara_cli.core.llara_model import LlaraModel
 from llara_cli.core.prompts import Side
 from llara_cli.data.finetune import Passage, TrainingExample
 from llara_cli.errors import UsageError
-from llara_cli.training.finetune import (
-    ContrastiveCollator, ContrastiveDataset, ContrastiveModel, FinetuneConfig, add_lora, run_finetuning,
-)
+from llara_cli.training.contrastive_objective import ContrastiveDataset, ContrastiveModel
+from llara_cli.training.finetune import FinetuneConfig, run_finetuning
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import WORDS
 from tests.training.run_helpers import (
@@ -61,6 +61,12 @@ def settings(train, model_dir, out, **overrides):
     return FinetuneConfig(**values)
 
 
+def load_parts(model, **options):
+    """``(causal_lm, tokenizer, config)`` of a model directory, alias or adapter directory."""
+    loaded = LlaraModel.load(str(model), **options)
+    return loaded.causal_lm, loaded.tokenizer, loaded.config
+
+
 def tensors(path):
     return load_file(str(path))
 
@@ -97,14 +103,14 @@ def test_dataset_repeats_negatives_when_too_few_and_refuses_none():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    causal_lm, tokenizer, config = load_llara_model(str(tiny_model_dir))
+    causal_lm, tokenizer, config = load_parts(tiny_model_dir)
     return causal_lm, tokenizer, config
 
 
 def collate(tiny, examples, group=GROUP, query_max_length=16, passage_max_length=24):
-    _, tokenizer, config = tiny
-    collator = ContrastiveCollator(tokenizer, prompt_format_for(tokenizer, config), query_max_length,
-                                   passage_max_length)
+    causal_lm, tokenizer, config = tiny
+    collator = ContrastiveCollator(tokenizer, LlaraModel(causal_lm, tokenizer, config).prompt_format,
+                                   query_max_length, passage_max_length)
     dataset = ContrastiveDataset(examples, group, seed=0)
     return collator([dataset[index] for index in range(len(examples))])
 
@@ -134,10 +140,10 @@ def test_training_embeddings_equal_the_encoders(tiny):
 
 
 def test_one_lora_step_reduces_the_loss_on_a_fixed_batch(tiny_model_dir, tmp_path):
-    causal_lm, tokenizer, config = load_llara_model(str(tiny_model_dir))
+    causal_lm, tokenizer, config = load_parts(tiny_model_dir)
     lora_settings = FinetuneConfig(out_dir=tmp_path, lora_r=8, lora_alpha=16, lora_dropout=0.0)
     torch.manual_seed(0)
-    peft_model = add_lora(causal_lm, tokenizer, config.prompt_family, lora_settings, "base")
+    peft_model = add_lora(causal_lm, tokenizer, config.prompt_family, lora_settings.lora_settings, "base")
     batch = collate((causal_lm, tokenizer, config), make_examples(count=4))
     model = ContrastiveModel(peft_model, group_size=GROUP, temperature=0.05).train()
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -174,9 +180,9 @@ def test_lora_run_leaves_the_base_untouched_and_saves_only_the_adapter(tiny_mode
     assert len(steps) == 4 and {"loss", "accuracy", "learning_rate", "tokens_per_s"} <= set(steps[0])
     assert not settings(train_file, tiny_model_dir, out).run_dir.exists()
 
-    merged, tokenizer, loaded_config = load_adapter_model(out)
-    unmerged, _, _ = load_adapter_model(out, merge=False)
-    base, _, _ = load_llara_model(str(tiny_model_dir))
+    merged, tokenizer, loaded_config = load_parts(out)
+    unmerged, _, _ = load_parts(out, merge=False)
+    base, _, _ = load_parts(tiny_model_dir)
     texts = ["the protein cell gene", "river city music"]
     embeddings = {name: LlaraEncoder(model, tokenizer, loaded_config).encode_passages(texts)
                   for name, model in (("merged", merged), ("adapter", unmerged), ("base", base))}
@@ -198,11 +204,11 @@ def test_flagembedding_markers_added_for_finetuning_are_saved_with_the_adapter(t
     out = tmp_path / "flag"
     run_finetuning(settings(train_file, tiny_model_dir, out, prompt_family="flagembedding", max_steps=2,
                             query_max_length=32, passage_max_length=40, learning_rate=1e-2, save_steps=100))
-    causal_lm, tokenizer, config = load_adapter_model(out)
+    causal_lm, tokenizer, config = load_parts(out)
     assert config.prompt_family.value == "flagembedding" and "<s16>" in tokenizer.get_vocab()
     assert causal_lm.get_input_embeddings().weight.shape[0] == len(tokenizer)
     first = LlaraEncoder(causal_lm, tokenizer, config).encode_queries(["river city"])
-    causal_lm, tokenizer, config = load_adapter_model(out)  # marker rows come from the adapter, not the resize
+    causal_lm, tokenizer, config = load_parts(out)  # marker rows come from the adapter, not the resize
     assert abs(LlaraEncoder(causal_lm, tokenizer, config).encode_queries(["river city"]) - first).max() < 1e-6
 
 
@@ -296,7 +302,7 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
 def test_encode_loads_the_adapter_directory_transparently(tiny_model_dir, train_file, tmp_path):
     out = tmp_path / "ft"
     run_finetuning(settings(train_file, tiny_model_dir, out, max_steps=1, save_steps=100))
-    merged, tokenizer, config = load_adapter_model(out)
+    merged, tokenizer, config = load_parts(out)
     expected = LlaraEncoder(merged, tokenizer, config).encode_passages(["the protein cell"])
     encoder = LlaraEncoder.load(str(out))
     assert encoder.config.stage == "finetuned"

@@ -1,12 +1,12 @@
+"""The adaptation objective: joint pass == two passes, the joint mask, the loss trains the model."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from llara_cli.core.batching import POOL_MASK_KEYS, collate_adaptation, collate_prompted
-from llara_cli.core.config import BowLogits, LlaraConfig
-from llara_cli.core.modeling import LlaraAdaptationModel, LlaraEncoder, decoder_of, run_decoder
+from llara_cli.core.adaptation import LlaraAdaptationModel
+from llara_cli.core.batching import collate_adaptation
+from llara_cli.core.config import BowLogits
 from llara_cli.core.pooling import masked_mean_pool
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
@@ -88,31 +88,3 @@ def test_one_optimizer_step_lowers_the_loss_on_a_fixed_batch():
     optimizer.step()
     with torch.no_grad():
         assert wrapper(**batch)["loss"] < first
-
-
-def test_flagembedding_embedding_is_the_mean_of_the_eight_marker_states():
-    tokenizer, model, prompt_format, _ = adaptation_setup(PromptFamily.FLAGEMBEDDING, "sdpa")
-    config = LlaraConfig(prompt_family=PromptFamily.FLAGEMBEDDING, normalize=False)
-    encoder = LlaraEncoder(model, tokenizer, config)
-    embedding = encoder.encode_passages(TEXTS[:1])[0]
-    sequence = prompt_format.single(encoder.tokenize(TEXTS[:1])[0], Side.PASSAGE, 512)
-    batch = collate_prompted([sequence], tokenizer.pad_token_id)
-    with torch.no_grad():
-        hidden = run_decoder(decoder_of(model), batch["input_ids"], batch["segment_ids"], joint=False)[0]
-    markers = sequence.pool_positions[Side.PASSAGE]
-    assert len(markers) == 8
-    assert np.allclose(embedding, hidden[markers].mean(dim=0).numpy(), atol=1e-5)
-
-
-def test_encoder_returns_input_order_and_unit_vectors_whatever_the_batch_size():
-    tokenizer = build_tiny_tokenizer()
-    encoder = LlaraEncoder(build_tiny_model(len(tokenizer)), tokenizer, LlaraConfig())
-    one_by_one = np.stack([encoder.encode_queries([text])[0] for text in TEXTS])
-    batched = encoder.encode_queries(TEXTS, batch_size=2)
-    assert np.allclose(one_by_one, batched, atol=1e-5)
-    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(encoder.encode_passages(TEXTS[:1]), batched[:1])  # EBAE and EBAR prompts differ
-
-
-def test_pool_mask_keys_cover_both_sides():
-    assert set(POOL_MASK_KEYS) == set(Side)

@@ -6,13 +6,10 @@ import random
 from collections import Counter
 
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat
 from llara_cli.data.adaptation import (
-    AdaptationCollator, AdaptationDataset, AdaptationExample, DataFormat, ExampleReader, buffered_shuffle,
-    detect_format, document_examples, pack_spans, segment_bounds, sentence_starts, shard_rounds,
+    AdaptationExample, AdaptationStream, DataFormat, ExampleReader, buffered_shuffle, detect_format,
+    document_examples, pack_spans, segment_bounds, sentence_starts, shard_rounds,
 )
 from llara_cli.errors import UsageError
 from tests.conftest import WORDS, build_tiny_tokenizer
@@ -174,7 +171,7 @@ def test_the_reader_streams(tmp_path, tokenizer):
         list(iterator)
 
 
-# -------------------------------------------------------------------------------------------- the dataset
+# --------------------------------------------------------------------------------------------- the stream
 
 
 def take(dataset, count):
@@ -183,13 +180,13 @@ def take(dataset, count):
 
 
 def test_the_stream_is_deterministic_given_the_seed(tokenizer, corpus):
-    make = lambda seed: AdaptationDataset(corpus, tokenizer, span_tokens=12, seed=seed, shuffle_buffer=20)  # noqa: E731
+    make = lambda seed: AdaptationStream(corpus, tokenizer, span_tokens=12, seed=seed, shuffle_buffer=20)  # noqa: E731
     assert take(make(1), 60) == take(make(1), 60)
     assert take(make(1), 60) != take(make(2), 60)
 
 
 def test_passes_repeat_the_capped_examples_in_a_new_order(tokenizer, corpus):
-    dataset = AdaptationDataset(corpus, tokenizer, span_tokens=12, seed=0, max_examples=10)
+    dataset = AdaptationStream(corpus, tokenizer, span_tokens=12, seed=0, max_examples=10)
     first_pass, second_pass = take(dataset, 20)[:10], take(dataset, 20)[10:]
     key = lambda examples: Counter(tuple(example.text_ids) for example in examples)  # noqa: E731
     assert key(first_pass) == key(second_pass) == key(list(dataset.examples()))
@@ -201,38 +198,8 @@ def test_empty_corpus_and_texts_without_tokens_are_refused(tmp_path, tokenizer):
     empty.write_text("")
     no_tokens = write_jsonl(tmp_path / "blank.jsonl", [{"_id": "1", "text": ""}, {"_id": "2", "text": "   "}])
     for path in (empty, no_tokens):
-        dataset = AdaptationDataset(path, tokenizer, span_tokens=8)
+        dataset = AdaptationStream(path, tokenizer, span_tokens=8)
         with pytest.raises(UsageError, match="no training examples"):
             dataset.check_not_empty()
         with pytest.raises(UsageError, match="no training examples"):
             next(iter(dataset))
-
-
-def test_dataloader_workers_keep_the_single_process_order(tokenizer, corpus):
-    collate = lambda examples: [tuple(example.text_ids) for example in examples]  # noqa: E731
-    dataset = AdaptationDataset(corpus, tokenizer, span_tokens=12, seed=5, round_size=3)
-    batches = lambda workers: take(DataLoader(dataset, batch_size=3, num_workers=workers,  # noqa: E731
-                                              collate_fn=collate), 8)
-    assert batches(2) == batches(0)
-
-
-def test_two_ranks_see_the_single_process_batch_split_in_two(tokenizer, corpus):
-    from accelerate.data_loader import IterableDatasetShard
-
-    dataset = AdaptationDataset(corpus, tokenizer, span_tokens=12, seed=5, round_size=4)
-    ranks = [take(IterableDatasetShard(dataset, batch_size=2, num_processes=2, process_index=rank), 10)
-             for rank in range(2)]
-    single = take(dataset, 20)
-    for step in range(5):
-        assert single[4 * step:4 * step + 4] == ranks[0][2 * step:2 * step + 2] + ranks[1][2 * step:2 * step + 2]
-
-
-@pytest.mark.parametrize("joint", [True, False])
-def test_collator_builds_the_model_batch(tokenizer, joint):
-    prompt_format = PromptFormat.from_tokenizer(TEMPLATES[PromptFamily.PAPER], tokenizer)
-    collator = AdaptationCollator(prompt_format, tokenizer.pad_token_id, 32, joint=joint)
-    batch = collator([AdaptationExample([5, 6, 7], [8, 9]), AdaptationExample([10], [])])
-    assert ("input_ids" in batch) is joint and ("passage_input_ids" in batch) is not joint
-    assert batch["passage_targets"].tolist() == [[5, 6, 7], [10, -100, -100]]
-    assert batch["query_targets"].tolist() == [[8, 9], [-100, -100]]
-    assert all(isinstance(value, torch.Tensor) for value in batch.values())

@@ -1,0 +1,133 @@
+"""The settings of ``llara finetune`` (:class:`FinetuneConfig`) and what a run returns (:class:`FinetuneResult`).
+
+Imports no torch: the CLI reads its defaults from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from llara_cli.core.adapters import ALL_LINEAR, LoraSettings
+from llara_cli.core.prompts import PromptFamily, parse_family
+from llara_cli.data.finetune import (
+    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT, MiningSettings,
+)
+from llara_cli.errors import UsageError
+from llara_cli.training.run_config import TrainingRunConfig
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_QUERY_MAX_LENGTH = 32  # RepLLaMA's
+DEFAULT_PASSAGE_MAX_LENGTH = 196
+DEFAULT_TEMPERATURE = 0.01  # RepLLaMA's, for cosine similarities (normalised embeddings)
+GPU_GROUP_SIZE = 16
+CPU_GROUP_SIZE = 4
+LORA_LEARNING_RATE = 1e-4
+FULL_LEARNING_RATE = 1e-5
+DEFAULT_LORA_TARGETS = (ALL_LINEAR,)  # every attention and MLP projection of the decoder (not the LM head)
+FINETUNE_CONFIG_FILE = "finetune_config.json"
+# Settings that change the trained weights: a resume must match them exactly.
+FINGERPRINT_FIELDS = (
+    "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "query_max_length",
+    "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
+    "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
+    "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
+    "attn_implementation",
+)
+
+
+@dataclass(kw_only=True)
+class FinetuneConfig(TrainingRunConfig):
+    """Everything a finetuning run needs; the CLI fills it from its options.
+
+    Training data: ``train`` is a training jsonl (:mod:`llara_cli.data.finetune`), or a BEIR directory /
+    collection name whose hard negatives are mined from the run ``negatives_from``; ``queries``/``qrels``/
+    ``corpus`` override (or replace) the parts of a collection. ``batch_size`` (a :class:`TrainingRunConfig`
+    setting, like the schedule and checkpoints) counts queries per process. ``group_size`` (1 positive + n-1
+    negatives) defaults to 16 on GPU, 4 on CPU; ``learning_rate`` to 1e-4 with LoRA, 1e-5 without.
+    """
+
+    FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
+
+    train: Path | str | None = None
+    queries: Path | str | None = None
+    qrels: Path | str | None = None
+    corpus: Path | str | None = None
+    split: str = DEFAULT_SPLIT
+    negatives_from: Path | None = None
+    skip: int = DEFAULT_SKIP
+    depth: int = DEFAULT_DEPTH
+    num_negatives: int = DEFAULT_NUM_NEGATIVES
+    min_relevance: int = DEFAULT_MIN_RELEVANCE
+    model: str = DEFAULT_MODEL
+    prompt_family: PromptFamily | None = None
+    query_max_length: int = DEFAULT_QUERY_MAX_LENGTH
+    passage_max_length: int = DEFAULT_PASSAGE_MAX_LENGTH
+    group_size: int | None = None
+    in_batch_negatives: bool = True
+    cross_device_negatives: bool = True
+    temperature: float = DEFAULT_TEMPERATURE
+    epochs: float = 1.0
+    max_steps: int | None = None
+    lora: bool = True
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.1
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    merge: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.negatives_from = Path(self.negatives_from) if self.negatives_from else None
+        self.lora_targets = tuple(self.lora_targets)
+        self.prompt_family = parse_family(self.prompt_family) if self.prompt_family else None
+        if self.group_size is None:
+            import torch
+
+            self.group_size = GPU_GROUP_SIZE if torch.cuda.is_available() else CPU_GROUP_SIZE
+        if self.learning_rate is None:
+            self.learning_rate = LORA_LEARNING_RATE if self.lora else FULL_LEARNING_RATE
+
+    @property
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets)
+
+    @property
+    def mining(self) -> MiningSettings:
+        return MiningSettings(skip=self.skip, depth=self.depth, num_negatives=self.num_negatives, seed=self.seed,
+                              min_relevance=self.min_relevance)
+
+    def validate(self) -> None:
+        self.validate_run_settings()
+        for name in ("group_size", "lora_r"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("query_max_length", "passage_max_length"):
+            if getattr(self, name) < 8:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 8, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.epochs <= 0:
+            raise UsageError(f"--epochs must be positive, got {self.epochs}")
+        if self.temperature <= 0:
+            raise UsageError(f"--temperature must be positive, got {self.temperature}")
+        if not 0 <= self.lora_dropout < 1:
+            raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.merge and not self.lora:
+            raise UsageError("--merge applies to LoRA finetuning; full finetuning already writes whole weights")
+        if not self.lora_targets or not all(target.strip() for target in self.lora_targets):
+            raise UsageError("--lora-targets needs at least one module name (or all-linear)")
+        self.mining.validate()
+
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    out_dir: Path
+    steps: int
+    resumed_from_step: int | None
+    train_loss: float | None
+    log_path: Path
+    examples: int
+    dropped_without_negatives: int
+    adapter: bool  # the output is an adapter directory (LoRA without --merge)
