@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from llara_cli.data.files import write_json
+from llara_cli.storage.files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"

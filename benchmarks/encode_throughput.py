@@ -40,7 +40,7 @@ def sample_passages(count: int, seed: int) -> list[str]:
         texts = [(record.get("title", "") + " " + record["text"]).strip()
                  for record in map(json.loads, corpus.read_text().splitlines())]
     else:  # a fresh clone: the docstring collection has a realistic spread of lengths too
-        from llara_cli.data.stdlib_collection import build_stdlib_collection
+        from llara_cli.demo.collection import build_stdlib_collection
         import tempfile
 
         directory = Path(tempfile.mkdtemp()) / "stdlib"

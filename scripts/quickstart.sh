@@ -14,7 +14,7 @@ if [ -z "${DATA:-}" ]; then
   DATA="$OUT/stdlib-docstrings"
   if [ ! -f "$DATA/collection.json" ]; then
     echo "== building the stdlib docstring collection in $DATA"
-    python -m llara_cli.data.stdlib_collection "$DATA"
+    llara demo-collection --out "$DATA"
   fi
 fi
 echo "== data: $DATA"

@@ -108,9 +108,9 @@ def root(
 
 
 def _register_commands() -> None:
-    from llara_cli.cli import adapt, encode, evaluate, finetune, index, mine, search
+    from llara_cli.cli import adapt, demo, encode, evaluate, finetune, index, mine, search
 
-    for module in (adapt, finetune, mine, encode, index, search, evaluate):
+    for module in (adapt, finetune, mine, encode, index, search, evaluate, demo):
         module.register(app)
 
 

@@ -11,11 +11,11 @@ from rich.markup import escape
 
 from llara_cli.cli.options import QrelsOpt, QrelsSplitOpt
 from llara_cli.data.collections import resolve_qrels
-from llara_cli.data.outputs import check_output_file
 from llara_cli.data.qrels import read_qrels
 from llara_cli.data.runs import read_run
 from llara_cli.errors import UsageError
 from llara_cli.evaluation import DEFAULT_MEASURES, evaluate_runs, plot_report, split_measure_names
+from llara_cli.storage.outputs import check_output_file
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
-from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
+from llara_cli.storage.outputs import check_output_file
 
 
 @with_options(MINING_OPTIONS, "data_settings")

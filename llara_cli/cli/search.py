@@ -10,12 +10,12 @@ from llara_cli.cli.options import (
     DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
     TrustRemoteCodeOpt, at_most, finite,
 )
-from llara_cli.data.outputs import check_output_file
 from llara_cli.errors import UsageError
 from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
 from llara_cli.retrieval.fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.retrieval.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
+from llara_cli.storage.outputs import check_output_file
 
 
 def search(

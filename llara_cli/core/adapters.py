@@ -18,8 +18,8 @@ from pathlib import Path
 
 from llara_cli.core.model_files import ADAPTER_CONFIG_FILE, first_line
 from llara_cli.core.prompts import TEMPLATES, PromptFamily
-from llara_cli.data.files import read_json
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import read_json
 
 logger = logging.getLogger(__name__)
 

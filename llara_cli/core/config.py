@@ -12,8 +12,8 @@ from typing import Any
 
 from llara_cli import __version__
 from llara_cli.core.prompts import PromptFamily, Side, parse_family
-from llara_cli.data.files import read_json, write_json
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import read_json, write_json
 
 LLARA_CONFIG_FILE = "llara_config.json"
 DEFAULT_PASSAGE_MAX_LENGTH = 512

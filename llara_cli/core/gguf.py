@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from llara_cli.core.dtypes import torch_dtype
 from llara_cli.core.model_files import MODELS_SUBDIR, first_line, force_offline, llara_home, missing_model_files
-from llara_cli.data.files import read_json, write_json
 from llara_cli.errors import LlaraError
+from llara_cli.storage.files import read_json, write_json
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from llara_cli.data.corpus import iter_documents
-from llara_cli.data.files import iter_jsonl, iter_lines
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import iter_jsonl, iter_lines
 
 logger = logging.getLogger(__name__)
 

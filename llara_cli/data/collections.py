@@ -26,18 +26,17 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from llara_cli.data.corpus import BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
 from llara_cli.data.qrels import DEFAULT_BEIR_SPLIT, resolve_qrels_file
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import GZIP_SUFFIX
 
 DATA_ENV = "LLARA_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/llara/data")
-GZIP_SUFFIX = ".gz"
 BEIR_PREFIX = "beir/"
 BEIR_DIR = "beir"
 BUNDLED_COLLECTIONS = ("scifact", "cacm", "cranfield")
 BEIR_QRELS_TEMPLATE = "qrels/{split}.tsv"
-BEIR_QUERIES_FILE = "queries.jsonl"
-BEIR_CORPUS_FILE = "corpus.jsonl"
 
 
 class Part(str, Enum):

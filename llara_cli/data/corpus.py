@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from llara_cli.data.files import iter_jsonl, iter_lines
 from llara_cli.data.records import Document, Query, check_id
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import iter_jsonl, iter_lines
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from llara_cli.data.files import atomic_write, iter_jsonl
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import atomic_write, iter_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from llara_cli.data.files import iter_lines
-from llara_cli.data.records import check_id
+from llara_cli.data.records import check_id, check_new_pair
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import iter_lines
 
 TREC_QRELS_COLUMNS = 4
 BEIR_QRELS_COLUMNS = 3
@@ -124,9 +124,7 @@ def read_qrels(path: str | Path, split: str = DEFAULT_BEIR_SPLIT) -> list[Qrel]:
         check_id(query_id, where, "query")
         check_id(doc_id, where, "document")
         relevance_value = parse_relevance(relevance, where)
-        if (query_id, doc_id) in seen:
-            raise UsageError(f"{where}: duplicate judgement for query {query_id}, document {doc_id}")
-        seen.add((query_id, doc_id))
+        check_new_pair(seen, query_id, doc_id, where, f"duplicate judgement for query {query_id}, document {doc_id}")
         qrels.append(Qrel(query_id, doc_id, relevance_value))
     if not qrels:
         raise UsageError(f"{source}: no judgements")

@@ -1,4 +1,4 @@
-"""Record types shared by every reader and writer, and the one id check they all use.
+"""Record types shared by every reader and writer, and the checks they all use (ids, repeated pairs).
 
 Names follow ir_measures (``query_id``, ``doc_id``). Ids end up in whitespace-separated files (TREC runs,
 TREC qrels, the ``docid`` file of an index), so an id is a non-empty string without any whitespace.
@@ -38,3 +38,10 @@ def check_id(record_id: str, where: str, what: str = "") -> str:
     if problem is not None:
         raise UsageError(f"{where}: {what + ' ' if what else ''}{problem}")
     return record_id
+
+
+def check_new_pair(seen: set[tuple[str, str]], query_id: str, doc_id: str, where: str, problem: str) -> None:
+    """Remember ``(query_id, doc_id)``, or raise ``where: problem`` when this file already had the pair."""
+    if (query_id, doc_id) in seen:
+        raise UsageError(f"{where}: {problem}")
+    seen.add((query_id, doc_id))

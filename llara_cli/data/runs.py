@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from llara_cli.data.files import atomic_write, iter_lines
-from llara_cli.data.records import id_problem
+from llara_cli.data.records import check_new_pair, id_problem
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import atomic_write, iter_lines
 
 TREC_RUN_COLUMNS = 6
 DEFAULT_RUN_TAG = "llara"
@@ -74,9 +74,8 @@ def read_run(path: str | Path) -> list[ScoredDoc]:
             raise UsageError(f"{path}:{line_number}: score {score!r} is not a number") from None
         if not math.isfinite(score_value):
             raise UsageError(f"{path}:{line_number}: score {score!r} is not finite")
-        if (query_id, doc_id) in seen:
-            raise UsageError(f"{path}:{line_number}: document {doc_id} listed twice for query {query_id}")
-        seen.add((query_id, doc_id))
+        check_new_pair(seen, query_id, doc_id, f"{path}:{line_number}",
+                       f"document {doc_id} listed twice for query {query_id}")
         scored_docs.append(ScoredDoc(query_id, doc_id, score_value))
     if not scored_docs:
         raise UsageError(f"{path}: run is empty")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from llara_cli.data.files import atomic_write
 from llara_cli.evaluation.report import EvaluationReport
+from llara_cli.storage.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any
 from llara_cli.data.corpus import (
     BEIR_CORPUS_FILE, check_unique_ids, iter_documents, queries_for_search, resolve_beir_file, warn_if_swapped,
 )
-from llara_cli.data.files import read_json, write_json
-from llara_cli.data.locks import process_alive
+from llara_cli.storage.files import read_json, write_json
+from llara_cli.storage.locks import process_alive
 from llara_cli.data.records import Query
 from llara_cli.data.runs import write_run
 from llara_cli.errors import LlaraError, UsageError

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
-from llara_cli.data.files import atomic_write, iter_lines, read_json, write_json
+from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
 from llara_cli.data.records import check_id, id_problem
 from llara_cli.core.prompts import Side
 from llara_cli.errors import LlaraError, UsageError

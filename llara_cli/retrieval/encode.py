@@ -19,9 +19,9 @@ import numpy as np
 from llara_cli import __version__
 from llara_cli.core.prompts import Side
 from llara_cli.data.corpus import read_corpus, read_queries, resolve_beir_file, BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
-from llara_cli.data.files import atomic_write, read_json, write_json
-from llara_cli.data.locks import LOCK_FILE, output_lock
-from llara_cli.data.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
+from llara_cli.storage.files import atomic_write, read_json, write_json
+from llara_cli.storage.locks import LOCK_FILE, output_lock
+from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
-from llara_cli.data.files import read_json, write_json
-from llara_cli.data.locks import sibling_lock
-from llara_cli.data.outputs import remove_leftovers
+from llara_cli.storage.files import read_json, write_json
+from llara_cli.storage.locks import sibling_lock
+from llara_cli.storage.outputs import remove_leftovers
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.retrieval.embeddings import (
     META_FILE,

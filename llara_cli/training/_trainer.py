@@ -18,8 +18,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from llara_cli.core.config import LlaraConfig
-from llara_cli.data.files import read_json
 from llara_cli.errors import LlaraError
+from llara_cli.storage.files import read_json
 from llara_cli.training.trainer_utils import JsonlLog, mark_checkpoint_complete, rotate_checkpoints
 
 logger = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ def finished_training(checkpoint: Path | None) -> bool:
 
     The Trainer resumed there would run one step too many (it checks for the end only after a step).
     """
-    from llara_cli.data.files import read_json
+    from llara_cli.storage.files import read_json
 
     if checkpoint is None or not (checkpoint / TRAINER_STATE).is_file():
         return False
@@ -75,7 +75,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
     Every process runs the read-only checks (so all of them fail alike), then only the main one writes. A run
     that fails before its first checkpoint leaves nothing behind; a successful one removes the directory.
     """
-    from llara_cli.data.locks import output_lock
+    from llara_cli.storage.locks import output_lock
 
     run_dir = config.run_dir
     lock = output_lock(run_dir) if is_main else contextlib.nullcontext()
@@ -114,7 +114,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
 
 
 def clear_run_directory(run_dir: Path, *, keep_lock: bool = True) -> None:
-    from llara_cli.data.locks import LOCK_FILE
+    from llara_cli.storage.locks import LOCK_FILE
 
     if not run_dir.is_dir():
         return

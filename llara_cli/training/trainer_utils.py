@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llara_cli.data.files import atomic_write, iter_lines, read_json, write_json
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def publish_run(run_dir: Path, final_dir: Path, out_dir: Path, *, copied_files: 
     """
     import os
 
-    from llara_cli.data.locks import LOCK_FILE
+    from llara_cli.storage.locks import LOCK_FILE
 
     try:
         for source_name, target_name in copied_files.items():

@@ -120,7 +120,7 @@ def test_fractional_or_non_finite_relevance_names_file_and_line(run_file, tmp_pa
 
 def test_byte_order_marks_are_dropped_by_every_reader(tmp_path):
     from llara_cli.data.corpus import read_corpus, read_queries
-    from llara_cli.data.files import read_json
+    from llara_cli.storage.files import read_json
     from llara_cli.data.qrels import read_qrels
     from llara_cli.data.runs import read_run
 
@@ -245,7 +245,7 @@ def test_a_blank_line_in_the_docid_file_is_refused(tmp_path):
 
 
 def test_a_second_index_writer_is_refused_while_the_first_runs(tmp_path):
-    from llara_cli.data.locks import SIBLING_LOCK_TEMPLATE
+    from llara_cli.storage.locks import SIBLING_LOCK_TEMPLATE
 
     embeddings = write_embeddings(tmp_path / "emb")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -352,7 +352,7 @@ def small_filesystem(tmp_path):
 
 
 def test_a_full_disk_says_no_space_left_and_names_the_directory(small_filesystem):
-    from llara_cli.data.files import atomic_write
+    from llara_cli.storage.files import atomic_write
     from llara_cli.errors import LlaraError
 
     target = small_filesystem / "chunk.npy"

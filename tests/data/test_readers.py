@@ -7,7 +7,6 @@ import json
 import pytest
 
 from llara_cli.data.corpus import read_corpus, read_queries
-from llara_cli.data.files import atomic_write
 from llara_cli.data.qrels import read_qrels
 from llara_cli.data.runs import read_run, write_run
 from llara_cli.errors import UsageError
@@ -101,32 +100,3 @@ def test_run_round_trip_ranks_from_one_with_deterministic_ties(tmp_path):
     lines = (tmp_path / "run.trec").read_text().splitlines()
     assert lines == ["q1 Q0 d3 1 0.900000 t", "q1 Q0 d1 2 0.500000 t", "q1 Q0 d2 3 0.500000 t"]
     assert [scored.doc_id for scored in read_run(tmp_path / "run.trec")] == ["d3", "d1", "d2"]
-
-
-def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
-    target = tmp_path / "run.trec"
-    target.write_text("previous\n")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as handle:
-            handle.write("half")
-            raise RuntimeError("disk full")
-    assert target.read_text() == "previous\n"
-    assert [path.name for path in tmp_path.iterdir()] == ["run.trec"]
-
-
-def test_disk_full_during_a_write_is_a_clear_error(tmp_path, monkeypatch):
-    import os
-
-    from llara_cli.errors import LlaraError
-
-    target = tmp_path / "out.json"
-    target.write_text("previous")
-
-    def no_space(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(LlaraError, match="No space left on device"):
-        with atomic_write(target) as handle:
-            handle.write("new")
-    assert target.read_text() == "previous"

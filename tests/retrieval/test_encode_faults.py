@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.data.locks import LOCK_FILE
 from llara_cli.retrieval.embeddings import load_embeddings
 from llara_cli.retrieval.encode import CHUNKS_DIR
+from llara_cli.storage.locks import LOCK_FILE
 from tests.conftest import WORDS
 
 POLL_SECONDS = 0.02

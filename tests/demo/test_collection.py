@@ -1,23 +1,16 @@
+"""The demo collection (``llara_cli.demo.collection``): readable, judged, byte-identical, guarded."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from llara_cli.data.corpus import read_corpus, read_queries
-from llara_cli.data.files import read_json
 from llara_cli.data.qrels import read_qrels
-from llara_cli.data.stdlib_collection import (
-    COLLECTION_KIND,
-    CollectionStats,
-    build_stdlib_collection,
-    code_line_fraction,
-    main,
-    split_docstring,
-)
+from llara_cli.demo.collection import COLLECTION_KIND, CollectionStats, build_stdlib_collection
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import read_json
 
 MAX_DOCUMENTS = 150
 N_QUERIES = 20
@@ -142,35 +135,3 @@ def test_overwrite_only_replaces_a_collection(tmp_path: Path) -> None:
 def test_bad_parameters(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         _build(tmp_path / "out", **kwargs)
-
-
-def test_split_docstring() -> None:
-    docstring = split_docstring("m.f", "Serialize obj to a JSON string, e.g. Foo.\n\nIf skipkeys is true,\nskip.")
-    assert docstring.summary == "Serialize obj to a JSON string, e.g. Foo."
-    assert docstring.body == "If skipkeys is true, skip."
-    long_first = split_docstring("m.g", "Return the thing. It is\nuseful.\n\nMore.")
-    assert (long_first.summary, long_first.body) == ("Return the thing.", "It is useful. More.")
-
-
-def test_code_line_fraction() -> None:
-    assert code_line_fraction([">>> f(1)", "2", "", "Some prose."]) == pytest.approx(2 / 3)
-    assert code_line_fraction(["prose", "", "   "]) == 0.0
-
-
-def test_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out_dir = tmp_path / "cli"
-    out_dir.mkdir()
-    (out_dir / "x").write_text("", encoding="utf-8")
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(out_dir), "--max-documents", "20", "--queries", "5"])
-    assert exit_info.value.code == UsageError.exit_code
-    error_lines = capsys.readouterr().err.strip().splitlines()
-    assert len(error_lines) == 1 and error_lines[0].startswith("error:")
-
-
-def test_main_builds(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdlib_module_names", frozenset(SMALL_MODULES))  # a quick walk
-    out_dir = tmp_path / "cli"
-    main([str(out_dir), "--max-documents", "20", "--queries", "5", "--seed", "3"])
-    assert "20 documents, 5 queries" in capsys.readouterr().out
-    assert len(read_queries(out_dir)) == 5
