@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 
-from llara_cli.data.files import write_json
+from llara_cli.storage.files import write_json
 from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import group_run, rank_results, read_run, write_run
 from llara_cli.errors import UsageError
