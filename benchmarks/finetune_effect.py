@@ -21,7 +21,8 @@ from BM25, which favours BM25 on such a sub-collection. Quick numbers check the 
 
 Every LLM system uses one prompt family (``--family``, default flagembedding, which the adaptation benchmark
 found stronger on this model); adaptation runs at ``--adapt-lr`` (default 1e-4: the paper's 1e-5 barely moves
-100 steps) and training in bf16 autocast (``--fp32-training`` to turn it off).
+100 steps) and training in the machine's best precision (bf16 autocast where bf16 is native; ``--fp32-training``
+forces fp32).
 
 Cost on 2 quiet CPU cores (2026-11-25): an adaptation step at batch 8 x 128 tokens ~3 s; a finetuning step at
 batch 8 x group 2 x 128 tokens ~8 s; smollm2-135m encodes ~10 passages/s at 128 tokens in bf16. Under heavy
@@ -80,7 +81,7 @@ class Settings:
     adapted: Path | None
     prompt_family: str = "flagembedding"
     adapt_learning_rate: float = 1e-4
-    train_bf16: bool = True
+    train_precision: str = "auto"
     seed: int = 13
     skip: int = 2
     depth: int = 100
@@ -103,13 +104,15 @@ def parse_settings() -> Settings:
     parser.add_argument("--batch-size", type=int, help="queries (finetune) or texts (adapt) per step")
     parser.add_argument("--group-size", type=int)
     parser.add_argument("--passage-max-length", type=int)
-    parser.add_argument("--dtype", default="bf16", help="inference dtype of the LLM systems")
+    parser.add_argument("--dtype", default="auto", help="inference dtype of the LLM systems (auto: bf16 where "
+                        "native, else fp32)")
     parser.add_argument("--family", choices=("paper", "flagembedding"), default="flagembedding",
                         help="prompt family of every LLM system (the adaptation benchmark found flagembedding "
                         "stronger on this model)")
     parser.add_argument("--adapt-lr", type=float, default=1e-4,
                         help="adaptation learning rate (the paper's 1e-5 barely moves 100 steps)")
-    parser.add_argument("--fp32-training", action="store_true", help="train in fp32 instead of bf16 autocast")
+    parser.add_argument("--fp32-training", action="store_true",
+                        help="train in fp32 (default: auto, bf16 autocast where bf16 is native)")
     parser.add_argument("--fresh", action="store_true", help="delete the cache directory first")
     args = parser.parse_args()
     from llara_cli.core.models import llara_home
@@ -137,7 +140,7 @@ def parse_settings() -> Settings:
         settings.queries_per_collection = {name: args.eval_queries for name in COLLECTIONS}
     settings.prompt_family = args.family
     settings.adapt_learning_rate = args.adapt_lr
-    settings.train_bf16 = not args.fp32_training
+    settings.train_precision = "fp32" if args.fp32_training else "auto"
     return settings
 
 
@@ -271,7 +274,9 @@ def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
     from llara_cli.core.encoder import LlaraEncoder
 
     torch.manual_seed(settings.seed)  # the raw flagembedding model draws its new marker embeddings
-    return LlaraEncoder.load(str(model), dtype=settings.dtype, prompt_family=settings.prompt_family)
+    from llara_cli.core.precision import resolve_dtype
+
+    return LlaraEncoder.load(str(model), dtype=resolve_dtype(settings.dtype), prompt_family=settings.prompt_family)
 
 
 class EmbeddingCache:
@@ -350,7 +355,7 @@ def adapt(settings: Settings) -> Path:
     stage(f"adapting {MODEL} on the SciFact corpus for {settings.adapt_steps} steps")
     run_adaptation(AdaptConfig(corpus=SHARED_DATA / TRAIN_COLLECTION, out_dir=out, model=MODEL,
                                prompt_family=settings.prompt_family, learning_rate=settings.adapt_learning_rate,
-                               bf16=settings.train_bf16, max_length=settings.adapt_max_length,
+                               precision=settings.train_precision, max_length=settings.adapt_max_length,
                                batch_size=settings.batch_size, max_steps=settings.adapt_steps, save_steps=max(50, settings.adapt_steps // 4),
                                seed=settings.seed, resume=True))
     return out
@@ -365,7 +370,7 @@ def finetune(settings: Settings, model: str | Path, name: str, data, run_path: P
         stage(f"finetuning {name} from {model} on {len(data.examples)} queries for {settings.finetune_steps} steps")
         run_finetuning(FinetuneConfig(
             out_dir=out, train=SHARED_DATA / TRAIN_COLLECTION, negatives_from=run_path, model=str(model),
-            prompt_family=settings.prompt_family, bf16=settings.train_bf16,
+            prompt_family=settings.prompt_family, precision=settings.train_precision,
             skip=settings.skip, depth=settings.depth, num_negatives=settings.num_negatives,
             query_max_length=settings.query_max_length, passage_max_length=settings.passage_max_length,
             group_size=settings.group_size, batch_size=settings.batch_size, max_steps=settings.finetune_steps,

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import save_result  # noqa: E402
+from benchmarks._common import best_dtype, save_result  # noqa: E402
 from llara_cli.core.batching import collate_adaptation  # noqa: E402
 from llara_cli.core.config import FAMILY_BOW_LOGITS  # noqa: E402
 from llara_cli.core.adaptation import LlaraAdaptationModel  # noqa: E402
@@ -63,8 +63,12 @@ def main() -> None:
     parser.add_argument("--text-tokens", type=int, default=256)
     parser.add_argument("--next-tokens", type=int, default=64)
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="model dtype (auto: the machine's best, bf16 where native, else fp32)")
+    parser.add_argument("--name", help="result file name (default: joint_vs_two_pass[_tiny])")
     arguments = parser.parse_args()
+    if arguments.dtype == "auto":
+        arguments.dtype = best_dtype()
 
     family = PromptFamily(arguments.family)
     model, tokenizer = load(arguments.tiny, family, arguments.dtype)
@@ -92,7 +96,7 @@ def main() -> None:
         for joint in (True, False):
             times[joint].append(step(wrapper, batches[joint]))
     joint_time, two_pass_time = statistics.median(times[True]), statistics.median(times[False])
-    save_result("joint_vs_two_pass" + ("_tiny" if arguments.tiny else ""), {
+    save_result(arguments.name or "joint_vs_two_pass" + ("_tiny" if arguments.tiny else ""), {
         "benchmark": "joint_vs_two_pass",
         "model": "tiny-random-llama" if arguments.tiny else "smollm2-135m",
         "family": family.value, "dtype": arguments.dtype, "batch_size": arguments.batch_size,

@@ -14,6 +14,8 @@ from llara_cli.cli.progress import is_main_process, step_progress
 from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.training.adapt import AdaptConfig
 
+OBJECTIVE = "Objective"
+
 
 def _default(name: str):  # noqa: ANN202
     return config_default(AdaptConfig, name)
@@ -47,9 +49,22 @@ def adapt(
                                            rich_help_panel=TRAINING)] = _default("max_steps"),
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (paper: 1e-5).",
                                       rich_help_panel=TRAINING)] = _default("learning_rate"),
-    lm_loss_weight: Annotated[float, typer.Option(
-        "--lm-loss-weight", help="Add this times the next-token loss on the text (0: off, as the paper).",
-        rich_help_panel=TRAINING)] = _default("lm_loss_weight"),
+    objective: Annotated[str, typer.Option(
+        "--objective", help="paper (BoW losses only, as the paper) or released (the authors' code: next-token loss "
+        "+ BoW/10, stop words removed from the targets); the four options below override it.",
+        rich_help_panel=OBJECTIVE)] = _default("objective"),
+    lm_loss_weight: Annotated[Optional[float], typer.Option(
+        "--lm-loss-weight", help="Add this times the next-token loss on the text (paper: 0, released: 1).",
+        rich_help_panel=OBJECTIVE)] = None,
+    bow_scale: Annotated[Optional[float], typer.Option(
+        "--bow-scale", help="Multiply the BoW loss by this (paper: 1, released: 0.1).",
+        rich_help_panel=OBJECTIVE)] = None,
+    remove_stop_words: Annotated[Optional[bool], typer.Option(
+        "--remove-stop-words/--keep-stop-words", help="Drop English stop words and punctuation from the BoW "
+        "targets (paper: keep, released: remove).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
+    exclude_special_targets: Annotated[Optional[bool], typer.Option(
+        "--exclude-special-targets/--keep-special-targets", help="Never use special token ids as BoW targets "
+        "(both presets: exclude).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
     deepspeed: Annotated[Optional[Path], typer.Option(
         "--deepspeed", help="A DeepSpeed json config (under torchrun), e.g. configs/accelerate/deepspeed_zero3.json.",
         rich_help_panel=TRAINING)] = None,
@@ -63,7 +78,7 @@ def adapt(
 
     Examples:
 
-      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256 --bf16[/]
+      [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256[/]
 
       [cyan]llara adapt --corpus wiki.txt --format text --out runs/adapted --resume[/]
 
@@ -73,7 +88,7 @@ def adapt(
 
       [cyan]accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes 8 --no_python \\
       llara adapt --model llama-2-7b --corpus pretrain_wiki.jsonl --format released --out runs/llara-7b \\
-      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --bf16 --gradient-checkpointing[/]
+      --max-steps 10000 --batch-size 8 --grad-accum 4 --max-length 1024 --lr 1e-5 --precision bf16 --gradient-checkpointing[/]
 
     (docs/adapt.md: data formats, resume, DeepSpeed/FSDP configs.)
     """
@@ -83,8 +98,9 @@ def adapt(
     config = AdaptConfig(
         corpus=corpus, out_dir=out, model=model, data_format=data_format, prompt_family=prompt_family, joint=joint,
         max_length=max_length, max_input_tokens=max_input_tokens, max_examples=max_examples,
-        shuffle_buffer=shuffle_buffer, max_steps=max_steps, learning_rate=lr, lm_loss_weight=lm_loss_weight,
-        deepspeed=deepspeed, **(lora_settings or {}), **(run_settings or {}),
+        shuffle_buffer=shuffle_buffer, max_steps=max_steps, learning_rate=lr, objective=objective,
+        lm_loss_weight=lm_loss_weight, bow_scale=bow_scale, remove_stop_words=remove_stop_words,
+        exclude_special_targets=exclude_special_targets, deepspeed=deepspeed, **(lora_settings or {}), **(run_settings or {}),
     )
     try:
         with step_progress("adapting") as on_log:
@@ -95,7 +111,7 @@ def adapt(
     if is_main_process():
         loss = f", mean loss {result.train_loss:.4f}" if result.train_loss is not None else ""
         resumed = f" (resumed at step {result.resumed_from_step})" if result.resumed_from_step else ""
-        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss} -> {result.out_dir}")
+        typer.echo(f"adapted {model} for {result.steps} steps{resumed}{loss}, {config.precision} -> {result.out_dir}")
 
 
 def _report_interruption(run_dir: Path) -> None:

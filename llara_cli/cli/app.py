@@ -105,12 +105,15 @@ def root(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from llara_cli.core.threads import configure_threads
+
+    configure_threads()  # once per command, before torch, faiss or tokenizers start their pools
 
 
 def _register_commands() -> None:
-    from llara_cli.cli import adapt, demo, encode, evaluate, finetune, index, mine, search
+    from llara_cli.cli import adapt, demo, encode, env, evaluate, finetune, index, mine, search
 
-    for module in (adapt, finetune, mine, encode, index, search, evaluate, demo):
+    for module in (adapt, finetune, mine, encode, index, search, evaluate, demo, env):
         module.register(app)
 
 

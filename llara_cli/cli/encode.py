@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
+    DEFAULT_DTYPE, DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
     TrustRemoteCodeOpt,
 )
 
@@ -21,7 +21,7 @@ def encode(
     queries: Annotated[bool, typer.Option("--queries", help="Encode queries (EBAR prompt) instead of passages.")] = False,
     max_length: ModelMaxLengthOpt = None,
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     prompt_family: PromptFamilyOpt = None,
     shard_id: Annotated[int, typer.Option("--shard-id", min=0, help="Which shard to encode (0-based).")] = 0,
     shard_num: Annotated[int, typer.Option("--shard-num", min=1, help="Number of contiguous shards.")] = 1,
@@ -45,24 +45,26 @@ def encode(
     """
     from llara_cli.cli.progress import item_progress
     from llara_cli.core.encoder import LlaraEncoder
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.core.prompts import Side
     from llara_cli.retrieval.encode import EncodeJob, encode_to_directory
-    from llara_cli.retrieval.launcher import device_for_rank, job_for_rank, launched_rank
+    from llara_cli.retrieval.launcher import device_type_of, encode_device, job_for_rank, launched_rank
 
     side = Side.QUERY if queries else Side.PASSAGE
     job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,
                     shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite,
                     store_dtype=store_dtype)
     launched = launched_rank()
-    device = None
     if launched is not None:  # torchrun / accelerate launch: this rank's shard, on this rank's device
-        job, device = job_for_rank(job, launched), device_for_rank(launched)
+        job = job_for_rank(job, launched)
+    device = encode_device(launched)
+    dtype = resolve_dtype(dtype, device_type=device_type_of(device))
     encoder = LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code,
                                 device=device)
     unit = "queries" if queries else "passages"
     with item_progress(f"encoding {unit}", unit) as (on_start, on_advance):
         meta = encode_to_directory(job, encoder, on_progress=on_advance, on_start=on_start)
-    typer.echo(f"encoded {meta.count} {unit} (dim {meta.dim}, {meta.prompt_family} prompt) -> {job.out_dir}")
+    typer.echo(f"encoded {meta.count} {unit} (dim {meta.dim}, {meta.prompt_family} prompt, {dtype}) -> {job.out_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -114,7 +114,8 @@ def finetune(
     kind = "LoRA adapter" if result.adapter else "model"
     loss = f", final train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-    typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss} -> {kind} in {out}")
+    typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss}, {config.precision} -> {kind} "
+               f"in {out}")
 
 
 def register(app: typer.Typer) -> None:

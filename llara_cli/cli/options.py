@@ -57,7 +57,12 @@ PromptFamilyOpt = Annotated[
     Optional[str],
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),
 ]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: fp32, bf16 or fp16.")]
+DEFAULT_DTYPE = "auto"
+DtypeOpt = Annotated[
+    str,
+    typer.Option("--dtype", help="Model dtype: auto (bf16 where the hardware runs it natively, else fp32; "
+                 "`llara env` shows the choice), fp32, bf16 or fp16."),
+]
 TrustRemoteCodeOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow custom model code from the model directory (off by default).")
 ]
@@ -124,7 +129,11 @@ MaxGradNormOpt = Annotated[float, typer.Option("--max-grad-norm", help="Gradient
                                                rich_help_panel=TRAINING)]
 OptimOpt = Annotated[str, typer.Option("--optim", help="HF Trainer optimizer name (adamw_torch, sgd, adafactor...).",
                                        rich_help_panel=TRAINING)]
-Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.", rich_help_panel=TRAINING)]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="Mixed precision: auto (bf16 on GPUs and CPUs with native bf16, else fp32), fp32, bf16 "
+    "or fp16.", rich_help_panel=TRAINING)]
+Bf16Opt = Annotated[bool, typer.Option("--bf16", help="Same as --precision bf16 (older spelling).",
+                                       rich_help_panel=TRAINING)]
 GradientCheckpointingOpt = Annotated[bool, typer.Option(
     "--gradient-checkpointing", help="Recompute activations in the backward pass (less memory, slower).",
     rich_help_panel=TRAINING)]
@@ -159,11 +168,12 @@ def options_of(config_class: type, options: dict[str, Any]) -> OptionGroup:
 RUN_OPTIONS: OptionGroup = options_of(TrainingRunConfig, {  # adapt and finetune: the Trainer settings
     "batch_size": TrainBatchSizeOpt, "grad_accum": GradAccumOpt, "warmup_ratio": WarmupRatioOpt,
     "scheduler": SchedulerOpt, "weight_decay": WeightDecayOpt, "max_grad_norm": MaxGradNormOpt, "optim": OptimOpt,
-    "bf16": Bf16Opt, "gradient_checkpointing": GradientCheckpointingOpt, "seed": SeedOpt,
+    "precision": PrecisionOpt, "bf16": Bf16Opt, "gradient_checkpointing": GradientCheckpointingOpt, "seed": SeedOpt,
     "save_steps": SaveStepsOpt, "save_total_limit": SaveTotalLimitOpt, "logging_steps": LoggingStepsOpt,
     "resume": ResumeOpt, "keep_checkpoints": KeepCheckpointsOpt, "overwrite": OverwriteOpt,
     "trust_remote_code": TrustRemoteCodeOpt,
 })
+RUN_OPTIONS["precision"] = (PrecisionOpt, DEFAULT_DTYPE)  # the library's default is fp32; the CLI's is auto
 LORA_OPTIONS = {"lora": LoraOpt, "lora_r": LoraROpt, "lora_alpha": LoraAlphaOpt, "lora_dropout": LoraDropoutOpt}
 """adapt and finetune: the LoRA switch and shape (their defaults differ: ``options_of(AdaptConfig, LORA_OPTIONS)``)."""
 MINING_OPTIONS: OptionGroup = {  # finetune and mine: the collection's parts and how negatives are drawn

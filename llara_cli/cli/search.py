@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
+    DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
     TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.errors import UsageError
 from llara_cli.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
+from llara_cli.retrieval.fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.retrieval.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.retrieval.search import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 from llara_cli.storage.outputs import check_output_file
@@ -27,16 +28,19 @@ def search(
     k1: Annotated[float, typer.Option("--k1", min=0, callback=finite, help="BM25 k1.")] = DEFAULT_K1,
     b: Annotated[float, typer.Option("--b", min=0, max=1, help="BM25 b.")] = DEFAULT_B,
     fuse: Annotated[Optional[list[Path]], typer.Option("--fuse", help="Fusion: a run to fuse (repeat the option).")] = None,
-    method: Annotated[str, typer.Option("--method", help="Fusion method: rrf or weighted (min-max normalised).")] = "rrf",
+    method: Annotated[FusionMethod, typer.Option("--method", help="Fusion: robust (BM25-anchored, small fixed dense weight; the first --fuse run is the anchor), tuned (that weight chosen on --tune-run/--tune-qrels), rrf, or weighted (--weights).")] = DEFAULT_FUSION_METHOD,
     rrf_k: Annotated[int, typer.Option("--rrf-k", min=1, help="RRF constant k.")] = DEFAULT_RRF_K,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
+    tune_run: Annotated[Optional[list[Path]], typer.Option("--tune-run", help="Tuned fusion: each --fuse system's run on the tuning queries (repeat, same order).")] = None,
+    tune_qrels: Annotated[Optional[Path], typer.Option("--tune-qrels", help="Tuned fusion: qrels of the tuning queries (a file or BEIR directory).")] = None,
+    tune_split: Annotated[str, typer.Option("--tune-split", help="Tuned fusion: the qrels split of a BEIR --tune-qrels directory.")] = "train",
     split: Annotated[Optional[str], typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
     k: Annotated[int, typer.Option("--k", "-k", min=1, callback=at_most(MAX_K), help="Results per query.")] = DEFAULT_K,
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
     max_length: ModelMaxLengthOpt = None,
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -50,7 +54,9 @@ def search(
 
       [cyan]llara search --bm25 --corpus data/scifact --queries data/scifact --out bm25.trec[/]
 
-      [cyan]llara search --fuse bm25.trec --fuse dense.trec --method rrf --out fused.trec[/]
+      [cyan]llara search --fuse bm25.trec --fuse dense.trec --out fused.trec[/]
+
+      [cyan]llara search --fuse bm25.trec --fuse dense.trec --method tuned --tune-run bm25-train.trec --tune-run dense-train.trec --tune-qrels data/scifact --out fused.trec[/]
     """
     modes = [name for name, chosen in (("--index", bool(index)), ("--bm25", bm25), ("--fuse", bool(fuse))) if chosen]
     if len(modes) != 1:
@@ -58,9 +64,13 @@ def search(
                          (f" (got {', '.join(modes)})" if modes else ""))
     from llara_cli.retrieval.shards import expand_shard_dirs
 
-    check_output_file(out, [*(fuse or []), queries, corpus, *expand_shard_dirs(index or [])], overwrite)
+    check_output_file(out, [*(fuse or []), *(tune_run or []), tune_qrels, queries, corpus,
+                            *expand_shard_dirs(index or [])], overwrite)
     if fuse:
-        _fuse(fuse, method, out, rrf_k, weights, k)
+        from llara_cli.retrieval.fusion import provenance_path
+
+        check_output_file(provenance_path(out), [*fuse, *(tune_run or []), tune_qrels], overwrite)
+        _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
         return
     if queries is None:
         raise UsageError("--queries is required for dense and BM25 search")
@@ -73,14 +83,16 @@ def search(
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
            trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.search import DenseSearchJob, run_dense_search
 
+    dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
                          trust_remote_code=trust_remote_code)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
-    typer.echo(f"searched {count} queries (top {k}) -> {out}")
+    typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")
 
 
 def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: ANN001
@@ -92,8 +104,9 @@ def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: A
     typer.echo(f"searched {count} queries with BM25 (k1={k1}, b={b}) -> {out}")
 
 
-def _fuse(runs, method, out, rrf_k, weights, k) -> None:  # noqa: ANN001
-    from llara_cli.retrieval.fusion import fuse_run_files
+def _fuse(runs, method, out, rrf_k, weights, k, tune_runs, tune_qrels, tune_split) -> None:  # noqa: ANN001
+    from llara_cli.data.qrels import read_qrels
+    from llara_cli.retrieval.fusion import fuse_run_files, provenance_path
 
     parsed_weights = None
     if weights:
@@ -101,8 +114,9 @@ def _fuse(runs, method, out, rrf_k, weights, k) -> None:  # noqa: ANN001
             parsed_weights = [float(weight) for weight in weights.split(",")]
         except ValueError:
             raise UsageError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    fuse_run_files(runs, method, out, k=rrf_k, weights=parsed_weights, depth=k)
-    typer.echo(f"fused {len(runs)} runs with {method} -> {out}")
+    qrels = read_qrels(tune_qrels, tune_split) if tune_qrels is not None else None
+    fuse_run_files(runs, method, out, k=rrf_k, weights=parsed_weights, depth=k, tune_runs=tune_runs, tune_qrels=qrels)
+    typer.echo(f"fused {len(runs)} runs with {method.value} -> {out} (provenance: {provenance_path(out)})")
 
 
 def register(app: typer.Typer) -> None:

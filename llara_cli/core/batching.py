@@ -7,7 +7,7 @@ finetuning groups.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -23,6 +23,7 @@ def side_key(side: Side, key: str) -> str:
     return f"{side.value}_{key}"
 
 
+TARGET_KEYS = ("passage_targets", "query_targets")
 POOL_MASK_KEYS = {side: side_key(side, "pool_mask") for side in Side}
 
 
@@ -98,14 +99,21 @@ def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], 
 class AdaptationCollator:
     """The Trainer's ``data_collator`` for adaptation: :func:`collate_adaptation` with fixed settings."""
 
-    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True) -> None:  # noqa: ANN001
+    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True,  # noqa: ANN001
+                 target_filter: Callable[[list[list[int]]], list[list[int]]] | None = None) -> None:
         self.prompt_format = prompt_format
         self.pad_id = pad_id
         self.max_length = max_length
         self.joint = joint
+        self.target_filter = target_filter  # rows of BoW target ids -> rows (e.g. data.stopwords.StopWordTargets)
 
     def __call__(self, examples: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
-        return collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+        batch = collate_adaptation(examples, self.prompt_format, self.pad_id, self.max_length, joint=self.joint)
+        if self.target_filter is not None:
+            for key in TARGET_KEYS:
+                rows = [row[row != IGNORE_INDEX].tolist() for row in batch[key]]
+                batch[key] = pad_targets(self.target_filter(rows))
+        return batch
 
 
 class ContrastiveCollator:

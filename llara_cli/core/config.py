@@ -5,15 +5,21 @@ The prompt family, pooling and normalisation it embeds with, and the query/passa
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from llara_cli import __version__
-from llara_cli.core.prompts import PromptFamily, Side, parse_family
+from llara_cli.core.prompts import (
+    CURRENT_LAYOUT, LEGACY_LAYOUT, PromptFamily, Side, detect_family, family_for, parse_family, parse_layout,
+)
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import read_json, write_json
+
+logger = logging.getLogger(__name__)
 
 LLARA_CONFIG_FILE = "llara_config.json"
 DEFAULT_PASSAGE_MAX_LENGTH = 512
@@ -59,6 +65,7 @@ class LlaraConfig:
     base_model: str | None = None
     stage: Stage = Stage.BASE
     llara_version: str = __version__
+    prompt_layout: int = int(CURRENT_LAYOUT)  # core.prompts.PromptLayout; absent from a file: LEGACY_LAYOUT
 
     @property
     def pooling(self) -> Pooling:
@@ -83,6 +90,7 @@ class LlaraConfig:
             values["prompt_family"] = parse_family(values["prompt_family"])
         if "stage" in values:
             values["stage"] = _parse_stage(values["stage"])
+        values["prompt_layout"] = int(parse_layout(values.get("prompt_layout", LEGACY_LAYOUT)))
         return cls(**values)
 
     def save(self, model_dir: str | Path) -> None:
@@ -108,14 +116,22 @@ def _parse_stage(name: str) -> Stage:
         raise UsageError(f"{LLARA_CONFIG_FILE}: unknown stage {name!r}: expected one of {known}") from None
 
 
-def resolve_config(saved: LlaraConfig | None, requested_family: str | PromptFamily | None, model: str) -> LlaraConfig:
+def resolve_config(saved: LlaraConfig | None, requested_family: str | PromptFamily | None, model: str,
+                   vocabulary: Collection[str] = ()) -> LlaraConfig:
     """The config to use ``model`` with: its saved one wins; a different prompt family for a trained model is refused.
 
-    A plain HF model (``saved`` None) gets the requested family, else ``paper``.
+    A plain HF model (``saved`` None) whose tokenizer ``vocabulary`` has the sixteen markers is ``flagembedding``
+    (logged; an explicit ``paper`` is refused, :func:`core.prompts.family_for`); else the requested family, else
+    ``paper``.
     """
     family = parse_family(requested_family) if requested_family else None
     if saved is None:
-        return LlaraConfig(prompt_family=family or PromptFamily.PAPER, base_model=model)
+        detected = detect_family(vocabulary)
+        chosen = family_for(family, detected, model=model, own_source="its tokenizer has the <s1>..<s16> markers")
+        if detected is not None:
+            logger.info("model %s: its tokenizer has the <s1>..<s16> markers: the %s prompt family",
+                        model, detected.value)
+        return LlaraConfig(prompt_family=chosen, base_model=model)
     if family is not None and family is not saved.prompt_family and saved.stage is not Stage.BASE:
         raise UsageError(
             f"model {model} was {saved.stage.value} with the {saved.prompt_family.value} prompt family; "

@@ -42,7 +42,7 @@ def model_reference(model: str) -> str:
 
 def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
     """The prompt layout ``config`` asks for, bound to ``tokenizer`` (whose marker tokens must be there)."""
-    return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer)
+    return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer, config.prompt_layout)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class ModelSource:
             return cls(model, config, tokenizer, adapter_dir=adapter_dir)
         model_dir = resolve_model(model)  # LlaraError when e.g. the 7B weights are not here
         tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
-        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model)
+        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model, tokenizer.get_vocab())
         added = add_marker_tokens(tokenizer, None, TEMPLATES[config.prompt_family])
         return cls(model, config, tokenizer, model_dir=model_dir, added_markers=added)
 

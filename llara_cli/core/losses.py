@@ -6,7 +6,7 @@ target tokens (EBAE: the input's own tokens; EBAR: the next sentence's tokens). 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +55,20 @@ def marker_max_bow_loss(marker_states: torch.Tensor, lm_head_weight: torch.Tenso
                         lm_head_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Released-code variant: each marker's logits, max-pooled over the markers, then the same loss.
 
-    ``marker_states (batch, n_markers, dim)``. The released code also divides by 10; that scale is left to the
-    learning rate here.
+    ``marker_states (batch, n_markers, dim)``. The released code also divides by 10; that
+    scale (``bow_scale`` of :mod:`core.objective`) is applied by the caller.
     """
     logits = vocabulary_logits(marker_states, lm_head_weight, lm_head_bias).amax(dim=1)  # (batch, vocab)
     return bow_loss_from_logits(logits, target_mask)
+
+
+def mean_of_present(side_losses: Sequence[torch.Tensor], present: Sequence[bool]) -> torch.Tensor:
+    """The mean of the losses of the sides that had targets (a batch without next spans: EBAE alone).
+
+    As the released code, which uses one side's loss alone when the other has none; with no side present the
+    (zero, graph-keeping) losses are summed.
+    """
+    kept = [loss for loss, has_targets in zip(side_losses, present) if has_targets]
+    if not kept:
+        return sum(side_losses[1:], side_losses[0])
+    return sum(kept[1:], kept[0]) / len(kept)

@@ -10,14 +10,25 @@
 
 ``</s>`` means the model's own eos token. Suffixes are tokenized on their own (never merged with the text),
 so the marker positions are known exactly; the text is truncated to fit ``max_length`` with the prompt.
+
+Layouts (:class:`PromptLayout`, recorded as ``prompt_layout`` in ``llara_config.json``): ``2`` tokenizes each
+suffix *with* its markers (or eos), exactly as the released code does (``pretrain/data.py``
+``tokenizer(suffix, add_special_tokens=False)``), so the space before the first marker stays a token of its
+own -- SentencePiece's lone ``▁`` (Llama-2 id 29871 in the released hard-coded ids), GPT-2 BPE's ``Ġ``.
+``1`` (llara before layouts were versioned) tokenized ``suffix.rstrip()`` and dropped that token; model
+directories saved without ``prompt_layout`` keep it, so they encode as they were trained.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from enum import Enum
-from typing import NamedTuple
+from enum import Enum, IntEnum
+from typing import NamedTuple, TypeVar
 
 from llara_cli.errors import UsageError
+
+
+E = TypeVar("E", bound=Enum)
 
 
 class PromptFamily(str, Enum):
@@ -40,6 +51,16 @@ class Segment(int, Enum):
     FIRST_SUFFIX = 2  # the passage (EBAE) suffix
     SECOND_SUFFIX = 3  # the query (EBAR) suffix of a joint sequence: cannot see FIRST_SUFFIX
 
+
+class PromptLayout(IntEnum):
+    """How the suffix before the markers (or eos) is tokenized; see the module docstring."""
+
+    STRIPPED = 1  # ``suffix.rstrip()`` + markers: llara models saved before the layout was versioned
+    RELEASED = 2  # ``suffix + markers`` tokenized whole, as the released code: the trailing space token kept
+
+
+CURRENT_LAYOUT = PromptLayout.RELEASED  # new configs (raw HF models, aliases) get this one
+LEGACY_LAYOUT = PromptLayout.STRIPPED  # what a llara_config.json without ``prompt_layout`` was trained with
 
 FLAG_MARKERS_PER_SIDE = 8
 FLAG_MARKER_TOKENS = tuple(f"<s{index}>" for index in range(1, 2 * FLAG_MARKERS_PER_SIDE + 1))
@@ -93,12 +114,41 @@ TEMPLATES: dict[PromptFamily, PromptTemplate] = {
 }
 
 
-def parse_family(name: str | PromptFamily) -> PromptFamily:
+def parse_choice(choices: type[E], value: str | E, what: str) -> E:
+    """``value`` as a member of the str enum ``choices``; a UsageError listing them otherwise."""
     try:
-        return PromptFamily(name)
+        return choices(value)
     except ValueError:
-        known = ", ".join(family.value for family in PromptFamily)
-        raise UsageError(f"unknown prompt family {name!r}: choose one of {known}") from None
+        known = ", ".join(choice.value for choice in choices)
+        raise UsageError(f"unknown {what} {value!r}: choose one of {known}") from None
+
+
+def parse_family(name: str | PromptFamily) -> PromptFamily:
+    return parse_choice(PromptFamily, name, "prompt family")
+
+
+def parse_layout(value: int | PromptLayout) -> PromptLayout:
+    try:
+        return PromptLayout(int(value))
+    except (TypeError, ValueError):
+        known = ", ".join(str(layout.value) for layout in PromptLayout)
+        raise UsageError(f"unknown prompt_layout {value!r} (known: {known}; written by a newer llara?)") from None
+
+
+def detect_family(vocabulary: Collection[str]) -> PromptFamily | None:
+    """The family a tokenizer implies by itself: ``flagembedding`` when it holds all sixteen markers, else None."""
+    return PromptFamily.FLAGEMBEDDING if all(marker in vocabulary for marker in FLAG_MARKER_TOKENS) else None
+
+
+def family_for(requested: PromptFamily | None, own: PromptFamily | None, *, model: str,
+               own_source: str) -> PromptFamily:
+    """The family to use: the model's ``own`` (its saved config, or its markers) unless none; else ``requested``,
+    else ``paper``. A ``requested`` family that contradicts the model's own is a UsageError (one line).
+    """
+    if own is not None and requested is not None and requested is not own:
+        raise UsageError(f"model {model} is a {own.value}-family model ({own_source}); "
+                         f"it cannot be used with --prompt-family {requested.value}: drop the option")
+    return own or requested or PromptFamily.PAPER
 
 
 class PromptedSequence(NamedTuple):
@@ -125,14 +175,20 @@ class PromptFormat:
         return self.template.family
 
     @classmethod
-    def from_tokenizer(cls, template: PromptTemplate, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
-        """Tokenize the template's fixed parts; the markers (or eos) must already be single tokens."""
+    def from_tokenizer(cls, template: PromptTemplate, tokenizer,  # noqa: ANN001 - HF tokenizer
+                       layout: int | PromptLayout = CURRENT_LAYOUT) -> PromptFormat:
+        """Tokenize the template's fixed parts; the markers (or eos) must already be single tokens.
+
+        The prefix is ``tokenizer(prefix)`` with the tokenizer's own leading specials (Llama's ``<s>``), as the
+        released ``prefix_ids``; the suffix follows ``layout``.
+        """
+        layout = parse_layout(layout)
         prefix_ids = tuple(_leading_special_ids(tokenizer)) + tuple(_encode(tokenizer, template.prefix))
         suffix_ids: dict[Side, tuple[int, ...]] = {}
         pool_offsets: dict[Side, tuple[int, ...]] = {}
         for side in Side:
-            words = tuple(_encode(tokenizer, template.suffix(side).rstrip()))
             pooled = tuple(_marker_ids(tokenizer, template.markers(side)))
+            words = tuple(_suffix_words(tokenizer, template, side, pooled, layout))
             suffix_ids[side] = words + pooled
             pool_offsets[side] = tuple(range(len(words), len(words) + len(pooled)))
         return cls(template, prefix_ids, suffix_ids, pool_offsets)
@@ -187,6 +243,19 @@ class PromptFormat:
 
 def _encode(tokenizer, text: str) -> list[int]:  # noqa: ANN001
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+def _suffix_words(tokenizer, template: PromptTemplate, side: Side, pooled: tuple[int, ...],  # noqa: ANN001
+                  layout: PromptLayout) -> list[int]:
+    """The suffix tokens before the pooled ones: ``suffix + markers`` tokenized whole, minus the markers."""
+    suffix = template.suffix(side)
+    if layout is PromptLayout.STRIPPED:
+        return _encode(tokenizer, suffix.rstrip())
+    marker_text = "".join(template.markers(side)) or tokenizer.eos_token
+    whole = _encode(tokenizer, suffix + marker_text)
+    if whole[len(whole) - len(pooled):] == list(pooled):
+        return whole[:len(whole) - len(pooled)]
+    return _encode(tokenizer, suffix)  # a tokenizer that does not split its eos out of text: same pieces
 
 
 def _leading_special_ids(tokenizer) -> list[int]:  # noqa: ANN001

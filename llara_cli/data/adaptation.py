@@ -12,7 +12,8 @@ Input formats (``data_format``; ``auto`` picks by file name and first record):
 ``released``  the authors' pretraining jsonl (FlagEmbedding ``research/LLARA/data/pretrain``):
               ``{"input": str, "output_summarize": str, "output_predict": str}``; ``input`` is the text,
               ``output_predict`` the next span. ``output_summarize`` is not read: EBAE targets are always the
-              input's own tokens (in the released data it repeats ``input``). Stop words are not removed.
+              input's own tokens (in the released data it repeats ``input``). Stop words are removed from
+              the targets only when asked (``--remove-stop-words``, :mod:`llara_cli.data.stopwords`).
 ``native``    llara's own jsonl, one ready-made example a line: ``{"text": str, "next": str | null}``;
               a missing, null or empty ``next`` makes an EBAE-only example.
 

@@ -68,3 +68,18 @@ def device_for_rank(launched: LaunchedRank) -> str | None:
             f"{LOCAL_RANK_ENV}={launched.local_rank} but only {torch.cuda.device_count()} GPU(s) are visible"
         )
     return f"cuda:{launched.local_rank}"
+
+
+def encode_device(launched: LaunchedRank | None) -> str | None:
+    """Where ``llara encode`` runs: this rank's GPU under a launcher, the first GPU of a single process on a
+    machine that has one, else None (the CPU)."""
+    if launched is not None:
+        return device_for_rank(launched)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def device_type_of(device: str | None) -> str:
+    """``cuda`` for ``cuda`` / ``cuda:<n>``, ``cpu`` for None: the device kind the dtype is chosen for."""
+    return device.split(":", 1)[0] if device else "cpu"

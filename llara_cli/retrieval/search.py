@@ -33,7 +33,7 @@ class DenseSearchJob:
     k: int = DEFAULT_K
     batch_size: int = DEFAULT_QUERY_BATCH_SIZE
     max_length: int | None = None  # tokens per query; None: the query length the model was trained with
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # or auto (core.precision)
     trust_remote_code: bool = False
     tag: str = DENSE_RUN_TAG
 
@@ -56,6 +56,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     """Encode the queries (EBAR side), search the index (or its shards, one at a time), write the run;
     returns the number of queries."""
     from llara_cli.core.encoder import LlaraEncoder
+    from llara_cli.core.precision import resolve_dtype
     from llara_cli.retrieval.dense_search import search_index
     from llara_cli.retrieval.index import load_index
     from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
@@ -67,7 +68,8 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     model, family = check_query_encoder(meta, job.model, job.prompt_family)
     queries = queries_for_search(job.queries, job.split)
     warn_if_swapped(len(queries), sum(shard.embedding.count for shard in shard_metas), job.index_dir)
-    encoder = LlaraEncoder.load(model, dtype=job.dtype, prompt_family=family, trust_remote_code=job.trust_remote_code)
+    encoder = LlaraEncoder.load(model, dtype=resolve_dtype(job.dtype), prompt_family=family,
+                                trust_remote_code=job.trust_remote_code)
     if encoder.dim != meta.embedding.dim:
         raise UsageError(
             f"model {model} gives {encoder.dim}-dimensional embeddings; the index holds {meta.embedding.dim}")

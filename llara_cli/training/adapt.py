@@ -47,9 +47,9 @@ PAPER_LEARNING_RATE = 1e-5
 FINGERPRINT_FIELDS = (
     "model", "data_format", "prompt_family", "joint", "max_length", "max_input_tokens", "max_examples",
     "shuffle_buffer", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler",
-    "weight_decay", "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout",
-    "lm_loss_weight", "seed", "attn_implementation",
-)
+    "weight_decay", "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout",
+    "objective", "seed", "attn_implementation",
+)  # plus the resolved objective settings (core.objective.ObjectiveSettings) and the prompt layout
 
 
 @dataclass(kw_only=True)
@@ -58,7 +58,9 @@ class AdaptConfig(TrainingRunConfig):
 
     The Trainer settings (batch, schedule, checkpoints, resume) are :class:`TrainingRunConfig`'s.
     ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
-    joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else ``paper``).
+    joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else the one its tokenizer implies,
+    else ``paper``). ``objective`` names a preset (:mod:`llara_cli.core.objective`); the four objective switches
+    below override it when set (``None``: the preset's value).
     """
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
@@ -78,7 +80,11 @@ class AdaptConfig(TrainingRunConfig):
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lm_loss_weight: float = 0.0
+    objective: str = "paper"
+    lm_loss_weight: float | None = None
+    bow_scale: float | None = None
+    exclude_special_targets: bool | None = None
+    remove_stop_words: bool | None = None
     deepspeed: Path | None = None
 
     def __post_init__(self) -> None:
@@ -91,14 +97,21 @@ class AdaptConfig(TrainingRunConfig):
     def warmup_steps(self) -> int:
         return round(self.warmup_ratio * self.max_steps)
 
+    def objective_settings(self):  # noqa: ANN201 - core.objective.ObjectiveSettings
+        """The preset with this run's overrides."""
+        from llara_cli.core.objective import objective_settings
+
+        return objective_settings(self.objective, lm_loss_weight=self.lm_loss_weight, bow_scale=self.bow_scale,
+                                  exclude_special_targets=self.exclude_special_targets,
+                                  remove_stop_words=self.remove_stop_words)
+
     def validate(self) -> None:
         self.validate_run_settings()
         for name in ("max_length", "max_steps", "lora_r", "max_input_tokens", "max_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lm_loss_weight < 0:
-            raise UsageError(f"--lm-loss-weight cannot be negative, got {self.lm_loss_weight}")
+        self.objective_settings()  # UsageError for an unknown preset or a weight out of range
         if self.deepspeed is not None and not self.deepspeed.is_file():
             raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
 
@@ -144,6 +157,8 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
 
     state = PartialState()
     fingerprint = config.fingerprint(prompt_family=plan.source.config.prompt_family.value,
+                                     prompt_layout=plan.source.config.prompt_layout,
+                                     **config.objective_settings().to_dict(),
                                      world_size=args.world_size, **corpus_identity(config.corpus))
     with run_directory(config, fingerprint, is_main=state.is_main_process,
                        barrier=state.wait_for_everyone) as resume_from:
@@ -196,10 +211,8 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                    on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
     from transformers import PrinterCallback, set_seed
 
-    from llara_cli.core.adaptation import LlaraAdaptationModel
     from llara_cli.core.adapters import LoraSettings
-    from llara_cli.core.batching import AdaptationCollator
-    from llara_cli.core.config import FAMILY_BOW_LOGITS, Stage
+    from llara_cli.core.config import Stage
     from llara_cli.core.llara_model import LlaraModel
     from llara_cli.training.adaptation_dataset import AdaptationDataset
     from llara_cli.training._trainer import AdaptationTrainer, RunCallback
@@ -214,10 +227,8 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                              attn_implementation=config.attn_implementation,
                              gradient_checkpointing=config.gradient_checkpointing, lora=lora)
     tokenizer = model.tokenizer
-    objective = LlaraAdaptationModel(
-        model.causal_lm, model.prompt_format, bow_logits=FAMILY_BOW_LOGITS[model.config.prompt_family],
-        excluded_target_ids=tokenizer.all_special_ids, lm_loss_weight=config.lm_loss_weight,
-    )
+    settings = config.objective_settings()
+    objective = adaptation_objective(model.causal_lm, tokenizer, model.config, settings)
     if _zero3_enabled():
         # The BoW loss reads the LM-head matrix directly (never calls the head module), so ZeRO-3 must be
         # told to gather it for the wrapper's forward.
@@ -229,7 +240,7 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
         shuffle_buffer=config.shuffle_buffer, max_examples=config.max_examples,
         round_size=config.batch_size * args.world_size,
     )
-    collator = AdaptationCollator(model.prompt_format, tokenizer.pad_token_id, config.max_length, joint=config.joint)
+    collator = adaptation_collator(model.prompt_format, tokenizer, settings, config.max_length, joint=config.joint)
     adapted_config = dataclasses.replace(  # --max-length becomes the model's passage length for encoding
         model.config, stage=Stage.ADAPTED, passage_max_length=config.max_length,
         base_model=model.config.base_model or config.model,
@@ -239,6 +250,30 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                                 callbacks=[callback], llara_tokenizer=tokenizer, llara_config=adapted_config)
     trainer.remove_callback(PrinterCallback)  # progress is reported through on_log
     return trainer
+
+
+def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa: ANN001, ANN201
+    """The :class:`~llara_cli.core.adaptation.LlaraAdaptationModel` for ``settings`` (core.objective)."""
+    from llara_cli.core.adaptation import LlaraAdaptationModel
+    from llara_cli.core.config import FAMILY_BOW_LOGITS
+    from llara_cli.core.llara_model import prompt_format_of
+
+    return LlaraAdaptationModel(
+        causal_lm, prompt_format_of(llara_config, tokenizer), bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
+        excluded_target_ids=tokenizer.all_special_ids if settings.exclude_special_targets else (),
+        lm_loss_weight=settings.lm_loss_weight, bow_scale=settings.bow_scale,
+    )
+
+
+def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *,  # noqa: ANN001, ANN201
+                        joint: bool = True):
+    """The batch collator; with ``settings.remove_stop_words`` the BoW targets lose their stop words."""
+    from llara_cli.core.batching import AdaptationCollator
+    from llara_cli.data.stopwords import StopWordTargets
+
+    target_filter = StopWordTargets(tokenizer) if settings.remove_stop_words else None
+    return AdaptationCollator(prompt_format, tokenizer.pad_token_id, max_length, joint=joint,
+                              target_filter=target_filter)
 
 
 def _zero3_enabled() -> bool:

@@ -31,7 +31,7 @@ FINGERPRINT_FIELDS = (
     "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "query_max_length",
     "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
     "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
-    "max_grad_norm", "optim", "bf16", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
+    "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
     "attn_implementation",
 )
 

@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from llara_cli.core.precision import AUTO, BF16, FP16, FP32, check_precision
 from llara_cli.errors import UsageError
 
 PARTIAL_SUFFIX = ".partial"
@@ -24,7 +25,10 @@ class TrainingRunConfig:
     """The settings of a Trainer run writing ``out_dir`` (through ``<out_dir>.partial``).
 
     ``batch_size`` is per process; the global batch is ``batch_size x grad_accum x processes``. Subclasses
-    resolve ``learning_rate`` (``None``: their default) in ``__post_init__``.
+    resolve ``learning_rate`` (``None``: their default) in ``__post_init__``. ``precision`` is the mixed
+    precision of the run (``fp32``: none); ``auto`` is resolved for the training device on construction
+    (:func:`~llara_cli.core.precision.resolve_dtype`), so the saved run config records the one used.
+    ``bf16=True`` is the older spelling of ``precision="bf16"``; after construction it mirrors ``precision``.
     """
 
     out_dir: Path
@@ -36,6 +40,7 @@ class TrainingRunConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
+    precision: str = FP32
     bf16: bool = False
     gradient_checkpointing: bool = False
     seed: int = 42
@@ -52,6 +57,8 @@ class TrainingRunConfig:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self.precision = resolve_training_precision(self.precision, self.bf16)
+        self.bf16 = self.precision == BF16
         if self.save_total_limit == 0:  # the CLI's "0: keep every checkpoint"
             self.save_total_limit = None
 
@@ -97,6 +104,20 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def resolve_training_precision(precision: str, bf16_alias: bool = False) -> str:
+    """The concrete mixed precision of a run: ``precision`` (``auto`` resolved for the training device), or
+    bf16 when the ``--bf16`` alias is set; the alias with another explicit precision is a UsageError."""
+    from llara_cli.core.precision import default_device_type, resolve_dtype
+
+    if check_precision(precision) in (FP32, FP16) and not bf16_alias:
+        return precision
+    if bf16_alias:
+        if precision not in (AUTO, BF16, FP32):
+            raise UsageError(f"--bf16 contradicts --precision {precision}: pass one of them")
+        precision = BF16
+    return resolve_dtype(precision, default_device_type())
+
+
 def training_arguments(config: TrainingRunConfig, **specific: Any):  # noqa: ANN201 - transformers.TrainingArguments
     """TrainingArguments for ``config`` plus the run's ``specific`` ones (steps, warmup, DeepSpeed...).
 
@@ -119,7 +140,8 @@ def training_arguments(config: TrainingRunConfig, **specific: Any):  # noqa: ANN
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         optim=config.optim,
-        bf16=config.bf16,
+        bf16=config.precision == BF16,
+        fp16=config.precision == FP16,
         use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu and distributed else None,
         ddp_find_unused_parameters=False,

@@ -127,7 +127,7 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     """2 gloo processes x batch 2 == 1 process x batch 4: same examples, DDP averages the per-rank means."""
     common = ["adapt", "--corpus", str(pairs), "--model", str(tiny_model_dir), "--max-length", "48",
               "--max-steps", "1", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0",
-              "--seed", "3"]
+              "--seed", "3", "--precision", "fp32"]  # the library default; the CLI's auto may pick bf16
     run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_adaptation(AdaptConfig(corpus=pairs, out_dir=tmp_path / "single", model=str(tiny_model_dir), max_length=48,
@@ -182,3 +182,24 @@ def test_settings_are_recorded_beside_the_model(tiny_model_dir, pairs, tmp_path)
     assert saved["fingerprint"]["world_size"] == 1 and saved["settings"]["max_steps"] == 1
     assert (out / "checkpoints" / "checkpoint-1" / CHECKPOINT_MARKER).is_file()
     assert torch.equal(weights(out)["model.norm.weight"], weights(out / "checkpoints" / "checkpoint-1")["model.norm.weight"])
+
+
+def test_the_objective_is_recorded_and_a_resume_with_another_is_refused(tiny_model_dir, pairs, tmp_path):
+    out = tmp_path / "released"
+    config = settings(pairs, tiny_model_dir, out, objective="released")
+    with pytest.raises(Interrupt):
+        run_adaptation(config, on_log=interrupt_at(3))
+    with pytest.raises(UsageError, match="objective"):
+        run_adaptation(settings(pairs, tiny_model_dir, out, objective="paper", resume=True))
+    with pytest.raises(UsageError, match="bow_scale"):
+        run_adaptation(settings(pairs, tiny_model_dir, out, objective="released", bow_scale=1.0, resume=True))
+    run_adaptation(settings(pairs, tiny_model_dir, out, objective="released", resume=True))
+    saved = json.loads((out / "adapt_config.json").read_text())
+    assert saved["settings"]["objective"] == "released"
+    assert {key: saved["fingerprint"][key] for key in ("lm_loss_weight", "bow_scale", "remove_stop_words",
+                                                        "exclude_special_targets", "prompt_layout")} == {
+        "lm_loss_weight": 1.0, "bow_scale": 0.1, "remove_stop_words": True, "exclude_special_targets": True,
+        "prompt_layout": 2}
+    steps = [record for record in log_records(out / TRAIN_LOG_FILE) if record["event"] == "step"]
+    assert all("lm_loss" in record for record in steps)  # the AR loss is on
+    assert LlaraConfig.load(out).prompt_layout == 2

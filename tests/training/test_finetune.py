@@ -285,7 +285,8 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     """2 gloo processes x 2 queries, negatives gathered across them == 1 process x 4 queries."""
     common = ["finetune", "--train", str(train_file), "--model", str(tiny_model_dir), "--full", "--max-steps", "1",
               "--group-size", str(GROUP), "--query-max-length", "16", "--passage-max-length", "24",
-              "--temperature", "0.05", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0", "--seed", "3"]
+              "--temperature", "0.05", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0", "--seed", "3",
+              "--precision", "fp32"]  # the library default; the CLI's auto may pick bf16
     run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_finetuning(FinetuneConfig(out_dir=tmp_path / "single", train=train_file, model=str(tiny_model_dir),
