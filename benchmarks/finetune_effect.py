@@ -191,7 +191,8 @@ def write_jsonl(path: Path, records) -> None:  # noqa: ANN001
 def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[tuple[str, float]]]:  # noqa: ANN001
     """BM25 results for ``queries`` (cached as a TREC run; the index lives beside the runs, never in the data)."""
     from llara_cli.data.runs import group_run, read_run, write_run
-    from llara_cli.retrieval.bm25 import bm25_search, build_bm25_index
+    from llara_cli.search.bm25 import bm25_search
+    from llara_cli.search.lucene_index import build_bm25_index
 
     if not out.is_file():
         index_dir = out.parent.parent / "bm25-indexes" / f"{corpus.parent.name}-{corpus.name}"
@@ -393,7 +394,7 @@ def evaluate_collection(name: str, directory: Path, models: dict[str, str | Path
     from llara_cli.data.qrels import read_qrels
     from llara_cli.data.runs import ScoredDoc
     from llara_cli.evaluation import evaluate_runs
-    from llara_cli.retrieval.fusion import reciprocal_rank_fusion
+    from llara_cli.search.fusion import reciprocal_rank_fusion
 
     documents = read_corpus(directory)
     queries = queries_for_search(directory, "test")

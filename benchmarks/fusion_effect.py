@@ -119,7 +119,7 @@ def to_scored_docs(results: dict) -> list:
 
 def weight_curve(bm25: dict, dense: dict, qrels: list) -> dict[str, float]:
     """nDCG@10 of the anchored fusion at every grid weight (a diagnostic: nothing is chosen from a test curve)."""
-    from llara_cli.retrieval.fusion_tuning import tune_dense_weight
+    from llara_cli.search.fusion_tuning import tune_dense_weight
 
     scores = tune_dense_weight([bm25, dense], qrels).scores
     return {f"{weight:.2f}": round(score, 4) for weight, score in scores.items()}
@@ -129,8 +129,8 @@ def evaluate_system(system: str, runs: dict) -> dict:
     """Every fusion of one dense system with BM25 on every collection's test split, against BM25."""
     from llara_cli.data.qrels import read_qrels
     from llara_cli.evaluation import evaluate_runs
-    from llara_cli.retrieval.fusion import reciprocal_rank_fusion
-    from llara_cli.retrieval.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
+    from llara_cli.search.fusion import reciprocal_rank_fusion
+    from llara_cli.search.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
 
     train_bm25, train_dense = runs[TUNING_COLLECTION][TUNING_SPLIT]
     test_bm25 = runs[TUNING_COLLECTION][EVALUATION_SPLIT][0]

@@ -130,9 +130,9 @@ def child_build(spec: dict) -> dict:
 
 def child_search(spec: dict) -> dict:
     from llara_cli.data.runs import rank_results
-    from llara_cli.retrieval.dense_search import search_index
+    from llara_cli.search.faiss_search import search_index
     from llara_cli.retrieval.index import load_index
-    from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
+    from llara_cli.search.sharded import resolve_index_shards, search_index_shards
 
     queries = np.load(spec["queries"], allow_pickle=False)  # (n_queries, dim)
     query_ids = [f"q{row}" for row in range(len(queries))]
@@ -182,7 +182,7 @@ def recall(ranked: np.ndarray, exact: np.ndarray, depth: int) -> float:
 
 def baseline_rss_bytes() -> int:
     """Peak RSS of a child that only imports what every child imports (python, numpy, faiss, llara)."""
-    code = ("import faiss, numpy, llara_cli.retrieval.sharded_search, benchmarks.scale as s; "
+    code = ("import faiss, numpy, llara_cli.search.sharded, benchmarks.scale as s; "
             "print(s.peak_rss_bytes())")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})

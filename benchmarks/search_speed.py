@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._common import save_result  # noqa: E402
-from llara_cli.retrieval.dense_search import configure_flat_search, search_index  # noqa: E402
+from llara_cli.search.faiss_search import configure_flat_search, search_index  # noqa: E402
 from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings  # noqa: E402
 from llara_cli.retrieval.index import (  # noqa: E402
     DEFAULT_EF_CONSTRUCTION,

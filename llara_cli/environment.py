@@ -63,7 +63,7 @@ def package_versions() -> dict[str, str | None]:
 def java_version() -> str | None:
     """The version of the Java runtime BM25 would start (its ``release`` file), or None without one."""
     from llara_cli.errors import LlaraError
-    from llara_cli.retrieval.java import JAVA_RELEASE_FILE, locate_java_home
+    from llara_cli.search.jvm import JAVA_RELEASE_FILE, locate_java_home
 
     try:
         text = (locate_java_home() / JAVA_RELEASE_FILE).read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ into place, so a crash never leaves a half-built index under the final name.
 
 A *partial* index holds only some embedding shards of a corpus (``corpus_shards`` of ``corpus_shard_num`` in
 its meta): one shard of an index that ``llara search`` searches shard by shard
-(:mod:`llara_cli.retrieval.sharded_search`). The index kinds live in :mod:`llara_cli.retrieval.index_types`.
+(:mod:`llara_cli.search.sharded`). The index kinds live in :mod:`llara_cli.retrieval.index_types`.
 
 faiss and numpy are imported inside functions, so importing this module (the CLI does) stays cheap.
 """

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import search_index
+from llara_cli.search.faiss_search import search_index
 from llara_cli.retrieval.embeddings import META_FILE, EmbeddingMeta, save_embeddings
 from llara_cli.retrieval.index import (
     DEFAULT_EF_SEARCH,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import search_index
+from llara_cli.search.faiss_search import search_index
 from llara_cli.retrieval.embeddings import EmbeddingMeta, load_embeddings, save_embeddings
 from llara_cli.retrieval.index import IndexType, build_index, load_index
 from llara_cli.retrieval.index_types import iter_float32_chunks, max_train_rows, training_sample

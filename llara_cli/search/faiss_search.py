@@ -11,7 +11,7 @@ BLAS tiles the score matrix by the shape of the database block, so the same (que
 score one float32 ulp apart in a whole index and in a shard of it, enough to change a 6-decimal TREC score.
 Flat results are therefore rescored with faiss' per-pair ``fvec_inner_products_by_idx`` (the same SIMD dot
 product wherever the document sits; ``n_queries * k * dim`` flops, small beside the search), so a search
-over index shards writes exactly the run of one flat index (:mod:`llara_cli.retrieval.sharded_search`).
+over index shards writes exactly the run of one flat index (:mod:`llara_cli.search.sharded`).
 """
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ import pytest
 
 from llara_cli.data.runs import format_run_lines
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import search_index
+from llara_cli.search.faiss_search import search_index
 from llara_cli.retrieval.embeddings import META_FILE, EmbeddingMeta, save_embeddings
 from llara_cli.retrieval.index import build_index, load_index, load_index_meta
-from llara_cli.retrieval.sharded_search import resolve_index_shards, search_index_shards
+from llara_cli.search.sharded import resolve_index_shards, search_index_shards
 
 DIM = 24
 SHARD_BOUNDS = (0, 130, 700, 1500)  # three uneven shards; the first smaller than k
@@ -130,7 +130,7 @@ def test_index_accepts_a_directory_of_embedding_shards(layout, tmp_path):
 
 def test_searching_one_partial_index_alone_warns_that_documents_are_missing(layout, caplog):
     root = layout[0]
-    with caplog.at_level("WARNING", logger="llara_cli.retrieval.sharded_search"):
+    with caplog.at_level("WARNING", logger="llara_cli.search.sharded"):
         directories, _metas = resolve_index_shards([root / "shards" / "shard-002"])
     assert directories == [root / "shards" / "shard-002"]
     assert "partial index (embedding shard(s) 2 of 3)" in caplog.text

@@ -9,8 +9,8 @@ import pytest
 from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import write_run
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.fusion import fuse_run_files, provenance_path
-from llara_cli.retrieval.fusion_tuning import (
+from llara_cli.search.fusion import fuse_run_files, provenance_path
+from llara_cli.search.fusion_tuning import (
     ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight,
 )
 

@@ -133,7 +133,7 @@ def _anchored(
     method: FusionMethod, runs: list, tune_runs: Sequence[str | Path] | None, tune_qrels: Sequence[Qrel] | None,
     depth: int,
 ) -> tuple[FusedResults, dict]:
-    from llara_cli.retrieval.fusion_tuning import (
+    from llara_cli.search.fusion_tuning import (
         ROBUST_DENSE_WEIGHT, anchored_fusion, anchored_weights, check_disjoint, tune_dense_weight,
     )
 

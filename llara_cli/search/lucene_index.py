@@ -1,10 +1,9 @@
-"""Lucene BM25 through Anserini, called directly over pyjnius (no pyserini import, fast start).
+"""Lucene BM25 indexes of a corpus, built once through Anserini's indexer (over pyjnius) and reused.
 
-An index is built once per corpus and reused: its ``llara_bm25.json`` manifest records the corpus
-fingerprint (size, mtime, sha256), and a changed corpus is re-indexed. Analysis is Anserini's default
-English analyzer (Porter stemming, Lucene's English stop words), the same as ``pyserini.search.lucene``,
-and queries go through Anserini's bag-of-words query generator, so no query syntax is parsed: ``?``,
-``*``, quotes, brackets or ``AND`` in a query are plain text.
+An index's ``llara_bm25.json`` manifest records the corpus fingerprint (size, mtime, sha256); a changed corpus
+is re-indexed. Analysis is Anserini's default English analyzer (Porter stemming, Lucene's English stop words),
+the same as ``pyserini.index.lucene``. Indexes are cached beside the corpus or under ``$LLARA_HOME``, built in a
+work directory and renamed into place. Searching them is :mod:`llara_cli.search.bm25`.
 """
 from __future__ import annotations
 
@@ -12,39 +11,27 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from llara_cli.data.corpus import (
-    BEIR_CORPUS_FILE, check_unique_ids, iter_documents, queries_for_search, resolve_beir_file, warn_if_swapped,
-)
+from llara_cli.core.models import llara_home
+from llara_cli.data.corpus import BEIR_CORPUS_FILE, iter_documents, resolve_beir_file
+from llara_cli.errors import LlaraError, UsageError
+from llara_cli.search.jvm import anserini_version, java_error_message, start_jvm
 from llara_cli.storage.files import read_json, write_json
 from llara_cli.storage.locks import process_alive
-from llara_cli.data.records import Query
-from llara_cli.data.runs import write_run
-from llara_cli.errors import LlaraError, UsageError
-from llara_cli.core.models import llara_home
-from llara_cli.retrieval.java import anserini_version, java_error_message, start_jvm
 
 logger = logging.getLogger(__name__)
 
-Results = dict[str, list[tuple[str, float]]]  # {query_id: [(doc_id, score), ...]} best first
 
-DEFAULT_K = 1000
-MAX_K = 2**31 - 1  # Lucene takes the number of hits as a Java int
+
 BUILD_DIR_INFIX = ".build-"  # work directories: .<index name>.build-<pid>-<random>
-DEFAULT_K1 = 0.9
-DEFAULT_B = 0.4
-DEFAULT_BM25_TAG = "bm25"
 MANIFEST_FILE = "llara_bm25.json"
 MANIFEST_KIND = "llara-bm25"
 MANIFEST_FORMAT = 1
@@ -62,18 +49,9 @@ ANSERINI_ANALYZER = "DefaultEnglishAnalyzer (Porter stemming, English stop words
 ANSERINI_INDEX_OPTIONS = ("-storePositions", "-storeDocvectors")  # recorded in the manifest; raw text not stored
 INDEXER_CLASS = "io.anserini.index.IndexCollection"
 INDEXER_ARGS_CLASS = "io.anserini.index.IndexCollection$Args"
-QUERY_GENERATOR_CLASS = "io.anserini.search.query.BagOfWordsQueryGenerator"
-SEARCH_COLLECTION_CLASS = "io.anserini.search.SearchCollection"
-SCORED_DOCS_CLASS = "io.anserini.search.ScoredDocs"
-TIES_ADJUSTER_CLASS = "io.anserini.rerank.lib.ScoreTiesAdjusterReranker"
-CONTENTS_FIELD = "contents"  # Anserini's Constants.CONTENTS
-FS_DIRECTORY_CLASS = "org.apache.lucene.store.FSDirectory"
-DIRECTORY_READER_CLASS = "org.apache.lucene.index.DirectoryReader"
-INDEX_READER_CLASS = "org.apache.lucene.index.IndexReader"
-INDEX_SEARCHER_CLASS = "org.apache.lucene.search.IndexSearcher"
-BM25_SIMILARITY_CLASS = "org.apache.lucene.search.similarities.BM25Similarity"
-JAVA_FILE_CLASS = "java.io.File"
 INDEXER_COUNTERS = ("indexed", "empty", "unindexable", "skipped", "errors")
+
+
 
 
 def default_threads() -> int:
@@ -138,7 +116,7 @@ def _is_current(index_dir: Path, corpus_file: Path) -> bool:
     manifest = read_manifest(index_dir)
     if manifest is None or manifest.get("format") != MANIFEST_FORMAT:
         return False
-    if manifest.get("anserini_version") != anserini_version() or not _has_lucene_segments(index_dir):
+    if manifest.get("anserini_version") != anserini_version() or not has_lucene_segments(index_dir):
         return False
     recorded = manifest.get("corpus") or {}
     info = corpus_file.stat()
@@ -147,7 +125,7 @@ def _is_current(index_dir: Path, corpus_file: Path) -> bool:
     return recorded.get("mtime_ns") == info.st_mtime_ns or recorded.get("sha256") == _sha256(corpus_file)
 
 
-def _has_lucene_segments(index_dir: Path) -> bool:
+def has_lucene_segments(index_dir: Path) -> bool:
     return index_dir.is_dir() and any(path.name.startswith(LUCENE_SEGMENTS_PREFIX) for path in index_dir.iterdir())
 
 
@@ -325,143 +303,3 @@ def build_bm25_index(
     _check_replaceable(target)
     _build(corpus_file, target, threads)
     return target
-
-
-def check_bm25_params(k: int, k1: float, b: float) -> None:
-    """Refuse hits and BM25 parameters Lucene cannot take, before any index is built."""
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"k (hits per query) must be at least 1 and at most {MAX_K}, got {k}")
-    if not math.isfinite(k1) or k1 < 0:
-        raise UsageError(f"BM25 k1 must be a finite number >= 0, got {k1}")
-    if not 0 <= b <= 1:
-        raise UsageError(f"BM25 b must be between 0 and 1, got {b}")
-
-
-def _check_search_args(index_dir: Path, k: int, k1: float, b: float, threads: int) -> None:
-    if not _has_lucene_segments(index_dir):
-        raise UsageError(f"{index_dir} is not a Lucene index (no segments_* file): build it with build_bm25_index")
-    check_bm25_params(k, k1, b)
-    if threads < 1:
-        raise UsageError(f"threads must be at least 1, got {threads}")
-
-
-def bm25_search(
-    index_dir: str | Path,
-    queries: Sequence[Query],
-    k: int = DEFAULT_K,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-    threads: int | None = None,
-) -> Results:
-    """Search a Lucene index with BM25: ``{query_id: [(doc_id, score), ...]}`` best first, in query order.
-
-    Scores are Anserini's (as ``pyserini.search.lucene`` reports them). Blank queries are skipped with
-    a warning and map to an empty list, as do queries whose words are all stop words.
-    """
-    index_dir = Path(index_dir)
-    threads = default_threads() if threads is None else threads
-    _check_search_args(index_dir, k, k1, b, threads)
-    check_unique_ids((query.query_id for query in queries), "queries", "query")
-    searched = [query for query in queries if query.text.strip()]
-    if len(searched) < len(queries):
-        logger.warning("skipped %d blank queries (no results for them)", len(queries) - len(searched))
-    results: Results = {}
-    if searched:
-        results = _batch_search(index_dir, searched, k, k1, b, threads)
-    return {query.query_id: results.get(query.query_id, []) for query in queries}
-
-
-class _LuceneBm25:
-    """One open index searched the way Anserini's ``SimpleSearcher._search`` does, minus its per-hit objects.
-
-    Same query (bag of words over ``contents`` with the index analyzer), same ranking (score, then doc id
-    via doc values), same ``ScoreTiesAdjusterReranker`` (scores rounded to 1e-4, ties nudged by 1e-6), so
-    results equal ``SimpleSearcher.batch_search``; but hits come back as two arrays per query instead of
-    one Java object per hit, which pyjnius converts an order of magnitude faster.
-    """
-
-    def __init__(self, index_dir: Path, k1: float, b: float) -> None:
-        autoclass = start_jvm()
-        import jnius
-
-        directory = autoclass(FS_DIRECTORY_CLASS).open(autoclass(JAVA_FILE_CLASS)(str(index_dir)).toPath())
-        self.reader = autoclass(DIRECTORY_READER_CLASS).open(directory)
-        # the cast picks IndexSearcher(IndexReader) among the constructor overloads
-        self.searcher = autoclass(INDEX_SEARCHER_CLASS)(jnius.cast(INDEX_READER_CLASS, self.reader))
-        self.searcher.setSimilarity(autoclass(BM25_SIMILARITY_CLASS)(float(k1), float(b)))
-        self.analyzer = autoclass(INDEXER_CLASS).DEFAULT_ANALYZER
-        self.generator = autoclass(QUERY_GENERATOR_CLASS)()
-        self.sort = autoclass(SEARCH_COLLECTION_CLASS).BREAK_SCORE_TIES_BY_DOCID
-        self.scored_docs = autoclass(SCORED_DOCS_CLASS)
-        self.ties_adjuster = autoclass(TIES_ADJUSTER_CLASS)()
-
-    def search(self, text: str, k: int) -> list[tuple[str, float]]:
-        query = self.generator.buildQuery(CONTENTS_FIELD, self.analyzer, text)
-        top_docs = self.searcher.search(query, k, self.sort, True)
-        hits = self.ties_adjuster.rerank(self.scored_docs.fromTopDocs(top_docs, self.searcher), None)
-        return list(zip(hits.docids, map(float, hits.scores)))
-
-    def close(self) -> None:
-        self.reader.close()
-
-
-def _search_chunk(lucene: _LuceneBm25, queries: Sequence[Query], k: int, detach: bool) -> Results:
-    try:
-        return {query.query_id: lucene.search(query.text, k) for query in queries}
-    finally:
-        if detach:  # a worker thread attached to the JVM on its first call; release it before the thread ends
-            import jnius
-
-            jnius.detach()
-
-
-def _batch_search(index_dir: Path, queries: Sequence[Query], k: int, k1: float, b: float, threads: int) -> Results:
-    start_jvm()
-    from jnius import JavaException
-
-    try:
-        lucene = _LuceneBm25(index_dir, k1, b)
-    except JavaException as error:
-        raise LlaraError(f"cannot open the Lucene index {index_dir}: {java_error_message(error)}") from None
-    workers = min(threads, len(queries))
-    try:
-        if workers == 1:
-            return _search_chunk(lucene, queries, k, detach=False)
-        chunks = [queries[worker::workers] for worker in range(workers)]
-        results: Results = {}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llara-bm25") as executor:
-            futures = [executor.submit(_search_chunk, lucene, chunk, k, True) for chunk in chunks]
-            for future in futures:
-                results.update(future.result())
-        return results
-    except JavaException as error:
-        raise LlaraError(f"BM25 search of {index_dir} failed: {java_error_message(error)}") from None
-    finally:
-        lucene.close()
-
-
-def run_bm25(
-    corpus_path: str | Path,
-    queries_path: str | Path,
-    out_run: str | Path,
-    index_dir: str | Path | None = None,
-    k: int = DEFAULT_K,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-    threads: int | None = None,
-    tag: str = DEFAULT_BM25_TAG,
-    split: str | None = None,
-) -> tuple[Path, int]:
-    """Index (or reuse the index of) a corpus, search the queries with BM25, write a TREC run.
-
-    With a BEIR directory as ``queries_path`` and a ``split``, only that split's judged queries are searched.
-    Returns the index directory used and the number of queries searched.
-    """
-    check_bm25_params(k, k1, b)
-    queries = queries_for_search(queries_path, split)
-    index = build_bm25_index(corpus_path, index_dir, threads=threads)
-    manifest = read_manifest(index) or {}
-    if isinstance(manifest.get("documents"), int):
-        warn_if_swapped(len(queries), manifest["documents"], corpus_path)
-    write_run(out_run, bm25_search(index, queries, k=k, k1=k1, b=b, threads=threads), tag=tag)
-    return index, len(queries)

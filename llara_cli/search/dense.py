@@ -1,0 +1,134 @@
+"""Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run.
+
+``index_dir`` is one index, or several index shards (or a directory of them) searched one at a time
+(:mod:`llara_cli.search.sharded`).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llara_cli.data.corpus import queries_for_search, warn_if_swapped
+from llara_cli.data.runs import write_run
+from llara_cli.retrieval.embeddings import check_finite, same_model
+from llara_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_K = 1000
+DEFAULT_QUERY_BATCH_SIZE = 32
+DENSE_RUN_TAG = "llara-dense"
+SINGLE_QUERY_ID = "q"  # the id DenseSearcher.search gives its one query
+
+
+@dataclass(frozen=True)
+class DenseSearchJob:
+    index_dir: Path | Sequence[Path]  # one index, several index shards, or a directory of shards
+    queries: Path
+    out_run: Path
+    split: str | None = None
+    model: str | None = None
+    prompt_family: str | None = None
+    k: int = DEFAULT_K
+    batch_size: int = DEFAULT_QUERY_BATCH_SIZE
+    max_length: int | None = None  # tokens per query; None: the query length the model was trained with
+    dtype: str = "fp32"  # or auto (core.precision)
+    trust_remote_code: bool = False
+    tag: str = DENSE_RUN_TAG
+
+
+def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:  # noqa: ANN001
+    """The model and family to encode queries with: the index's own, or an explicit one that matches it."""
+    recorded_model, recorded_family = index_meta.embedding.model, index_meta.embedding.prompt_family
+    if model is not None and not same_model(recorded_model, model):
+        raise UsageError(
+            f"the index was built with model {recorded_model!r}, not {model!r}: queries must be encoded with the "
+            "same model (omit --model to use the index's)"
+        )
+    if prompt_family is not None and prompt_family != recorded_family:
+        raise UsageError(f"the index was built with the {recorded_family} prompt family, not {prompt_family}")
+    return recorded_model, recorded_family
+
+
+class DenseSearcher:
+    """Search an index built by ``llara index`` (or several index shards) with text queries.
+
+    Queries are encoded with the index's own model and prompt family (EBAR side), at the query length the model
+    was trained with unless ``max_length`` says otherwise; one index is held in memory, shards are read one at a
+    time per batch search and merged exactly (:mod:`llara_cli.search.sharded`)::
+
+        searcher = DenseSearcher("index/scifact")
+        hits = searcher.search("what does aspirin do to platelets", k=10)  # [(doc_id, score), ...] best first
+    """
+
+    def __init__(self, index: str | Path | Sequence[str | Path], *, model: str | None = None,
+                 prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
+                 batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False) -> None:
+        from llara_cli.core.encoder import LlaraEncoder
+        from llara_cli.core.precision import resolve_dtype
+        from llara_cli.retrieval.index import load_index
+        from llara_cli.search.sharded import resolve_index_shards
+
+        paths = [index] if isinstance(index, (str, Path)) else list(index)
+        self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
+        self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
+        self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
+        model, family = check_query_encoder(self.meta, model, prompt_family)
+        self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
+                                         trust_remote_code=trust_remote_code)
+        if self.encoder.dim != self.meta.embedding.dim:
+            raise UsageError(f"model {model} gives {self.encoder.dim}-dimensional embeddings; "
+                             f"the index holds {self.meta.embedding.dim}")
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @property
+    def num_docs(self) -> int:
+        return sum(shard.embedding.count for shard in self.shard_metas)
+
+    def encode_queries(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None):  # noqa: ANN201
+        """Query embeddings ``(n_queries, dim)`` float32, as the searcher scores them."""
+        return self.encoder.encode_queries(list(texts), batch_size=self.batch_size, max_length=self.max_length,
+                                           on_batch=on_batch)
+
+    def search_vectors(self, vectors, query_ids: Sequence[str], k: int = DEFAULT_K,  # noqa: ANN001 - (n, dim)
+                       source: str = "query embeddings") -> dict[str, list[tuple[str, float]]]:
+        """Search with query embeddings already computed: ``{query_id: [(doc_id, score), ...]}``, best first."""
+        from llara_cli.search.faiss_search import search_index
+        from llara_cli.search.sharded import search_index_shards
+
+        check_finite(vectors, list(query_ids), f"{source} (overflow? try --dtype fp32)")
+        if self.index is not None:
+            return search_index(self.index, vectors, list(query_ids), k=k)
+        return search_index_shards(self.shard_dirs, vectors, list(query_ids), k=k)
+
+    def batch_search(self, texts: Sequence[str], query_ids: Sequence[str], k: int = DEFAULT_K,
+                     on_batch: Callable[[int], None] | None = None) -> dict[str, list[tuple[str, float]]]:
+        """``{query_id: [(doc_id, score), ...]}``, best first, ``k`` per query."""
+        return self.search_vectors(self.encode_queries(texts, on_batch=on_batch), query_ids, k=k)
+
+    def search(self, text: str, k: int = DEFAULT_K) -> list[tuple[str, float]]:
+        """The top ``k`` ``(doc_id, score)`` of one query, best first."""
+        return self.batch_search([text], [SINGLE_QUERY_ID], k=k)[SINGLE_QUERY_ID]
+
+
+def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
+                     on_progress: Callable[[int], None] | None = None) -> int:
+    """Encode the queries (EBAR side), search the index (or its shards, one at a time), write the run;
+    returns the number of queries."""
+    searcher = DenseSearcher(job.index_dir, model=job.model, prompt_family=job.prompt_family, dtype=job.dtype,
+                             max_length=job.max_length, batch_size=job.batch_size,
+                             trust_remote_code=job.trust_remote_code)
+    queries = queries_for_search(job.queries, job.split)
+    warn_if_swapped(len(queries), searcher.num_docs, job.index_dir)
+    if on_start is not None:
+        on_start(len(queries), 0)
+    vectors = searcher.encode_queries([query.text for query in queries], on_batch=on_progress)  # (n, dim)
+    if searcher.index is None:
+        searcher.encoder = None  # free the model before the first shard is read
+    results = searcher.search_vectors(vectors, [query.query_id for query in queries], k=job.k,
+                                      source=f"query embeddings of {job.queries}")
+    write_run(job.out_run, results, job.tag)
+    return len(queries)
