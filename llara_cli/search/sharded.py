@@ -13,11 +13,11 @@ import gc
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llara_cli.errors import UsageError
 from llara_cli.search.faiss_search import (
-    DEFAULT_QUERY_BATCH_SIZE, DEFAULT_TOP_K, MISSING_ID, check_queries, search_rows,
+    DEFAULT_TOP_K, MISSING_ID, check_queries, search_rows,
 )
 from llara_cli.retrieval.embeddings import COMPATIBILITY_FIELDS, describe_differences
 from llara_cli.retrieval.index import IndexMeta, load_index, load_index_meta
@@ -99,16 +99,15 @@ def search_index_shards(
     query_vectors: np.ndarray,
     query_ids: Sequence[str],
     k: int = DEFAULT_TOP_K,
-    batch_size: int = DEFAULT_QUERY_BATCH_SIZE,
     *,
-    ef_search: int | None = None,
-    nprobe: int | None = None,
     on_shard: Callable[[Path], None] | None = None,
+    **search_options: Any,
 ) -> dict[str, list[tuple[str, float]]]:
     """Search the index shards one at a time and merge: ``{query_id: [(doc_id, score), ...]}``, best first.
 
     Call :func:`resolve_index_shards` first (it checks the shards belong together). ``on_shard(path)`` is
-    called before each shard is loaded.
+    called before each shard is loaded; ``search_options`` (``batch_size``, ``ef_search``, ``nprobe``) apply
+    to every shard as in :func:`~llara_cli.search.faiss_search.search_index`.
     """
     import numpy as np
 
@@ -120,7 +119,7 @@ def search_index_shards(
             on_shard(directory)
         index = load_index(directory)
         vectors = check_queries(index, query_vectors, query_ids)
-        scores, rows = search_rows(index, vectors, k, batch_size, ef_search=ef_search, nprobe=nprobe)
+        scores, rows = search_rows(index, vectors, k, **search_options)
         shard_doc_ids = np.asarray([*index.doc_ids, NO_DOC])  # MISSING_ID (-1) picks NO_DOC
         missing = rows == MISSING_ID
         scores[missing] = -np.inf
