@@ -12,7 +12,7 @@ paired t-tests against BM25.
 Dense systems: ``minilm`` (all-MiniLM-L6-v2, a dense run roughly as good as BM25), ``noise`` (random unit
 vectors: a dense run at chance, the case a label-free fusion must survive; the raw embedded model is close to
 it, SciFact nDCG@10 0.06) and, on request, ``raw`` (smollm2-135m before adaptation, about an hour of encoding
-on 2 loaded cores; pass ``--dtype bf16`` where the CPU has AVX-512-BF16). Embeddings
+on 2 loaded cores; ``--dtype auto``, the default, picks bf16 only where the CPU has native bf16). Embeddings
 are cached in ``--work`` (an interrupted run continues). Results: ``benchmarks/results/fusion_effect.{json,md}``.
 """
 from __future__ import annotations
@@ -64,10 +64,11 @@ class RawLlara:
     def __init__(self, dtype: str) -> None:
         import torch
 
-        from llara_cli.core.modeling import LlaraEncoder
+        from llara_cli.core.encoder import LlaraEncoder
+        from llara_cli.core.precision import resolve_dtype
 
         torch.manual_seed(RAW_SEED)
-        self.encoder = LlaraEncoder.load(MODEL, dtype=dtype, prompt_family="flagembedding")
+        self.encoder = LlaraEncoder.load(MODEL, dtype=resolve_dtype(dtype), prompt_family="flagembedding")
 
     def encode_passages(self, texts: list[str]):  # noqa: ANN201
         return self.encoder.encode_passages(texts, max_length=RAW_PASSAGE_MAX_LENGTH)
@@ -222,13 +223,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, required=True, help="cache directory for embeddings and runs")
     parser.add_argument("--dense", choices=DENSE_SYSTEMS, action="append",
                         help=f"dense system(s) (default: {', '.join(DEFAULT_DENSE_SYSTEMS)})")
-    parser.add_argument("--dtype", default="fp32", help="inference dtype of smollm2-135m (bf16 where the CPU "
-                        "has AVX-512-BF16; on AVX2-only CPUs bf16 is ~50x slower than fp32)")
+    parser.add_argument("--dtype", default="auto", help="inference dtype of smollm2-135m (auto: bf16 where the "
+                        "CPU has native bf16, fp32 otherwise; on AVX2-only CPUs bf16 is ~50x slower than fp32)")
     parser.add_argument("--encode-only", action="store_true", help="fill the embedding cache and stop")
     return parser.parse_args()
 
 
 def main() -> None:
+    from llara_cli.core.precision import resolve_dtype
+
     args = parse_args()
     systems = args.dense or list(DEFAULT_DENSE_SYSTEMS)
     load_before = os.getloadavg()
@@ -238,7 +241,7 @@ def main() -> None:
         return
     result = {
         "benchmark": "fusion_effect",
-        "dense_dtype": args.dtype,
+        "dense_dtype": resolve_dtype(args.dtype),  # what the raw model ran in (MiniLM and noise: fp32)
         "systems": {system: evaluate_system(system, runs) for system, runs in all_runs.items()},
         "robust_check": None,
         "load_average_before": [round(value, 2) for value in load_before],

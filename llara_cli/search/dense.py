@@ -93,6 +93,10 @@ class DenseSearcher:
         return self.encoder.encode_queries(list(texts), batch_size=self.batch_size, max_length=self.max_length,
                                            on_batch=on_batch)
 
+    def release_model(self) -> None:
+        """Drop the query encoder (its memory goes back before shards are read); ``search_vectors`` still works."""
+        self.encoder = None
+
     def search_vectors(self, vectors, query_ids: Sequence[str], k: int = DEFAULT_K,  # noqa: ANN001 - (n, dim)
                        source: str = "query embeddings") -> dict[str, list[tuple[str, float]]]:
         """Search with query embeddings already computed: ``{query_id: [(doc_id, score), ...]}``, best first."""
@@ -127,7 +131,7 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
         on_start(len(queries), 0)
     vectors = searcher.encode_queries([query.text for query in queries], on_batch=on_progress)  # (n, dim)
     if searcher.index is None:
-        searcher.encoder = None  # free the model before the first shard is read
+        searcher.release_model()  # free the model before the first shard is read
     results = searcher.search_vectors(vectors, [query.query_id for query in queries], k=job.k,
                                       source=f"query embeddings of {job.queries}")
     write_run(job.out_run, results, job.tag)
