@@ -61,3 +61,11 @@ def save_result(name: str, result: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     write_json(path, payload)
     return path
+
+
+def save_report(name: str, result: dict, table: str, plot) -> None:  # noqa: ANN001 - plot(result, png_path)
+    """:func:`save_result`, then ``<name>.md`` (the table) and ``<name>.png`` beside it; prints the table."""
+    save_result(name, result)
+    (RESULTS_DIR / f"{name}.md").write_text(table)
+    plot(result, RESULTS_DIR / f"{name}.png")
+    print(table)

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report  # noqa: E402
 
 logger = logging.getLogger("finetune_effect")
 
@@ -499,11 +499,7 @@ def main() -> None:
         "wall_s_this_invocation": round(time.perf_counter() - started, 1),  # cached stages cost nothing
     }
     name = results_name(settings)
-    save_result(name, result)
-    table = markdown_table(result)
-    (RESULTS_DIR / f"{name}.md").write_text(table)
-    plot(result, RESULTS_DIR / f"{name}.png")
-    print(table)
+    save_report(name, result, markdown_table(result), plot)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report  # noqa: E402
 from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage  # noqa: E402
 
 MODEL = "smollm2-135m"
@@ -51,6 +49,7 @@ NEGATIVE_SKIP = 2
 NEGATIVES_PER_QUERY = 15
 QUICK_QUERIES = 8  # --quick: judged queries per split in each sampled collection
 UNION_CORPUS_SEED = 0  # the document order of the shuffled adaptation corpus (the same for every seed)
+TRAIN_PRECISION = "auto"  # bf16 autocast where the CPU has native bf16, else fp32 (core.precision)
 GOAL_ADAPTED = 0.5  # issue 17 (a): adaptation alone >= 0.5 x BM25 on every collection
 GOAL_FINETUNED = 0.9  # issue 17 (b): adapted + finetuned >= 0.9 x BM25 on SciFact
 
@@ -190,10 +189,6 @@ class Collection:
 # ------------------------------------------------------------------------------------------- models
 
 
-def train_precision() -> str:
-    return "auto"  # bf16 autocast where the CPU has native bf16, else fp32 (core.precision)
-
-
 def adapt(setting: AdaptSetting, seed: int, work: Path) -> Path:
     from llara_cli.training import AdaptConfig, run_adaptation
 
@@ -203,7 +198,7 @@ def adapt(setting: AdaptSetting, seed: int, work: Path) -> Path:
         started = time.perf_counter()
         run_adaptation(AdaptConfig(
             corpus=union_corpus(work), out_dir=out, model=MODEL, prompt_family=setting.family,
-            objective=setting.objective, learning_rate=setting.learning_rate, precision=train_precision(),
+            objective=setting.objective, learning_rate=setting.learning_rate, precision=TRAIN_PRECISION,
             max_length=setting.max_length, batch_size=setting.batch_size, max_steps=setting.steps,
             save_steps=setting.checkpoint_every, save_total_limit=0, keep_checkpoints=True,
             logging_steps=10, seed=seed, resume=True))
@@ -240,7 +235,7 @@ def finetune(setting: FinetuneSetting, adapted: Path, seed: int, evaluator: Eval
     started = time.perf_counter()
     run_finetuning(FinetuneConfig(
         out_dir=out, train=train, negatives_from=run_path, model=str(adapted),
-        precision=train_precision(), skip=NEGATIVE_SKIP, depth=NEGATIVE_DEPTH, num_negatives=NEGATIVES_PER_QUERY,
+        precision=TRAIN_PRECISION, skip=NEGATIVE_SKIP, depth=NEGATIVE_DEPTH, num_negatives=NEGATIVES_PER_QUERY,
         query_max_length=setting.query_max_length, passage_max_length=setting.passage_max_length,
         group_size=setting.group_size, batch_size=setting.batch_size, temperature=setting.temperature,
         learning_rate=setting.learning_rate, max_steps=setting.steps, save_steps=max(25, setting.steps // 3),
@@ -257,13 +252,22 @@ def checkpoints(adapted: Path) -> list[tuple[int, Path]]:
 
 
 def record_time(work: Path, name: str, seconds: float) -> None:
+    from llara_cli.storage.files import write_json
+
     path = work / "times.json"
     times = json.loads(path.read_text()) if path.is_file() else {}
     times[name] = round(seconds, 1)
-    path.write_text(json.dumps(times, indent=2, sort_keys=True))
+    write_json(path, times)
 
 
 # --------------------------------------------------------------------------------------- evaluation
+
+
+def system_name(model: Path | str) -> str:
+    """What a model's cached embeddings and measures are named after: ``<run>@checkpoint-N`` for a checkpoint."""
+    if not isinstance(model, Path):
+        return model
+    return f"{model.parent.parent.name}@{model.name}" if model.name.startswith("checkpoint-") else model.name
 
 
 class Evaluator:
@@ -288,9 +292,7 @@ class Evaluator:
         return self._encoder[1]
 
     def dense_run(self, model: Path | str, collection: Collection, split: str, depth: int = SEARCH_DEPTH) -> dict:
-        system = model.name if isinstance(model, Path) else model
-        if isinstance(model, Path) and model.name.startswith("checkpoint-"):
-            system = f"{model.parent.parent.name}@{model.name}"
+        system = system_name(model)
         queries = collection.splits[split]
         docs = self.cache.get(system, f"{collection.name}-passages", collection.doc_ids, collection.doc_texts,
                               lambda texts: self.encoder(model).encode_passages(texts))
@@ -303,10 +305,7 @@ class Evaluator:
         """Per collection: the dense run's measures vs BM25, and (``fusion``) the tuned and robust fusions'."""
         from llara_cli.search.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, tune_dense_weight
 
-        key = model.name if isinstance(model, Path) else model
-        if isinstance(model, Path) and model.name.startswith("checkpoint-"):
-            key = f"{model.parent.parent.name}@{model.name}"
-        path = self.work / "measures" / f"{key}{'+fusion' if fusion else ''}.json"
+        path = self.work / "measures" / f"{system_name(model)}{'+fusion' if fusion else ''}.json"
         if path.is_file():
             return json.loads(path.read_text())
         result: dict = {}
@@ -514,11 +513,7 @@ def main() -> None:
               "seeds": seeds, "summary": summary, "goals": goals(summary), "curve": curve, "ablation": ablation,
               "stage_seconds": json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {},
               "wall_s_this_invocation": round(time.perf_counter() - started, 1)}
-    save_result(name, result)
-    table = markdown(result)
-    (RESULTS_DIR / f"{name}.md").write_text(table)
-    plot(result, RESULTS_DIR / f"{name}.png")
-    print(table)
+    save_report(name, result, markdown(result), plot)
 
 
 if __name__ == "__main__":
