@@ -14,7 +14,9 @@ What runs (every stage is cached in ``--work``; an interrupted run continues whe
 3. Every model encodes each full test collection once (cached embeddings); exact dense top 100; nDCG@10 and
    R@100 with ir_measures and paired t-tests against BM25 (Anserini). **tuned** fusion: BM25-anchored, the
    dense weight chosen on SciFact train queries (disjoint from test) and applied to every collection;
-   **robust**: the label-free default weight of ``llara search --fuse``.
+   **robust**: the label-free default weight of ``llara search --fuse``. **whitened**: the dense run over a
+   whitened index (``llara index --whiten``: fitted on each corpus's passages), its dimension chosen on SciFact
+   train queries.
 4. The learning curve evaluates the headline adaptation's checkpoints; each ablation arm changes one lever
    of the headline setting and runs at the first seed.
 
@@ -52,13 +54,15 @@ UNION_CORPUS_SEED = 0  # the document order of the shuffled adaptation corpus (t
 TRAIN_PRECISION = "auto"  # bf16 autocast where the CPU has native bf16, else fp32 (core.precision)
 GOAL_ADAPTED = 0.5  # issue 17 (a): adaptation alone >= 0.5 x BM25 on every collection
 GOAL_FINETUNED = 0.9  # issue 17 (b): adapted + finetuned >= 0.9 x BM25 on SciFact
+# `llara index --whiten DIM` candidates: the one best on SciFact *train* nDCG@10 is applied to every collection
+WHITENING_DIMS = (128, 192, 256, 384, 576)
 
 
 @dataclasses.dataclass(frozen=True)
 class AdaptSetting:
     family: str = "flagembedding"
     objective: str = "released"  # the paper objective lost ground after 100 steps (docs/results.md, "Quality")
-    steps: int = 400
+    steps: int = 200  # the released objective measured flat from step 100 to 200; 400 paper steps did worse
     learning_rate: float = 1e-4
     batch_size: int = 8
     max_length: int = 128
@@ -291,7 +295,8 @@ class Evaluator:
             self._encoder = (str(model), LlaraEncoder.load(str(model), dtype=resolve_dtype(self.dtype)))
         return self._encoder[1]
 
-    def dense_run(self, model: Path | str, collection: Collection, split: str, depth: int = SEARCH_DEPTH) -> dict:
+    def embeddings(self, model: Path | str, collection: Collection, split: str):  # noqa: ANN201
+        """``(query_vectors, passage_vectors)`` of a collection's split, encoded once and cached."""
         system = system_name(model)
         queries = collection.splits[split]
         docs = self.cache.get(system, f"{collection.name}-passages", collection.doc_ids, collection.doc_texts,
@@ -299,7 +304,38 @@ class Evaluator:
         query_vectors = self.cache.get(system, f"{collection.name}-{split}-queries",
                                        [q.query_id for q in queries], [q.text for q in queries],
                                        lambda texts: self.encoder(model).encode_queries(texts))
-        return dense_search(query_vectors, docs, [q.query_id for q in queries], collection.doc_ids, k=depth)
+        return query_vectors, docs
+
+    def dense_run(self, model: Path | str, collection: Collection, split: str, depth: int = SEARCH_DEPTH,
+                  whiten: int | None = None) -> dict:
+        """Exact inner-product top ``depth``; with ``whiten``, after the corpus's whitening (``llara index --whiten``)."""
+        from llara_cli.retrieval.whitening import apply_whitening, fit_whitening
+
+        query_vectors, docs = self.embeddings(model, collection, split)
+        if whiten is not None:
+            transform = fit_whitening(docs, whiten)
+            query_vectors, docs = apply_whitening(transform, query_vectors), apply_whitening(transform, docs)
+        return dense_search(query_vectors, docs, [q.query_id for q in collection.splits[split]], collection.doc_ids,
+                            k=depth)
+
+    def whitened(self, model: Path | str) -> dict:
+        """The whitening dimension best on SciFact train (nDCG@10 per candidate) and, per collection, the
+        measures of the whitened dense run against BM25."""
+        path = self.work / "measures" / f"{system_name(model)}+whitened.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        train = self.collections[TRAIN_COLLECTION]
+        candidates = [dim for dim in WHITENING_DIMS if dim <= self.embeddings(model, train, "test")[1].shape[1]]
+        on_train = {dim: evaluate({"bm25": train.bm25["train"], "dense": self.dense_run(model, train, "train", whiten=dim)},
+                                  train.qrels["train"])["dense"]["aggregates"][HEADLINE_MEASURE] for dim in candidates}
+        chosen = max(candidates, key=lambda dim: on_train[dim])
+        result: dict = {"whitening_dim": chosen, "train_by_dim": on_train}
+        for name, collection in self.collections.items():
+            runs = {"bm25": collection.bm25["test"], "whitened": self.dense_run(model, collection, "test", whiten=chosen)}
+            result[name] = evaluate(runs, collection.qrels["test"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, sort_keys=True))
+        return result
 
     def measure(self, model: Path | str, *, fusion: bool) -> dict:
         """Per collection: the dense run's measures vs BM25, and (``fusion``) the tuned and robust fusions'."""
@@ -342,13 +378,22 @@ def evaluate(runs: dict[str, dict], qrels) -> dict:  # noqa: ANN001
 # -------------------------------------------------------------------------------------------- the run
 
 
-def run_arm(arm: Arm, seed: int, evaluator: Evaluator) -> dict:
+def measured(model: Path, evaluator: Evaluator, *, fusion: bool) -> dict:
+    """A model's measures per collection: dense (and fusions) plus the whitened dense run."""
+    result = {"model": model.name, **evaluator.measure(model, fusion=fusion)}
+    whitened = evaluator.whitened(model)
+    result["whitening_dim"] = whitened["whitening_dim"]
+    for name in COLLECTIONS:
+        result[name] = {**result[name], "whitened": whitened[name]["whitened"]}
+    return result
+
+
+def run_arm(arm: Arm, seed: int, evaluator: Evaluator, *, with_finetuning: bool = True) -> dict:
     adapted = adapt(arm.adapt, seed, evaluator.work)
-    result = {"arm": arm.label, "seed": seed, "adapted": {"model": adapted.name,
-                                                           **evaluator.measure(adapted, fusion=False)}}
-    if arm.finetune is not None:
+    result = {"arm": arm.label, "seed": seed, "adapted": measured(adapted, evaluator, fusion=False)}
+    if arm.finetune is not None and with_finetuning:
         finetuned = finetune(arm.finetune, adapted, seed, evaluator)
-        result["adapted+ft"] = {"model": finetuned.name, **evaluator.measure(finetuned, fusion=True)}
+        result["adapted+ft"] = measured(finetuned, evaluator, fusion=True)
     return result
 
 
@@ -359,7 +404,7 @@ def headline_value(result: dict, stage_name: str, collection: str, system: str =
 def summarise(results: list[dict]) -> dict:
     """Mean and sample standard deviation over seeds of every (stage, collection, system, measure)."""
     summary: dict = {}
-    for stage_name, systems in (("adapted", ("dense",)), ("adapted+ft", ("dense", "tuned", "robust"))):
+    for stage_name, systems in (("adapted", ("dense", "whitened")), ("adapted+ft", ("dense", "whitened", "tuned", "robust"))):
         present = [result for result in results if stage_name in result]
         if not present:
             continue
@@ -377,8 +422,10 @@ def goals(summary: dict) -> dict:
     out = {}
     bm25 = {name: summary["adapted"][name]["bm25"][HEADLINE_MEASURE]["mean"] for name in COLLECTIONS}
     for name in COLLECTIONS:
-        adapted = summary["adapted"][name]["dense"][HEADLINE_MEASURE]["mean"]
-        out[f"a:{name}"] = {"ratio": adapted / bm25[name], "goal": GOAL_ADAPTED, "met": adapted >= GOAL_ADAPTED * bm25[name]}
+        for system in ("dense", "whitened"):
+            adapted = summary["adapted"][name][system][HEADLINE_MEASURE]["mean"]
+            out[f"a:{name}:{system}"] = {"ratio": adapted / bm25[name], "goal": GOAL_ADAPTED,
+                                         "met": adapted >= GOAL_ADAPTED * bm25[name]}
     if "adapted+ft" in summary:
         finetuned = summary["adapted+ft"][TRAIN_COLLECTION]["dense"][HEADLINE_MEASURE]["mean"]
         out[f"b:{TRAIN_COLLECTION}"] = {"ratio": finetuned / bm25[TRAIN_COLLECTION], "goal": GOAL_FINETUNED,
@@ -403,24 +450,28 @@ def learning_curve(arm: Arm, seed: int, evaluator: Evaluator) -> list[dict]:
 def markdown(result: dict) -> str:
     summary = result["summary"]
     seeds = len(result["seeds"])
-    lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s); ▲/▼: every seed significantly above/below BM25 "
+    finetuned = sum("adapted+ft" in r for r in result["seeds"])
+    lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s) ({finetuned} finetuned); ▲/▼: every seed significantly above/below BM25 "
              "(paired t-test, p < 0.05).", "", "| run | " + " | ".join(COLLECTIONS) + " |",
              "|---|" + "---:|" * len(COLLECTIONS)]
-    rows = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense")]
+    rows = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense"),
+            ("adapted, whitened index", "adapted", "whitened")]
     if "adapted+ft" in summary:
         rows += [("adapted + finetuned", "adapted+ft", "dense"),
+                 ("adapted + finetuned, whitened index", "adapted+ft", "whitened"),
                  ("tuned fusion (BM25, adapted + finetuned)", "adapted+ft", "tuned"),
                  ("robust fusion (BM25, adapted + finetuned)", "adapted+ft", "robust")]
     for label, stage_name, system in rows:
         cells = []
         for name in COLLECTIONS:
             entry = summary[stage_name][name][system][HEADLINE_MEASURE]
-            p_values = [r[stage_name][name][system]["p_vs_bm25"].get(HEADLINE_MEASURE) for r in result["seeds"]]
+            p_values = [r[stage_name][name][system]["p_vs_bm25"].get(HEADLINE_MEASURE) for r in result["seeds"]
+                        if stage_name in r]
             deltas = [v - b for v, b in zip(entry["values"], summary[stage_name][name]["bm25"][HEADLINE_MEASURE]["values"])]
             marker = ""
             if system != "bm25" and all(p is not None and p < 0.05 for p in p_values):
                 marker = "▲" if all(d > 0 for d in deltas) else "▼" if all(d < 0 for d in deltas) else ""
-            spread = f" ± {entry['std']:.3f}" if seeds > 1 and system != "bm25" else ""
+            spread = f" ± {entry['std']:.3f}" if len(entry["values"]) > 1 and system != "bm25" else ""
             cells.append(f"{entry['mean']:.3f}{spread}{marker}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if result.get("ablation"):
@@ -478,6 +529,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, help="cache directory (default: $LLARA_HOME/benchmarks/quality)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--finetune-seeds", type=int, metavar="N",
+                        help="finetune only the first N seeds (the others are adapted and evaluated alone)")
     parser.add_argument("--ablations", default="all", help=f"comma-separated arms ({', '.join(ABLATIONS)}), all or none")
     parser.add_argument("--no-curve", action="store_true", help="skip the learning curve")
     parser.add_argument("--quick", action="store_true", help="a tiny budget: checks the plumbing, not the science")
@@ -504,7 +557,9 @@ def main() -> None:
     arms = [dataclasses.replace(ABLATIONS[label](headline), label=label) for label in labels]
     started = time.perf_counter()
     evaluator = Evaluator(work, args.dtype, sample=QUICK_QUERIES if args.quick else 0)
-    seeds = [run_arm(headline, seed, evaluator) for seed in args.seeds]
+    finetune_seeds = len(args.seeds) if args.finetune_seeds is None else args.finetune_seeds
+    seeds = [run_arm(headline, seed, evaluator, with_finetuning=position < finetune_seeds)
+             for position, seed in enumerate(args.seeds)]
     curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
     ablation = [run_arm(arm, args.seeds[0], evaluator) for arm in arms]
     summary = summarise(seeds)

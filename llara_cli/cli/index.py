@@ -43,6 +43,9 @@ def index(
     partial: Annotated[
         bool, typer.Option("--partial", help="Index only some embedding shards of the corpus: one shard of a sharded index for `llara search`.")
     ] = False,
+    whiten: Annotated[
+        Optional[int], typer.Option("--whiten", min=1, metavar="DIM", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's (docs/results.md).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
@@ -56,9 +59,10 @@ def index(
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial,
+        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial, whiten=whiten,
     )
-    typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}) in {out}")
+    whitened = f", whitened to {whiten}" if whiten is not None else ""
+    typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
 
 
 def register(app: typer.Typer) -> None:

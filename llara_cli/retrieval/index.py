@@ -9,6 +9,9 @@ A *partial* index holds only some embedding shards of a corpus (``corpus_shards`
 its meta): one shard of an index that ``llara search`` searches shard by shard
 (:mod:`llara_cli.search.sharded`). The index kinds live in :mod:`llara_cli.retrieval.index_types`.
 
+A *whitened* index (``index_params.whiten``) holds the passages after the corpus's whitening transform
+(:mod:`llara_cli.retrieval.whitening`, file ``whitening``); queries pass the same transform before search.
+
 faiss and numpy are imported inside functions, so importing this module (the CLI does) stays cheap.
 """
 from __future__ import annotations
@@ -49,12 +52,21 @@ from llara_cli.retrieval.index_types import (  # re-exported: the index kinds an
     apply_search_params,
     index_params,
     iter_float32_chunks,
+    max_train_rows,
     new_faiss_index,
     parse_index_type,
     train_rows,
     training_sample,
 )
 from llara_cli.retrieval.shards import expand_shard_dirs
+from llara_cli.retrieval.whitening import (
+    WHITENING_PARAM,
+    apply_whitening,
+    check_whitening_dim,
+    fit_whitening,
+    load_whitening,
+    save_whitening,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,16 +133,23 @@ class IndexMeta:
 
 @dataclass
 class DenseIndex:
-    """A loaded index: the faiss object, doc ids in row order, and its meta (search params applied)."""
+    """A loaded index: the faiss object, doc ids in row order, its meta (search params applied) and, for a
+    whitened index, the transform queries pass before search."""
 
     faiss_index: Any
     doc_ids: list[str]
     meta: IndexMeta
     path: Path | None = None
+    whitening: Any = None
 
     @property
     def dim(self) -> int:
-        return int(self.faiss_index.d)
+        """The dimension of the query vectors it takes (the embeddings', also for a whitened index)."""
+        return int(self.whitening.d_in) if self.whitening is not None else int(self.faiss_index.d)
+
+    def prepare_queries(self, query_vectors: np.ndarray) -> np.ndarray:
+        """``(n, dim)`` float32 query vectors as the index stores passages: whitened where it is whitened."""
+        return apply_whitening(self.whitening, query_vectors) if self.whitening is not None else query_vectors
 
     @property
     def ntotal(self) -> int:
@@ -192,8 +211,10 @@ def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[Embed
     return shards, doc_ids
 
 
-def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta) -> None:
-    """Write ``index``, ``docid`` and ``meta.json`` into a temp dir beside ``out_dir``, then rename it into place."""
+def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta,
+                     whitening: Any = None) -> None:
+    """Write ``index``, ``docid``, ``meta.json`` (and ``whitening``) into a temp dir beside ``out_dir``, then
+    rename it into place."""
     import faiss
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +223,8 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
         faiss.write_index(faiss_index, str(temp_dir / INDEX_FILE))
         with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
             handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
+        if whitening is not None:
+            save_whitening(whitening, temp_dir)
         write_json(temp_dir / META_FILE, meta.to_dict())
         _move_into_place(temp_dir, out_dir)
     except OSError as error:
@@ -238,6 +261,7 @@ def build_index(
     nprobe: int | None = None,
     overwrite: bool = False,
     partial: bool = False,
+    whiten: int | None = None,
 ) -> IndexMeta:
     """Build an inner-product index from passage embedding shards, merged in ``shard_id`` order.
 
@@ -247,6 +271,8 @@ def build_index(
     the shards may be a subset of the corpus: the index records which (one shard of a sharded index). For the
     IVF kinds ``nlist`` defaults to ``4*sqrt(n)`` and is clamped (with a warning) to what the bounded training
     sample can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
+    ``whiten`` (a dimension) fits the corpus's whitening on a bounded sample of the passages and indexes the
+    whitened passages (not with ``partial``: each shard of a sharded index would get its own transform).
     Returns the meta written to ``out_dir/meta.json``.
     """
     index_type = parse_index_type(index_type)
@@ -258,19 +284,34 @@ def build_index(
         raise UsageError("the same embedding directory is given twice")
     _check_output(out_dir, directories, overwrite)
 
+    if whiten is not None and partial:
+        raise UsageError("--whiten cannot build one shard of a sharded index (--partial): each shard would get "
+                         "its own transform; whiten a whole-corpus index")
+
     shards, doc_ids = _load_shards(directories, partial)
     first_meta = shards[0].meta
     total, dim = len(doc_ids), first_meta.dim
+    whitening = None
+    if whiten is not None:
+        check_whitening_dim(whiten, dim, total)
+        vectors = [shard.vectors for shard in shards]
+        whitening = fit_whitening(training_sample(vectors, max_train_rows(total, dim)), whiten)
+    index_dim = whiten if whiten is not None else dim
 
-    params = index_params(index_type, total, dim, hnsw_m=hnsw_m, ef_construction=ef_construction,
+    def stored(rows: np.ndarray) -> np.ndarray:  # (n, dim) float32 -> (n, index_dim), as the index holds them
+        return apply_whitening(whitening, rows) if whitening is not None else rows
+
+    params = index_params(index_type, total, index_dim, hnsw_m=hnsw_m, ef_construction=ef_construction,
                           ef_search=ef_search, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
-    faiss_index = new_faiss_index(index_type, dim, params)
-    sample_rows = train_rows(index_type, total, dim, params)
+    faiss_index = new_faiss_index(index_type, index_dim, params)
+    sample_rows = train_rows(index_type, total, index_dim, params)
     if sample_rows:
-        faiss_index.train(training_sample([shard.vectors for shard in shards], sample_rows))
+        faiss_index.train(stored(training_sample([shard.vectors for shard in shards], sample_rows)))
     for shard in shards:
         for chunk in iter_float32_chunks(shard.vectors):
-            faiss_index.add(chunk)  # (chunk, dim) float32, read off the mmap
+            faiss_index.add(stored(chunk))  # (chunk, index_dim) float32, read off the mmap
+    if whiten is not None:
+        params = {**params, WHITENING_PARAM: whiten}
 
     covered = tuple(sorted(shard.meta.shard_id for shard in shards))
     meta = IndexMeta(
@@ -280,8 +321,9 @@ def build_index(
         corpus_shards=covered if partial else None,
         corpus_shard_num=first_meta.shard_num if partial else None,
     )
-    _write_index_dir(out_dir, faiss_index, doc_ids, meta)
-    logger.info("indexed %d vectors of dim %d (%s) into %s", total, dim, index_type.value, out_dir)
+    _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening)
+    logger.info("indexed %d vectors of dim %d (%s%s) into %s", total, dim, index_type.value,
+                f", whitened to {whiten}" if whiten is not None else "", out_dir)
     return meta
 
 
@@ -318,9 +360,13 @@ def load_index(directory: str | Path) -> DenseIndex:
         raise UsageError(
             f"{directory}: {DOCID_FILE} has {len(doc_ids)} ids but the index holds {faiss_index.ntotal} vectors"
         )
-    if faiss_index.d != meta.embedding.dim:
-        raise UsageError(f"{directory}: {META_FILE} says dim {meta.embedding.dim} but the index has dim {faiss_index.d}")
+    whiten = meta.params.get(WHITENING_PARAM)
+    stored_dim = whiten if whiten is not None else meta.embedding.dim
+    if not isinstance(stored_dim, int) or faiss_index.d != stored_dim:
+        said = f"whitened dim {whiten}" if whiten is not None else f"dim {meta.embedding.dim}"
+        raise UsageError(f"{directory}: {META_FILE} says {said} but the index has dim {faiss_index.d}")
+    whitening = load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else None
     if faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise UsageError(f"{directory}: index does not use inner product (faiss metric {faiss_index.metric_type})")
     apply_search_params(faiss_index, meta.index_type, meta.params)
-    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory)
+    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, whitening=whitening)

@@ -87,7 +87,7 @@ def search_rows(
     if k < 1 or batch_size < 1:
         raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
     params = _search_parameters(index, ef_search, nprobe)
-    configure_flat_search(index.dim)
+    configure_flat_search(int(index.faiss_index.d))
     k = min(k, index.ntotal)
     scores = np.empty((len(query_vectors), k), dtype=np.float32)  # (n_queries, k)
     rows = np.empty((len(query_vectors), k), dtype=np.int64)  # (n_queries, k)
@@ -95,6 +95,7 @@ def search_rows(
         return scores, rows
     for start in range(0, len(query_vectors), batch_size):
         batch = np.ascontiguousarray(query_vectors[start:start + batch_size], dtype=np.float32)  # (batch, dim)
+        batch = index.prepare_queries(batch)  # (batch, stored dim): whitened for a whitened index
         batch_scores, batch_rows = index.faiss_index.search(batch, k, params=params)  # (batch, k) each
         if index.index_type is IndexType.FLAT:
             batch_scores, batch_rows = _rescore_per_pair(index.faiss_index, batch, batch_rows)
