@@ -3,6 +3,7 @@ each over several seeds, on full SciFact, CACM and Cranfield, with a learning cu
 
     python benchmarks/quality.py                          # the headline setting x 3 seeds, curve, ablation
     python benchmarks/quality.py --seeds 1 --ablations none --no-curve   # one pass of the headline setting
+    python benchmarks/quality.py --seeds 1 2 3 --finetune-seeds 1   # spread of adaptation, one finetuning
     python benchmarks/quality.py --quick                  # a plumbing check on a tiny budget (minutes)
 
 What runs (every stage is cached in ``--work``; an interrupted run continues where it stopped):
