@@ -506,11 +506,15 @@ def plot(result: dict, out_png: Path) -> None:
             curve_axes.plot([p["step"] for p in result["curve"]], [p[name] for p in result["curve"]], "o-",
                             color=colour, label=name)
         curve_axes.axhline(GOAL_ADAPTED * bm25, color=colour, linestyle=":", linewidth=1)
+    if not result.get("curve"):
+        curve_axes.text(0.5, 0.5, "no learning curve in this run (--no-curve)", ha="center", va="center",
+                        transform=curve_axes.transAxes)
     curve_axes.set_xlabel("adaptation steps")
     curve_axes.set_ylabel("nDCG@10 (dotted: 0.5 x BM25)")
     curve_axes.set_title("adaptation alone, learning curve")
-    curve_axes.legend(fontsize=8)
-    systems = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense")]
+    if result.get("curve"):
+        curve_axes.legend(fontsize=8)
+    systems = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense"), ("adapted, whitened", "adapted", "whitened")]
     if "adapted+ft" in summary:
         systems += [("adapted+ft", "adapted+ft", "dense"), ("tuned fusion", "adapted+ft", "tuned")]
     width = 0.8 / len(systems)
