@@ -326,7 +326,8 @@ class Evaluator:
         if path.is_file():
             return json.loads(path.read_text())
         train = self.collections[TRAIN_COLLECTION]
-        candidates = [dim for dim in WHITENING_DIMS if dim <= self.embeddings(model, train, "test")[1].shape[1]]
+        embedding_dim = self.embeddings(model, train, "train")[1].shape[1]
+        candidates = [dim for dim in WHITENING_DIMS if dim <= embedding_dim]
         on_train = {dim: evaluate({"bm25": train.bm25["train"], "dense": self.dense_run(model, train, "train", whiten=dim)},
                                   train.qrels["train"])["dense"]["aggregates"][HEADLINE_MEASURE] for dim in candidates}
         chosen = max(candidates, key=lambda dim: on_train[dim])

@@ -291,10 +291,10 @@ def build_index(
     shards, doc_ids = _load_shards(directories, partial)
     first_meta = shards[0].meta
     total, dim = len(doc_ids), first_meta.dim
+    vectors = [shard.vectors for shard in shards]  # (rows, dim) each, memory maps
     whitening = None
     if whiten is not None:
         check_whitening_dim(whiten, dim, total)
-        vectors = [shard.vectors for shard in shards]
         whitening = fit_whitening(training_sample(vectors, max_train_rows(total, dim)), whiten)
     index_dim = whiten if whiten is not None else dim
 
@@ -306,9 +306,9 @@ def build_index(
     faiss_index = new_faiss_index(index_type, index_dim, params)
     sample_rows = train_rows(index_type, total, index_dim, params)
     if sample_rows:
-        faiss_index.train(stored(training_sample([shard.vectors for shard in shards], sample_rows)))
-    for shard in shards:
-        for chunk in iter_float32_chunks(shard.vectors):
+        faiss_index.train(stored(training_sample(vectors, sample_rows)))
+    for block in vectors:
+        for chunk in iter_float32_chunks(block):
             faiss_index.add(stored(chunk))  # (chunk, index_dim) float32, read off the mmap
     if whiten is not None:
         params = {**params, WHITENING_PARAM: whiten}
