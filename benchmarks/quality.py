@@ -4,6 +4,7 @@ each over several seeds, on full SciFact, CACM and Cranfield, with a learning cu
     python benchmarks/quality.py                          # the headline setting x 3 seeds, curve, ablation
     python benchmarks/quality.py --seeds 1 --ablations none --no-curve   # one pass of the headline setting
     python benchmarks/quality.py --seeds 1 2 3 --finetune-seeds 1   # spread of adaptation, one finetuning
+    python benchmarks/quality.py --seeds 2 3 --earlier-seeds OLD.json   # add seeds to an earlier report's
     python benchmarks/quality.py --quick                  # a plumbing check on a tiny budget (minutes)
 
 What runs (every stage is cached in ``--work``; an interrupted run continues where it stopped):
@@ -21,8 +22,11 @@ What runs (every stage is cached in ``--work``; an interrupted run continues whe
 4. The learning curve evaluates the headline adaptation's checkpoints; each ablation arm changes one lever
    of the headline setting and runs at the first seed.
 
-Results: ``benchmarks/results/quality{,_quick}.{json,md,png}``; the JSON holds per-seed numbers, means and
-sample standard deviations, stage times and the machine (``llara env``).
+Results: ``benchmarks/results/quality{,_quick}.{json,md,png}``; the JSON holds per-seed numbers (each with the
+date and CPU it was measured on), means and sample standard deviations, stage times and the machine
+(``llara env``). ``--earlier-seeds`` joins the seeds of an earlier report of the same headline setting (a
+session too short for three seeds measures them in turns); it refuses a report of another setting or one that
+holds a seed this run measures.
 """
 from __future__ import annotations
 
@@ -390,13 +394,49 @@ def measured(model: Path, evaluator: Evaluator, *, fusion: bool) -> dict:
     return result
 
 
+def measured_on() -> dict:
+    """When and on what kind of CPU a seed was measured (seeds of one report may come from several sessions)."""
+    from benchmarks._common import machine_description
+
+    machine = machine_description()
+    cpu = machine["cpu"]
+    return {"date": machine["date"], "cpu": cpu["model"], "native_bf16": cpu["native_bf16"],
+            "torch_capability": cpu["torch_capability"]}
+
+
 def run_arm(arm: Arm, seed: int, evaluator: Evaluator, *, with_finetuning: bool = True) -> dict:
     adapted = adapt(arm.adapt, seed, evaluator.work)
-    result = {"arm": arm.label, "seed": seed, "adapted": measured(adapted, evaluator, fusion=False)}
+    result = {"arm": arm.label, "seed": seed, "measured_on": measured_on(),
+              "adapted": measured(adapted, evaluator, fusion=False)}
     if arm.finetune is not None and with_finetuning:
         finetuned = finetune(arm.finetune, adapted, seed, evaluator)
         result["adapted+ft"] = measured(finetuned, evaluator, fusion=True)
     return result
+
+
+def earlier_seeds(report: Path, headline: Arm, seeds: list[int]) -> tuple[list[dict], dict]:
+    """The per-seed results and stage times of an earlier report of the same headline setting.
+
+    Each seed keeps the date and CPU it was measured on (read from the report's machine where the seed does not
+    carry its own). Raises ``SystemExit`` with one line for a file that is not such a report, a report of another
+    setting, or one holding a seed of ``seeds``.
+    """
+    try:
+        earlier = json.loads(report.read_text(encoding="utf-8"))
+        recorded, machine = earlier["seeds"], earlier["machine"]
+        setting = earlier["headline"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"{report}: not a quality.py report ({type(error).__name__}: {error})") from None
+    if setting != dataclasses.asdict(headline):
+        raise SystemExit(f"{report}: its headline setting differs from this run's; seeds of two settings do not "
+                         "form one spread")
+    clash = sorted({result["seed"] for result in recorded} & set(seeds))
+    if clash:
+        raise SystemExit(f"{report}: already holds seed(s) {', '.join(map(str, clash))}; leave them out of --seeds")
+    default = {"date": machine["date"], "cpu": machine["cpu"]["model"], "native_bf16": machine["cpu"]["native_bf16"],
+               "torch_capability": machine["cpu"]["torch_capability"]}
+    return ([{**result, "measured_on": result.get("measured_on", default)} for result in recorded],
+            earlier.get("stage_seconds", {}))
 
 
 def headline_value(result: dict, stage_name: str, collection: str, system: str = "dense") -> float:
@@ -453,8 +493,10 @@ def markdown(result: dict) -> str:
     summary = result["summary"]
     seeds = len(result["seeds"])
     finetuned = sum("adapted+ft" in r for r in result["seeds"])
+    provenance = "; ".join(f"seed {r['seed']}: {r['measured_on']['date']}, {r['measured_on']['cpu']}"
+                           f"{' (native bf16)' if r['measured_on']['native_bf16'] else ''}" for r in result["seeds"])
     lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s) ({finetuned} finetuned); ▲/▼: every seed significantly above/below BM25 "
-             "(paired t-test, p < 0.05).", "", "| run | " + " | ".join(COLLECTIONS) + " |",
+             "(paired t-test, p < 0.05).", "", f"Measured: {provenance}.", "", "| run | " + " | ".join(COLLECTIONS) + " |",
              "|---|" + "---:|" * len(COLLECTIONS)]
     rows = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense"),
             ("adapted, whitened index", "adapted", "whitened")]
@@ -542,6 +584,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tiny budget: checks the plumbing, not the science")
     parser.add_argument("--dtype", default="auto", help="inference dtype (auto: bf16 where native, else fp32)")
     parser.add_argument("--fresh", action="store_true", help="delete the cache directory first")
+    parser.add_argument("--earlier-seeds", type=Path, metavar="REPORT",
+                        help="a quality.json of the same headline setting whose seeds join this run's")
     args = parser.parse_args()
     unknown = set(args.ablations.split(",")) - {*ABLATIONS, "all", "none"}
     if unknown:
@@ -564,15 +608,18 @@ def main() -> None:
     started = time.perf_counter()
     evaluator = Evaluator(work, args.dtype, sample=QUICK_QUERIES if args.quick else 0)
     finetune_seeds = len(args.seeds) if args.finetune_seeds is None else args.finetune_seeds
+    earlier, earlier_times = earlier_seeds(args.earlier_seeds, headline, args.seeds) if args.earlier_seeds else ([], {})
     seeds = [run_arm(headline, seed, evaluator, with_finetuning=position < finetune_seeds)
              for position, seed in enumerate(args.seeds)]
+    seeds = sorted(earlier + seeds, key=lambda result: result["seed"])
     curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
     ablation = [run_arm(arm, args.seeds[0], evaluator) for arm in arms]
     summary = summarise(seeds)
     result = {"benchmark": "quality", "name": name, "model": MODEL,
               "headline": dataclasses.asdict(headline), "ablation_arms": [dataclasses.asdict(a) for a in arms],
               "seeds": seeds, "summary": summary, "goals": goals(summary), "curve": curve, "ablation": ablation,
-              "stage_seconds": json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {},
+              "stage_seconds": {**earlier_times, **(json.loads((work / "times.json").read_text())
+                                                    if (work / "times.json").is_file() else {})},
               "wall_s_this_invocation": round(time.perf_counter() - started, 1)}
     save_report(name, result, markdown(result), plot)
 

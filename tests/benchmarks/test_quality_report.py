@@ -1,0 +1,72 @@
+"""quality.py joins the seeds of an earlier report only when they measure the same setting."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from benchmarks.quality import HEADLINE, earlier_seeds, markdown, summarise
+
+MACHINE = {"date": "2026-12-02", "cpu": {"model": "Some CPU", "native_bf16": True, "torch_capability": "AVX512"}}
+
+
+def measures(value: float) -> dict:
+    return {"aggregates": {"nDCG@10": value, "R@100": value}, "p_vs_bm25": {"nDCG@10": 0.5, "R@100": 0.5}}
+
+
+def seed_result(seed: int, dense: float) -> dict:
+    stage = {name: {"bm25": measures(0.5), "dense": measures(dense), "whitened": measures(dense)}
+             for name in ("scifact", "cacm", "cranfield")}
+    return {"arm": "headline", "seed": seed, "adapted": stage}
+
+
+def write_report(path, seeds, headline=HEADLINE):  # noqa: ANN001
+    path.write_text(json.dumps({"headline": dataclasses.asdict(headline), "machine": MACHINE, "seeds": seeds,
+                                "stage_seconds": {"adapt-s1": 10.0}}))
+    return path
+
+
+def test_earlier_seeds_keep_the_date_and_cpu_they_were_measured_on(tmp_path):
+    report = write_report(tmp_path / "quality.json", [seed_result(1, 0.2)])
+    seeds, times = earlier_seeds(report, HEADLINE, [2, 3])
+    assert [result["seed"] for result in seeds] == [1]
+    assert seeds[0]["measured_on"] == {"date": "2026-12-02", "cpu": "Some CPU", "native_bf16": True,
+                                       "torch_capability": "AVX512"}
+    assert times == {"adapt-s1": 10.0}
+
+
+def test_joined_seeds_give_a_spread_and_name_their_provenance(tmp_path):
+    report = write_report(tmp_path / "quality.json", [seed_result(1, 0.2)])
+    earlier, _ = earlier_seeds(report, HEADLINE, [2])
+    later = {**seed_result(2, 0.4), "measured_on": {"date": "2026-12-03", "cpu": "Other CPU", "native_bf16": False,
+                                                   "torch_capability": "AVX2"}}
+    seeds = sorted(earlier + [later], key=lambda result: result["seed"])
+    summary = summarise(seeds)
+    dense = summary["adapted"]["scifact"]["dense"]["nDCG@10"]
+    assert dense["values"] == [0.2, 0.4]
+    assert dense["mean"] == pytest.approx(0.3)
+    assert dense["std"] == pytest.approx(0.1414, abs=1e-4)
+    table = markdown({"summary": summary, "seeds": seeds})
+    assert "seed 1: 2026-12-02, Some CPU (native bf16); seed 2: 2026-12-03, Other CPU." in table
+    assert "0.300 ± 0.141" in table
+
+
+def test_a_report_of_another_setting_is_refused(tmp_path):
+    other = dataclasses.replace(HEADLINE, adapt=dataclasses.replace(HEADLINE.adapt, steps=HEADLINE.adapt.steps + 1))
+    report = write_report(tmp_path / "quality.json", [seed_result(1, 0.2)], headline=other)
+    with pytest.raises(SystemExit, match="headline setting differs"):
+        earlier_seeds(report, HEADLINE, [2])
+
+
+def test_a_seed_measured_twice_is_refused(tmp_path):
+    report = write_report(tmp_path / "quality.json", [seed_result(1, 0.2), seed_result(2, 0.3)])
+    with pytest.raises(SystemExit, match=r"already holds seed\(s\) 2"):
+        earlier_seeds(report, HEADLINE, [2, 3])
+
+
+def test_a_file_that_is_not_a_report_is_refused_with_its_name(tmp_path):
+    broken = tmp_path / "notes.json"
+    broken.write_text("[1, 2")
+    with pytest.raises(SystemExit, match="notes.json: not a quality.py report"):
+        earlier_seeds(broken, HEADLINE, [2])
