@@ -1,4 +1,5 @@
-"""The scale benchmark and the GPU check run at tiny size here, so neither can rot before a big run."""
+"""The scale benchmark, the GPU check and the LoRA dropout timing run at tiny size here, so none can rot before a
+big run."""
 from __future__ import annotations
 
 import json
@@ -65,3 +66,15 @@ def test_gpu_check_dry_run_passes_on_cpu_and_writes_one_json(tmp_path):
     assert phases["equivalence"]["equal"] and phases["flex"]["equal"]
     assert phases["sdpa"]["kernels"]["MATH"]["ok"] and phases["sdpa"]["chosen"]
     assert phases["adapt_step"]["joint_step_s"] > 0 and phases["encode"]["llara_tokens_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_lora_dropout_benchmark_times_the_same_batch_with_and_without_dropout(tmp_path):
+    run_script("benchmarks/lora_dropout_cost.py", "--tiny", "--repetitions", "1", "--name", tmp_path / "dropout")
+    result = json.loads((tmp_path / "dropout.json").read_text())
+    assert result["lora_dropout"] > 0  # finetuning's default, timed against none
+    assert (result["query_tokens"], result["passage_tokens"]) == (32, 128)  # texts cut at the length limits
+    assert result["step_seconds_with_dropout"] > 0 and result["step_seconds_without"] > 0
+    assert result["speedup"] == pytest.approx(result["step_seconds_with_dropout"] / result["step_seconds_without"],
+                                              rel=0.01)
+    assert "machine" in result
