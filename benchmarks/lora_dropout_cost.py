@@ -30,7 +30,6 @@ from llara_cli.training.contrastive_objective import ContrastiveModel  # noqa: E
 from llara_cli.training.finetune_config import FinetuneConfig  # noqa: E402
 
 DEFAULTS = FinetuneConfig(out_dir=Path("unused"), train=Path("unused"))
-WORDS_PER_TOKEN = 1  # random words: roughly one token each, so texts are cut at the length limits
 
 
 def build(tiny: bool, dropout: float):  # noqa: ANN201 - (ContrastiveModel, tokenizer, prompt_format)
@@ -85,8 +84,9 @@ def main() -> None:
     precision = best_dtype()
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
     models = {dropout: build(arguments.tiny, dropout) for dropout in (DEFAULTS.lora_dropout, 0.0)}
-    groups = random_groups(arguments.batch_size, arguments.group_size, arguments.query_max_length * WORDS_PER_TOKEN,
-                           arguments.passage_max_length * WORDS_PER_TOKEN, seed=0)
+    # as many random words as tokens allowed: at least one token each, so every text is cut at its length limit
+    groups = random_groups(arguments.batch_size, arguments.group_size, arguments.query_max_length,
+                           arguments.passage_max_length, seed=0)
     batches = {}
     for dropout, (model, tokenizer, prompt_format) in models.items():
         model.group_size = arguments.group_size

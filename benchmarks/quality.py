@@ -394,11 +394,12 @@ def measured(model: Path, evaluator: Evaluator, *, fusion: bool) -> dict:
     return result
 
 
-def measured_on() -> dict:
-    """When and on what kind of CPU a seed was measured (seeds of one report may come from several sessions)."""
+def measured_on(machine: dict | None = None) -> dict:
+    """When and on what kind of CPU a seed was measured (seeds of one report may come from several sessions):
+    read from ``machine`` (a report's ``machine`` entry), or from this machine now."""
     from benchmarks._common import machine_description
 
-    machine = machine_description()
+    machine = machine or machine_description()
     cpu = machine["cpu"]
     return {"date": machine["date"], "cpu": cpu["model"], "native_bf16": cpu["native_bf16"],
             "torch_capability": cpu["torch_capability"]}
@@ -433,8 +434,7 @@ def earlier_seeds(report: Path, headline: Arm, seeds: list[int]) -> tuple[list[d
     clash = sorted({result["seed"] for result in recorded} & set(seeds))
     if clash:
         raise SystemExit(f"{report}: already holds seed(s) {', '.join(map(str, clash))}; leave them out of --seeds")
-    default = {"date": machine["date"], "cpu": machine["cpu"]["model"], "native_bf16": machine["cpu"]["native_bf16"],
-               "torch_capability": machine["cpu"]["torch_capability"]}
+    default = measured_on(machine)
     return ([{**result, "measured_on": result.get("measured_on", default)} for result in recorded],
             earlier.get("stage_seconds", {}))
 
