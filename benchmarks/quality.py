@@ -20,7 +20,7 @@ What runs (every stage is cached in ``--work``; an interrupted run continues whe
    whitened index (``llara index --whiten``: fitted on each corpus's passages), its dimension chosen on SciFact
    train queries.
 4. The learning curve evaluates the headline adaptation's checkpoints; each ablation arm changes one lever
-   of the headline setting and runs at the first seed.
+   of the headline setting and runs at the first seed (``--ablation-seeds N``: the first N).
 
 Results: ``benchmarks/results/quality{,_quick}.{json,md,png}``; the JSON holds per-seed numbers (each with the
 date and CPU it was measured on), means and sample standard deviations, stage times and the machine
@@ -59,6 +59,9 @@ UNION_CORPUS_SEED = 0  # the document order of the shuffled adaptation corpus (t
 TRAIN_PRECISION = "auto"  # bf16 autocast where the CPU has native bf16, else fp32 (core.precision)
 GOAL_ADAPTED = 0.5  # issue 17 (a): adaptation alone >= 0.5 x BM25 on every collection
 GOAL_FINETUNED = 0.9  # issue 17 (b): adapted + finetuned >= 0.9 x BM25 on SciFact
+# Setting fields added after reports were written, with the value those reports ran at: an earlier report
+# without the field measured that value (and cached models without it in their name were trained with it).
+SETTING_ADDED_FIELDS = {"adapt": {}, "finetune": {"lora_dropout": 0.1}}
 # `llara index --whiten DIM` candidates: the one best on SciFact *train* nDCG@10 is applied to every collection
 WHITENING_DIMS = (128, 192, 256, 384, 576)
 
@@ -88,10 +91,12 @@ class FinetuneSetting:
     learning_rate: float = 1e-4
     query_max_length: int = 32
     passage_max_length: int = 128
+    lora_dropout: float = 0.1  # `llara finetune`'s default; a third of a CPU step (benchmarks/lora_dropout_cost.py)
 
     def name(self, base: str) -> str:
+        dropout = "" if self.lora_dropout == SETTING_ADDED_FIELDS["finetune"]["lora_dropout"] else f"-d{self.lora_dropout:g}"
         return (f"{base}+ft-{self.negatives}-{self.steps}x{self.batch_size}x{self.group_size}"
-                f"-t{self.temperature:g}-lr{self.learning_rate:g}-p{self.passage_max_length}")
+                f"-t{self.temperature:g}-lr{self.learning_rate:g}-p{self.passage_max_length}{dropout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +123,11 @@ ABLATIONS = {
         arm, finetune=dataclasses.replace(arm.finetune, group_size=4)),
     "temperature-0.05": lambda arm: dataclasses.replace(
         arm, finetune=dataclasses.replace(arm.finetune, temperature=0.05)),
+    "lora-dropout-0": lambda arm: dataclasses.replace(
+        arm, finetune=dataclasses.replace(arm.finetune, lora_dropout=0.0)),
+    # dropout 0 makes a CPU step 1.67x faster: the same finetuning time buys this many more steps
+    "lora-dropout-0-250-steps": lambda arm: dataclasses.replace(
+        arm, finetune=dataclasses.replace(arm.finetune, lora_dropout=0.0, steps=250)),
 }
 
 
@@ -247,7 +257,7 @@ def finetune(setting: FinetuneSetting, adapted: Path, seed: int, evaluator: Eval
         precision=TRAIN_PRECISION, skip=NEGATIVE_SKIP, depth=NEGATIVE_DEPTH, num_negatives=NEGATIVES_PER_QUERY,
         query_max_length=setting.query_max_length, passage_max_length=setting.passage_max_length,
         group_size=setting.group_size, batch_size=setting.batch_size, temperature=setting.temperature,
-        learning_rate=setting.learning_rate, max_steps=setting.steps, save_steps=max(25, setting.steps // 3),
+        learning_rate=setting.learning_rate, lora_dropout=setting.lora_dropout, max_steps=setting.steps, save_steps=max(25, setting.steps // 3),
         logging_steps=10, seed=seed, resume=True), data=data)
     record_time(work, out.name, time.perf_counter() - started)
     return out
@@ -331,7 +341,9 @@ class Evaluator:
             return json.loads(path.read_text())
         train = self.collections[TRAIN_COLLECTION]
         embedding_dim = self.embeddings(model, train, "train")[1].shape[1]
-        candidates = [dim for dim in WHITENING_DIMS if dim <= embedding_dim]
+        # a whitening of dimension d needs more than d passages to estimate (the --quick corpora are small)
+        estimable = min(embedding_dim, min(len(c.doc_ids) for c in self.collections.values()) - 1)
+        candidates = [dim for dim in WHITENING_DIMS if dim <= estimable] or [estimable]
         on_train = {dim: evaluate({"bm25": train.bm25["train"], "dense": self.dense_run(model, train, "train", whiten=dim)},
                                   train.qrels["train"])["dense"]["aggregates"][HEADLINE_MEASURE] for dim in candidates}
         chosen = max(candidates, key=lambda dim: on_train[dim])
@@ -428,7 +440,7 @@ def earlier_seeds(report: Path, headline: Arm, seeds: list[int]) -> tuple[list[d
         setting = earlier["headline"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"{report}: not a quality.py report ({type(error).__name__}: {error})") from None
-    if setting != dataclasses.asdict(headline):
+    if with_added_fields(setting) != dataclasses.asdict(headline):
         raise SystemExit(f"{report}: its headline setting differs from this run's; seeds of two settings do not "
                          "form one spread")
     clash = sorted({result["seed"] for result in recorded} & set(seeds))
@@ -437,6 +449,17 @@ def earlier_seeds(report: Path, headline: Arm, seeds: list[int]) -> tuple[list[d
     default = measured_on(machine)
     return ([{**result, "measured_on": result.get("measured_on", default)} for result in recorded],
             earlier.get("stage_seconds", {}))
+
+
+def with_added_fields(setting: dict) -> dict:
+    """A report's setting with the fields added since it was written, at the value it ran at."""
+    if not isinstance(setting, dict):
+        return setting
+    completed = dict(setting)
+    for stage_name, added in SETTING_ADDED_FIELDS.items():
+        if isinstance(setting.get(stage_name), dict):
+            completed[stage_name] = {**added, **setting[stage_name]}
+    return completed
 
 
 def headline_value(result: dict, stage_name: str, collection: str, system: str = "dense") -> float:
@@ -519,13 +542,29 @@ def markdown(result: dict) -> str:
             cells.append(f"{entry['mean']:.3f}{spread}{marker}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if result.get("ablation"):
-        lines += ["", "Ablation (one lever changed, first seed; headline at the same seed for comparison):", "",
-                  "| arm | stage | " + " | ".join(COLLECTIONS) + " |", "|---|---|" + "---:|" * len(COLLECTIONS)]
-        for entry in [result["seeds"][0], *result["ablation"]]:
-            for stage_name in ("adapted", "adapted+ft"):
-                if stage_name in entry:
-                    values = " | ".join(f"{headline_value(entry, stage_name, name):.3f}" for name in COLLECTIONS)
-                    lines.append(f"| {entry['arm']} | {stage_name} | {values} |")
+        ablation_seeds = sorted({entry["seed"] for entry in result["ablation"]})
+        headline_at = {r["seed"]: r for r in result["seeds"]}
+        times = result.get("stage_seconds", {})
+        lines += ["", f"Ablation (one lever changed; seed(s) {', '.join(map(str, ablation_seeds))}; in brackets the "
+                  "difference from the headline at the same seed; finetuning time in seconds):", "",
+                  "| arm | seed | stage | " + " | ".join(COLLECTIONS) + " | finetune s |",
+                  "|---|---:|---|" + "---:|" * (len(COLLECTIONS) + 1)]
+        for seed in ablation_seeds:
+            for entry in [headline_at[seed], *(e for e in result["ablation"] if e["seed"] == seed)]:
+                for stage_name in ("adapted", "adapted+ft"):
+                    if stage_name not in entry or (entry is not headline_at[seed] and stage_name == "adapted"
+                                                   and entry["adapted"]["model"] == headline_at[seed]["adapted"]["model"]):
+                        continue  # a finetuning arm reuses the headline adaptation: its adapted row repeats it
+                    cells = []
+                    for name in COLLECTIONS:
+                        value = headline_value(entry, stage_name, name)
+                        if entry is headline_at[seed] or stage_name not in headline_at[seed]:
+                            cells.append(f"{value:.3f}")
+                        else:
+                            cells.append(f"{value:.3f} ({value - headline_value(headline_at[seed], stage_name, name):+.3f})")
+                    seconds = times.get(entry[stage_name]["model"]) if stage_name == "adapted+ft" else None
+                    lines.append(f"| {entry['arm']} | {seed} | {stage_name} | " + " | ".join(cells)
+                                 + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
     if result.get("curve"):
         lines += ["", "Learning curve (headline adaptation, first seed):", "",
                   "| step | " + " | ".join(COLLECTIONS) + " |", "|---:|" + "---:|" * len(COLLECTIONS)]
@@ -580,6 +619,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-seeds", type=int, metavar="N",
                         help="finetune only the first N seeds (the others are adapted and evaluated alone)")
     parser.add_argument("--ablations", default="all", help=f"comma-separated arms ({', '.join(ABLATIONS)}), all or none")
+    parser.add_argument("--ablation-seeds", type=int, default=1, metavar="N",
+                        help="run each ablation arm at the first N seeds (default 1)")
     parser.add_argument("--no-curve", action="store_true", help="skip the learning curve")
     parser.add_argument("--quick", action="store_true", help="a tiny budget: checks the plumbing, not the science")
     parser.add_argument("--dtype", default="auto", help="inference dtype (auto: bf16 where native, else fp32)")
@@ -613,7 +654,7 @@ def main() -> None:
              for position, seed in enumerate(args.seeds)]
     seeds = sorted(earlier + seeds, key=lambda result: result["seed"])
     curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
-    ablation = [run_arm(arm, args.seeds[0], evaluator) for arm in arms]
+    ablation = [run_arm(arm, seed, evaluator) for arm in arms for seed in args.seeds[:args.ablation_seeds]]
     summary = summarise(seeds)
     result = {"benchmark": "quality", "name": name, "model": MODEL,
               "headline": dataclasses.asdict(headline), "ablation_arms": [dataclasses.asdict(a) for a in arms],

@@ -70,3 +70,33 @@ def test_a_file_that_is_not_a_report_is_refused_with_its_name(tmp_path):
     broken.write_text("[1, 2")
     with pytest.raises(SystemExit, match="notes.json: not a quality.py report"):
         earlier_seeds(broken, HEADLINE, [2])
+
+
+def test_a_report_written_before_lora_dropout_was_a_lever_joins_as_the_dropout_it_ran_at(tmp_path):
+    older = dataclasses.asdict(HEADLINE)
+    del older["finetune"]["lora_dropout"]
+    report = tmp_path / "quality.json"
+    report.write_text(json.dumps({"headline": older, "machine": MACHINE, "seeds": [seed_result(1, 0.2)]}))
+    seeds, _ = earlier_seeds(report, HEADLINE, [2])
+    assert [result["seed"] for result in seeds] == [1]
+    no_dropout = dataclasses.replace(HEADLINE, finetune=dataclasses.replace(HEADLINE.finetune, lora_dropout=0.0))
+    with pytest.raises(SystemExit, match="headline setting differs"):
+        earlier_seeds(report, no_dropout, [2])
+
+
+def test_the_ablation_table_compares_each_arm_with_the_headline_at_its_own_seed():
+    headline = [seed_result(1, 0.2), seed_result(2, 0.4)]
+    for result in headline:
+        result["adapted"]["model"] = f"adapt-s{result['seed']}"
+        result["measured_on"] = {"date": "2026-12-03", "cpu": "Some CPU", "native_bf16": True}
+    arms = [{**seed_result(seed, dense), "arm": "paper-family"} for seed, dense in ((1, 0.25), (2, 0.3))]
+    for arm in arms:
+        arm["adapted"]["model"] = f"paper-s{arm['seed']}"
+    table = markdown({"summary": summarise(headline), "seeds": headline, "ablation": arms})
+    assert "| paper-family | 1 | adapted | 0.250 (+0.050) | 0.250 (+0.050) | 0.250 (+0.050) |  |" in table
+    assert "| paper-family | 2 | adapted | 0.300 (-0.100) | 0.300 (-0.100) | 0.300 (-0.100) |  |" in table
+
+
+def test_cached_models_of_the_default_lora_dropout_keep_their_names():
+    assert not HEADLINE.finetune.name("adapt").endswith("-d0.1")
+    assert dataclasses.replace(HEADLINE.finetune, lora_dropout=0.0).name("adapt").endswith("-d0")
