@@ -59,9 +59,11 @@ UNION_CORPUS_SEED = 0  # the document order of the shuffled adaptation corpus (t
 TRAIN_PRECISION = "auto"  # bf16 autocast where the CPU has native bf16, else fp32 (core.precision)
 GOAL_ADAPTED = 0.5  # issue 17 (a): adaptation alone >= 0.5 x BM25 on every collection
 GOAL_FINETUNED = 0.9  # issue 17 (b): adapted + finetuned >= 0.9 x BM25 on SciFact
-# Setting fields added after reports were written, with the value those reports ran at: an earlier report
-# without the field measured that value (and cached models without it in their name were trained with it).
-SETTING_ADDED_FIELDS = {"adapt": {}, "finetune": {"lora_dropout": 0.1}}
+# `llara finetune`'s LoRA dropout when it became a lever here: reports without the field and cached models
+# without it in their name ran at it
+LORA_DROPOUT_BEFORE_THE_LEVER = 0.1
+# Setting fields added after reports were written, with the value those reports ran at
+SETTING_ADDED_FIELDS = {"adapt": {}, "finetune": {"lora_dropout": LORA_DROPOUT_BEFORE_THE_LEVER}}
 # `llara index --whiten DIM` candidates: the one best on SciFact *train* nDCG@10 is applied to every collection
 WHITENING_DIMS = (128, 192, 256, 384, 576)
 
@@ -91,10 +93,10 @@ class FinetuneSetting:
     learning_rate: float = 1e-4
     query_max_length: int = 32
     passage_max_length: int = 128
-    lora_dropout: float = 0.1  # `llara finetune`'s default; a third of a CPU step (benchmarks/lora_dropout_cost.py)
+    lora_dropout: float = LORA_DROPOUT_BEFORE_THE_LEVER  # a third of a CPU step (benchmarks/lora_dropout_cost.py)
 
     def name(self, base: str) -> str:
-        dropout = "" if self.lora_dropout == SETTING_ADDED_FIELDS["finetune"]["lora_dropout"] else f"-d{self.lora_dropout:g}"
+        dropout = "" if self.lora_dropout == LORA_DROPOUT_BEFORE_THE_LEVER else f"-d{self.lora_dropout:g}"
         return (f"{base}+ft-{self.negatives}-{self.steps}x{self.batch_size}x{self.group_size}"
                 f"-t{self.temperature:g}-lr{self.learning_rate:g}-p{self.passage_max_length}{dropout}")
 
@@ -257,8 +259,8 @@ def finetune(setting: FinetuneSetting, adapted: Path, seed: int, evaluator: Eval
         precision=TRAIN_PRECISION, skip=NEGATIVE_SKIP, depth=NEGATIVE_DEPTH, num_negatives=NEGATIVES_PER_QUERY,
         query_max_length=setting.query_max_length, passage_max_length=setting.passage_max_length,
         group_size=setting.group_size, batch_size=setting.batch_size, temperature=setting.temperature,
-        learning_rate=setting.learning_rate, lora_dropout=setting.lora_dropout, max_steps=setting.steps, save_steps=max(25, setting.steps // 3),
-        logging_steps=10, seed=seed, resume=True), data=data)
+        learning_rate=setting.learning_rate, lora_dropout=setting.lora_dropout, max_steps=setting.steps,
+        save_steps=max(25, setting.steps // 3), logging_steps=10, seed=seed, resume=True), data=data)
     record_time(work, out.name, time.perf_counter() - started)
     return out
 
@@ -542,35 +544,45 @@ def markdown(result: dict) -> str:
             cells.append(f"{entry['mean']:.3f}{spread}{marker}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if result.get("ablation"):
-        ablation_seeds = sorted({entry["seed"] for entry in result["ablation"]})
-        headline_at = {r["seed"]: r for r in result["seeds"]}
-        times = result.get("stage_seconds", {})
-        lines += ["", f"Ablation (one lever changed; seed(s) {', '.join(map(str, ablation_seeds))}; in brackets the "
-                  "difference from the headline at the same seed; finetuning time in seconds):", "",
-                  "| arm | seed | stage | " + " | ".join(COLLECTIONS) + " | finetune s |",
-                  "|---|---:|---|" + "---:|" * (len(COLLECTIONS) + 1)]
-        for seed in ablation_seeds:
-            for entry in [headline_at[seed], *(e for e in result["ablation"] if e["seed"] == seed)]:
-                for stage_name in ("adapted", "adapted+ft"):
-                    if stage_name not in entry or (entry is not headline_at[seed] and stage_name == "adapted"
-                                                   and entry["adapted"]["model"] == headline_at[seed]["adapted"]["model"]):
-                        continue  # a finetuning arm reuses the headline adaptation: its adapted row repeats it
-                    cells = []
-                    for name in COLLECTIONS:
-                        value = headline_value(entry, stage_name, name)
-                        if entry is headline_at[seed] or stage_name not in headline_at[seed]:
-                            cells.append(f"{value:.3f}")
-                        else:
-                            cells.append(f"{value:.3f} ({value - headline_value(headline_at[seed], stage_name, name):+.3f})")
-                    seconds = times.get(entry[stage_name]["model"]) if stage_name == "adapted+ft" else None
-                    lines.append(f"| {entry['arm']} | {seed} | {stage_name} | " + " | ".join(cells)
-                                 + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
+        lines += ablation_lines(result)
     if result.get("curve"):
         lines += ["", "Learning curve (headline adaptation, first seed):", "",
                   "| step | " + " | ".join(COLLECTIONS) + " |", "|---:|" + "---:|" * len(COLLECTIONS)]
         lines += [f"| {p['step']} | " + " | ".join(f"{p[name]:.3f}" for name in COLLECTIONS) + " |"
                   for p in result["curve"]]
     return "\n".join(lines) + "\n"
+
+
+def ablation_lines(result: dict) -> list[str]:
+    """The ablation table: per seed, the headline's rows, then each arm's with its difference from them. An arm
+    that reuses the headline adaptation shows only its finetuning row."""
+    ablation_seeds = sorted({entry["seed"] for entry in result["ablation"]})
+    headline_at = {entry["seed"]: entry for entry in result["seeds"]}
+    times = result.get("stage_seconds", {})
+
+    def row(entry: dict, stage_name: str, reference: dict | None) -> str:
+        cells = []
+        for name in COLLECTIONS:
+            value = headline_value(entry, stage_name, name)
+            difference = "" if reference is None else f" ({value - headline_value(reference, stage_name, name):+.3f})"
+            cells.append(f"{value:.3f}{difference}")
+        seconds = times.get(entry[stage_name]["model"]) if stage_name == "adapted+ft" else None
+        return (f"| {entry['arm']} | {entry['seed']} | {stage_name} | " + " | ".join(cells)
+                + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
+
+    lines = ["", f"Ablation (one lever changed; seed(s) {', '.join(map(str, ablation_seeds))}; in brackets the "
+             "difference from the headline at the same seed; finetuning time in seconds):", "",
+             "| arm | seed | stage | " + " | ".join(COLLECTIONS) + " | finetune s |",
+             "|---|---:|---|" + "---:|" * (len(COLLECTIONS) + 1)]
+    for seed in ablation_seeds:
+        headline = headline_at[seed]
+        lines += [row(headline, stage_name, None) for stage_name in ("adapted", "adapted+ft") if stage_name in headline]
+        for entry in (e for e in result["ablation"] if e["seed"] == seed):
+            if entry["adapted"]["model"] != headline["adapted"]["model"]:
+                lines.append(row(entry, "adapted", headline))
+            if "adapted+ft" in entry:
+                lines.append(row(entry, "adapted+ft", headline if "adapted+ft" in headline else None))
+    return lines
 
 
 def plot(result: dict, out_png: Path) -> None:
