@@ -5,6 +5,8 @@ each over several seeds, on full SciFact, CACM and Cranfield, with a learning cu
     python benchmarks/quality.py --seeds 1 --ablations none --no-curve   # one pass of the headline setting
     python benchmarks/quality.py --seeds 1 2 3 --finetune-seeds 1   # spread of adaptation, one finetuning
     python benchmarks/quality.py --seeds 2 3 --earlier-seeds OLD.json   # add seeds to an earlier report's
+    python benchmarks/quality.py --no-headline --earlier-seeds OLD.json --seeds 1 --ablations full-finetuning
+                                                          # one more arm against an earlier report's headline
     python benchmarks/quality.py --quick                  # a plumbing check on a tiny budget (minutes)
 
 What runs (every stage is cached in ``--work``; an interrupted run continues where it stopped):
@@ -26,7 +28,8 @@ Results: ``benchmarks/results/quality{,_quick}.{json,md,png}``; the JSON holds p
 date and CPU it was measured on), means and sample standard deviations, stage times and the machine
 (``llara env``). ``--earlier-seeds`` joins the seeds of an earlier report of the same headline setting (a
 session too short for three seeds measures them in turns); it refuses a report of another setting or one that
-holds a seed this run measures.
+holds a seed this run measures. The report written then keeps the earlier report's ablation arms beside this
+run's; with ``--no-headline`` only the arms run, at ``--seeds``, against that report's headline seeds.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ GOAL_FINETUNED = 0.9  # issue 17 (b): adapted + finetuned >= 0.9 x BM25 on SciFa
 # without it in their name ran at it
 LORA_DROPOUT_BEFORE_THE_LEVER = 0.1
 # Setting fields added after reports were written, with the value those reports ran at
-SETTING_ADDED_FIELDS = {"adapt": {}, "finetune": {"lora_dropout": LORA_DROPOUT_BEFORE_THE_LEVER}}
+SETTING_ADDED_FIELDS = {"adapt": {}, "finetune": {"lora_dropout": LORA_DROPOUT_BEFORE_THE_LEVER, "lora": True}}
 # `llara index --whiten DIM` candidates: the one best on SciFact *train* nDCG@10 is applied to every collection
 WHITENING_DIMS = (128, 192, 256, 384, 576)
 
@@ -94,11 +97,17 @@ class FinetuneSetting:
     query_max_length: int = 32
     passage_max_length: int = 128
     lora_dropout: float = LORA_DROPOUT_BEFORE_THE_LEVER  # a third of a CPU step (benchmarks/lora_dropout_cost.py)
+    lora: bool = True  # False: every weight is trained (``llara finetune --full``)
 
     def name(self, base: str) -> str:
-        dropout = "" if self.lora_dropout == LORA_DROPOUT_BEFORE_THE_LEVER else f"-d{self.lora_dropout:g}"
+        if not self.lora:
+            adapters = "-full"
+        elif self.lora_dropout != LORA_DROPOUT_BEFORE_THE_LEVER:
+            adapters = f"-d{self.lora_dropout:g}"
+        else:
+            adapters = ""
         return (f"{base}+ft-{self.negatives}-{self.steps}x{self.batch_size}x{self.group_size}"
-                f"-t{self.temperature:g}-lr{self.learning_rate:g}-p{self.passage_max_length}{dropout}")
+                f"-t{self.temperature:g}-lr{self.learning_rate:g}-p{self.passage_max_length}{adapters}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +139,17 @@ ABLATIONS = {
     # dropout 0 makes a CPU step 1.67x faster: the same finetuning time buys this many more steps
     "lora-dropout-0-250-steps": lambda arm: dataclasses.replace(
         arm, finetune=dataclasses.replace(arm.finetune, lora_dropout=0.0, steps=250)),
+    # every weight trained, at `llara finetune --full`'s learning rate (LoRA's optimum is about ten times the
+    # full finetuning optimum: the headline's 1e-4 and this 1e-5)
+    "full-finetuning": lambda arm: dataclasses.replace(
+        arm, finetune=dataclasses.replace(arm.finetune, lora=False, learning_rate=full_learning_rate())),
 }
+
+
+def full_learning_rate() -> float:
+    from llara_cli.training.finetune_config import FULL_LEARNING_RATE
+
+    return FULL_LEARNING_RATE
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -259,7 +278,8 @@ def finetune(setting: FinetuneSetting, adapted: Path, seed: int, evaluator: Eval
         precision=TRAIN_PRECISION, skip=NEGATIVE_SKIP, depth=NEGATIVE_DEPTH, num_negatives=NEGATIVES_PER_QUERY,
         query_max_length=setting.query_max_length, passage_max_length=setting.passage_max_length,
         group_size=setting.group_size, batch_size=setting.batch_size, temperature=setting.temperature,
-        learning_rate=setting.learning_rate, lora_dropout=setting.lora_dropout, max_steps=setting.steps,
+        learning_rate=setting.learning_rate, lora=setting.lora, lora_dropout=setting.lora_dropout,
+        max_steps=setting.steps,
         save_steps=max(25, setting.steps // 3), logging_steps=10, seed=seed, resume=True), data=data)
     record_time(work, out.name, time.perf_counter() - started)
     return out
@@ -453,6 +473,27 @@ def earlier_seeds(report: Path, headline: Arm, seeds: list[int]) -> tuple[list[d
             earlier.get("stage_seconds", {}))
 
 
+def joined_ablation(report: Path | None, ablation: list[dict], arms: list[dict]) -> tuple[list[dict], list[dict]]:
+    """This run's arm results and settings after those of an earlier report (read by :func:`earlier_seeds`
+    first) that this run did not measure again: the report an invocation writes keeps the arms of the one it
+    joins."""
+    if report is None:
+        return ablation, arms
+    earlier = json.loads(report.read_text(encoding="utf-8"))
+    measured_now = {(entry["arm"], entry["seed"]) for entry in ablation}
+    labels_now = {arm["label"] for arm in arms}
+    return ([entry for entry in earlier.get("ablation", []) if (entry["arm"], entry["seed"]) not in measured_now]
+            + ablation,
+            [arm for arm in earlier.get("ablation_arms", []) if arm["label"] not in labels_now] + arms)
+
+
+def check_headline_seeds(report: Path, earlier: list[dict], arm_seeds: list[int]) -> None:
+    """Raises ``SystemExit`` with one line where ``report`` lacks a headline seed the arms run at."""
+    missing = sorted(set(arm_seeds) - {result["seed"] for result in earlier})
+    if missing:
+        raise SystemExit(f"{report}: holds no headline seed {', '.join(map(str, missing))} to compare the arms with")
+
+
 def with_added_fields(setting: dict) -> dict:
     """A report's setting with the fields added since it was written, at the value it ran at."""
     if not isinstance(setting, dict):
@@ -518,10 +559,9 @@ def markdown(result: dict) -> str:
     summary = result["summary"]
     seeds = len(result["seeds"])
     finetuned = sum("adapted+ft" in r for r in result["seeds"])
-    provenance = "; ".join(f"seed {r['seed']}: {r['measured_on']['date']}, {r['measured_on']['cpu']}"
-                           f"{' (native bf16)' if r['measured_on']['native_bf16'] else ''}" for r in result["seeds"])
+    provenances = "; ".join(f"seed {r['seed']}: {provenance(r['measured_on'])}" for r in result["seeds"])
     lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s) ({finetuned} finetuned); ▲/▼: every seed significantly above/below BM25 "
-             "(paired t-test, p < 0.05).", "", f"Measured: {provenance}.", "", "| run | " + " | ".join(COLLECTIONS) + " |",
+             "(paired t-test, p < 0.05).", "", f"Measured: {provenances}.", "", "| run | " + " | ".join(COLLECTIONS) + " |",
              "|---|" + "---:|" * len(COLLECTIONS)]
     rows = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense"),
             ("adapted, whitened index", "adapted", "whitened")]
@@ -555,7 +595,8 @@ def markdown(result: dict) -> str:
 
 def ablation_lines(result: dict) -> list[str]:
     """The ablation table: per seed, the headline's rows, then each arm's with its difference from them. An arm
-    that reuses the headline adaptation shows only its finetuning row."""
+    that reuses the headline adaptation shows only its finetuning row, unless it was measured elsewhere (another
+    day or CPU than its headline seed: the adaptation was run again there), which a note below the table names."""
     ablation_seeds = sorted({entry["seed"] for entry in result["ablation"]})
     headline_at = {entry["seed"]: entry for entry in result["seeds"]}
     times = result.get("stage_seconds", {})
@@ -574,15 +615,27 @@ def ablation_lines(result: dict) -> list[str]:
              "difference from the headline at the same seed; finetuning time in seconds):", "",
              "| arm | seed | stage | " + " | ".join(COLLECTIONS) + " | finetune s |",
              "|---|---:|---|" + "---:|" * (len(COLLECTIONS) + 1)]
+    elsewhere = []
     for seed in ablation_seeds:
         headline = headline_at[seed]
         lines += [row(headline, stage_name, None) for stage_name in ("adapted", "adapted+ft") if stage_name in headline]
         for entry in (e for e in result["ablation"] if e["seed"] == seed):
-            if entry["adapted"]["model"] != headline["adapted"]["model"]:
+            measured_elsewhere = "measured_on" in entry and entry["measured_on"] != headline.get("measured_on")
+            if measured_elsewhere:
+                elsewhere.append(entry)
+            if measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]:
                 lines.append(row(entry, "adapted", headline))
             if "adapted+ft" in entry:
                 lines.append(row(entry, "adapted+ft", headline if "adapted+ft" in headline else None))
+    if elsewhere:
+        lines += ["", "Measured elsewhere than their headline seed: " + "; ".join(
+            f"{entry['arm']} at seed {entry['seed']}: {provenance(entry['measured_on'])}" for entry in elsewhere) + "."]
     return lines
+
+
+def provenance(measured_on: dict) -> str:
+    """``2026-12-03, <CPU> (native bf16)``: when and on what a seed or an arm was measured."""
+    return f"{measured_on['date']}, {measured_on['cpu']}{' (native bf16)' if measured_on['native_bf16'] else ''}"
 
 
 def plot(result: dict, out_png: Path) -> None:
@@ -639,7 +692,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="delete the cache directory first")
     parser.add_argument("--earlier-seeds", type=Path, metavar="REPORT",
                         help="a quality.json of the same headline setting whose seeds join this run's")
+    parser.add_argument("--no-headline", action="store_true",
+                        help="run only the ablation arms, at --seeds, against the headline seeds of --earlier-seeds")
     args = parser.parse_args()
+    if args.no_headline and args.earlier_seeds is None:
+        parser.error("--no-headline compares the arms with an earlier report's headline: give --earlier-seeds")
     unknown = set(args.ablations.split(",")) - {*ABLATIONS, "all", "none"}
     if unknown:
         parser.error(f"unknown ablation arm(s): {', '.join(sorted(unknown))}")
@@ -661,15 +718,21 @@ def main() -> None:
     started = time.perf_counter()
     evaluator = Evaluator(work, args.dtype, sample=QUICK_QUERIES if args.quick else 0)
     finetune_seeds = len(args.seeds) if args.finetune_seeds is None else args.finetune_seeds
-    earlier, earlier_times = earlier_seeds(args.earlier_seeds, headline, args.seeds) if args.earlier_seeds else ([], {})
+    headline_seeds = [] if args.no_headline else args.seeds
+    earlier, earlier_times = (earlier_seeds(args.earlier_seeds, headline, headline_seeds) if args.earlier_seeds
+                              else ([], {}))
+    if args.no_headline:
+        check_headline_seeds(args.earlier_seeds, earlier, args.seeds[:args.ablation_seeds])
     seeds = [run_arm(headline, seed, evaluator, with_finetuning=position < finetune_seeds)
-             for position, seed in enumerate(args.seeds)]
+             for position, seed in enumerate(headline_seeds)]
     seeds = sorted(earlier + seeds, key=lambda result: result["seed"])
     curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
-    ablation = [run_arm(arm, seed, evaluator) for arm in arms for seed in args.seeds[:args.ablation_seeds]]
+    ablation, arm_settings = joined_ablation(
+        args.earlier_seeds, [run_arm(arm, seed, evaluator) for arm in arms for seed in args.seeds[:args.ablation_seeds]],
+        [dataclasses.asdict(arm) for arm in arms])
     summary = summarise(seeds)
     result = {"benchmark": "quality", "name": name, "model": MODEL,
-              "headline": dataclasses.asdict(headline), "ablation_arms": [dataclasses.asdict(a) for a in arms],
+              "headline": dataclasses.asdict(headline), "ablation_arms": arm_settings,
               "seeds": seeds, "summary": summary, "goals": goals(summary), "curve": curve, "ablation": ablation,
               "stage_seconds": {**earlier_times, **(json.loads((work / "times.json").read_text())
                                                     if (work / "times.json").is_file() else {})},

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from benchmarks.quality import HEADLINE, earlier_seeds, markdown, summarise
+from benchmarks.quality import (
+    HEADLINE, check_headline_seeds, earlier_seeds, joined_ablation, markdown, summarise,
+)
 
 MACHINE = {"date": "2026-12-02", "cpu": {"model": "Some CPU", "native_bf16": True, "torch_capability": "AVX512"}}
 
@@ -100,3 +102,50 @@ def test_the_ablation_table_compares_each_arm_with_the_headline_at_its_own_seed(
 def test_cached_models_of_the_default_lora_dropout_keep_their_names():
     assert not HEADLINE.finetune.name("adapt").endswith("-d0.1")
     assert dataclasses.replace(HEADLINE.finetune, lora_dropout=0.0).name("adapt").endswith("-d0")
+
+
+def test_full_finetuning_models_are_named_apart_from_lora_ones():
+    full = dataclasses.replace(HEADLINE.finetune, lora=False, learning_rate=1e-5)
+    assert full.name("adapt").endswith("-lr1e-05-p128-full")
+    assert not HEADLINE.finetune.name("adapt").endswith("-full")
+
+
+def test_a_report_written_before_full_finetuning_was_a_lever_joins_as_lora(tmp_path):
+    older = dataclasses.asdict(HEADLINE)
+    del older["finetune"]["lora"]
+    report = tmp_path / "quality.json"
+    report.write_text(json.dumps({"headline": older, "machine": MACHINE, "seeds": [seed_result(1, 0.2)]}))
+    seeds, _ = earlier_seeds(report, HEADLINE, [2])
+    assert [result["seed"] for result in seeds] == [1]
+
+
+def test_an_arm_measured_on_another_machine_shows_its_own_adaptation_and_where():
+    headline = [seed_result(1, 0.2)]
+    headline[0]["adapted"]["model"] = "adapt-s1"
+    headline[0]["measured_on"] = {"date": "2026-12-02", "cpu": "Some CPU", "native_bf16": True}
+    arm = {**seed_result(1, 0.25), "arm": "full-finetuning",
+           "measured_on": {"date": "2026-12-03", "cpu": "Other CPU", "native_bf16": False}}
+    arm["adapted"]["model"] = "adapt-s1"
+    table = markdown({"summary": summarise(headline), "seeds": headline, "ablation": [arm]})
+    assert "| full-finetuning | 1 | adapted | 0.250 (+0.050) | 0.250 (+0.050) | 0.250 (+0.050) |  |" in table
+    assert "Measured elsewhere than their headline seed: full-finetuning at seed 1: 2026-12-03, Other CPU." in table
+
+
+def test_arms_without_a_headline_seed_to_compare_with_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"quality.json: holds no headline seed 4 to compare"):
+        check_headline_seeds(tmp_path / "quality.json", [seed_result(1, 0.2)], [1, 4])
+    check_headline_seeds(tmp_path / "quality.json", [seed_result(1, 0.2)], [1])
+
+
+def test_the_written_report_keeps_the_arms_of_the_report_it_joins(tmp_path):
+    report = tmp_path / "quality.json"
+    earlier_arms = [{**seed_result(seed, 0.3), "arm": "lora-dropout-0"} for seed in (2, 3)]
+    report.write_text(json.dumps({"ablation": earlier_arms, "ablation_arms": [{"label": "lora-dropout-0"}]}))
+    again = {**seed_result(3, 0.35), "arm": "lora-dropout-0"}
+    new = {**seed_result(1, 0.4), "arm": "full-finetuning"}
+    ablation, arms = joined_ablation(report, [again, new], [{"label": "lora-dropout-0"}, {"label": "full-finetuning"}])
+    assert [(entry["arm"], entry["seed"]) for entry in ablation] == [
+        ("lora-dropout-0", 2), ("lora-dropout-0", 3), ("full-finetuning", 1)]
+    assert ablation[1] is again
+    assert [arm["label"] for arm in arms] == ["lora-dropout-0", "full-finetuning"]
+    assert joined_ablation(None, [new], []) == ([new], [])
