@@ -56,3 +56,9 @@ def test_quickstart_dtype_override_reaches_every_model_command(tmp_path):
 def test_no_hard_coded_bf16_in_cpu_entry_points(path):
     text = (REPO_ROOT / path).read_text()
     assert "--bf16" not in text and "--dtype bf16" not in text and "--precision bf16" not in text
+
+
+def test_quickstart_fuses_with_the_label_free_default_not_rrf(tmp_path):
+    fuse = [call for call in run_with_recording_llara(tmp_path) if "--fuse" in call]
+    assert len(fuse) == 1
+    assert "--method" not in fuse[0] and "rrf" not in fuse[0]
