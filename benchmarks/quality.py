@@ -439,10 +439,13 @@ def measured_on(machine: dict | None = None) -> dict:
             "torch_capability": cpu["torch_capability"]}
 
 
-def run_arm(arm: Arm, seed: int, evaluator: Evaluator, *, with_finetuning: bool = True) -> dict:
+def run_arm(arm: Arm, seed: int, evaluator: Evaluator, *, with_finetuning: bool = True,
+            measure_adaptation: bool = True) -> dict:
+    """One arm at one seed; without ``measure_adaptation`` the adapted model is trained but only named (its
+    evaluation, a full pass over every collection, is left out)."""
     adapted = adapt(arm.adapt, seed, evaluator.work)
     result = {"arm": arm.label, "seed": seed, "measured_on": measured_on(),
-              "adapted": measured(adapted, evaluator, fusion=False)}
+              "adapted": measured(adapted, evaluator, fusion=False) if measure_adaptation else {"model": adapted.name}}
     if arm.finetune is not None and with_finetuning:
         finetuned = finetune(arm.finetune, adapted, seed, evaluator)
         result["adapted+ft"] = measured(finetuned, evaluator, fusion=True)
@@ -623,13 +626,16 @@ def ablation_lines(result: dict) -> list[str]:
             measured_elsewhere = "measured_on" in entry and entry["measured_on"] != headline.get("measured_on")
             if measured_elsewhere:
                 elsewhere.append(entry)
-            if measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]:
+            adaptation_measured = COLLECTIONS[0] in entry["adapted"]
+            if adaptation_measured and (measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]):
                 lines.append(row(entry, "adapted", headline))
             if "adapted+ft" in entry:
                 lines.append(row(entry, "adapted+ft", headline if "adapted+ft" in headline else None))
     if elsewhere:
         lines += ["", "Measured elsewhere than their headline seed: " + "; ".join(
-            f"{entry['arm']} at seed {entry['seed']}: {provenance(entry['measured_on'])}" for entry in elsewhere) + "."]
+            f"{entry['arm']} at seed {entry['seed']}: {provenance(entry['measured_on'])}"
+            f"{'' if COLLECTIONS[0] in entry['adapted'] else ' (its adaptation, trained again there, not evaluated)'}"
+            for entry in elsewhere) + "."]
     return lines
 
 
@@ -694,6 +700,9 @@ def parse_args() -> argparse.Namespace:
                         help="a quality.json of the same headline setting whose seeds join this run's")
     parser.add_argument("--no-headline", action="store_true",
                         help="run only the ablation arms, at --seeds, against the headline seeds of --earlier-seeds")
+    parser.add_argument("--unmeasured-arm-adaptation", action="store_true",
+                        help="do not evaluate the adaptation of arms that keep the headline's (trained again where "
+                             "the headline seed came from elsewhere): saves a full evaluation per arm and seed")
     args = parser.parse_args()
     if args.no_headline and args.earlier_seeds is None:
         parser.error("--no-headline compares the arms with an earlier report's headline: give --earlier-seeds")
@@ -728,7 +737,10 @@ def main() -> None:
     seeds = sorted(earlier + seeds, key=lambda result: result["seed"])
     curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
     ablation, arm_settings = joined_ablation(
-        args.earlier_seeds, [run_arm(arm, seed, evaluator) for arm in arms for seed in args.seeds[:args.ablation_seeds]],
+        args.earlier_seeds,
+        [run_arm(arm, seed, evaluator,
+                 measure_adaptation=not (args.unmeasured_arm_adaptation and arm.adapt == headline.adapt))
+         for arm in arms for seed in args.seeds[:args.ablation_seeds]],
         [dataclasses.asdict(arm) for arm in arms])
     summary = summarise(seeds)
     result = {"benchmark": "quality", "name": name, "model": MODEL,

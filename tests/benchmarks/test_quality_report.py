@@ -149,3 +149,19 @@ def test_the_written_report_keeps_the_arms_of_the_report_it_joins(tmp_path):
     assert ablation[1] is again
     assert [arm["label"] for arm in arms] == ["lora-dropout-0", "full-finetuning"]
     assert joined_ablation(None, [new], []) == ([new], [])
+
+
+def test_an_arm_whose_adaptation_was_not_evaluated_shows_its_finetuning_and_says_so():
+    headline = [seed_result(1, 0.2)]
+    headline[0]["adapted"]["model"] = "adapt-s1"
+    headline[0]["adapted+ft"] = {**seed_result(1, 0.5)["adapted"], "model": "adapt-s1+ft"}
+    for name in ("scifact", "cacm", "cranfield"):
+        headline[0]["adapted+ft"][name].update(tuned=measures(0.6), robust=measures(0.6))
+    headline[0]["measured_on"] = {"date": "2026-12-02", "cpu": "Some CPU", "native_bf16": True}
+    arm = {"arm": "full-finetuning", "seed": 1, "adapted": {"model": "adapt-s1"},
+           "adapted+ft": {**seed_result(1, 0.55)["adapted"], "model": "adapt-s1+ft-full"},
+           "measured_on": {"date": "2026-12-03", "cpu": "Other CPU", "native_bf16": False}}
+    table = markdown({"summary": summarise(headline), "seeds": headline, "ablation": [arm]})
+    assert "| full-finetuning | 1 | adapted+ft | 0.550 (+0.050) | 0.550 (+0.050) | 0.550 (+0.050) |  |" in table
+    assert "| full-finetuning | 1 | adapted |" not in table
+    assert "full-finetuning at seed 1: 2026-12-03, Other CPU (its adaptation, trained again there, not evaluated)." in table
