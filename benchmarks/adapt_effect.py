@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
                 corpus=training_text, out_dir=out_dir, model=args.model, data_format="text", prompt_family=family,
                 max_length=args.train_max_length, max_steps=args.steps, batch_size=args.batch_size,
                 learning_rate=args.lr, precision="auto", seed=args.seed, save_steps=max(args.steps, 1),
+                objective="paper",  # what the saved results ran at (llara adapt's default until 2026-12-03)
                 logging_steps=1, overwrite=True,
             ), on_log=records.append)
             losses = [record["loss"] for record in records if record.get("event") == "step"]

@@ -356,6 +356,7 @@ def adapt(settings: Settings) -> Path:
     stage(f"adapting {MODEL} on the SciFact corpus for {settings.adapt_steps} steps")
     run_adaptation(AdaptConfig(corpus=SHARED_DATA / TRAIN_COLLECTION, out_dir=out, model=MODEL,
                                prompt_family=settings.prompt_family, learning_rate=settings.adapt_learning_rate,
+                               objective="paper",  # what the saved results ran at (llara adapt's default until 2026-12-03)
                                precision=settings.train_precision, max_length=settings.adapt_max_length,
                                batch_size=settings.batch_size, max_steps=settings.adapt_steps, save_steps=max(50, settings.adapt_steps // 4),
                                seed=settings.seed, resume=True))

@@ -5,9 +5,10 @@
 
 ``smollm2-135m`` (the embedded model), flagembedding family, adapted for ``--steps`` short steps on the text of
 ~200 SciFact documents (the judged documents of ``--queries`` test queries plus seeded distractors) with each
-objective setting below, through ``run_adaptation`` (bf16 autocast). Each model then encodes the same
-documents; reported: the mean pairwise cosine of the (normalised) passage embeddings -- 1 is total collapse --
-and nDCG@10 / R@100 of the queries over those documents. ``raw`` is the unadapted model.
+objective setting below, through ``run_adaptation`` (``precision="auto"``: bf16 autocast where the CPU has
+native bf16, else fp32; the saved run was bf16). Each model then encodes the same documents; reported: the
+mean pairwise cosine of the (normalised) passage embeddings -- 1 is total collapse -- and nDCG@10 / R@100 of
+the queries over those documents. ``raw`` is the unadapted model.
 
 Writes ``benchmarks/results/objective_collapse.json`` (with the CPU model, torch's CPU capability and the load
 average before and after: the machine may be shared) and prints a table.
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
                 run_adaptation(AdaptConfig(
                     corpus=training_text, out_dir=Path(model), model=args.model, data_format="text",
                     prompt_family=FAMILY, max_length=args.max_length, max_steps=args.steps,
-                    batch_size=args.batch_size, learning_rate=args.lr, bf16=True, seed=args.seed,
+                    batch_size=args.batch_size, learning_rate=args.lr, precision="auto", seed=args.seed,
                     save_steps=max(args.steps, 1), overwrite=True, **overrides,
                 ), on_log=records.append)
                 steps = [record for record in records if record.get("event") == "step"]

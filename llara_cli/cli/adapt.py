@@ -7,14 +7,17 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, MaxLengthOpt, ModelOpt, OutDirOpt, PromptFamilyOpt,
-    config_default, options_of, with_options,
+    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, MaxLengthOpt, ModelOpt, OutDirOpt, config_default,
+    options_of, with_options,
 )
 from llara_cli.cli.progress import is_main_process, step_progress
 from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.training.adapt import AdaptConfig
 
 OBJECTIVE = "Objective"
+AdaptPromptFamilyOpt = Annotated[Optional[str], typer.Option(
+    "--prompt-family", help="paper or flagembedding; default: the model's saved family, else flagembedding (the "
+    "released code's form, measured better than the paper's: docs/adapt.md).")]
 
 
 def _default(name: str):  # noqa: ANN202
@@ -31,7 +34,7 @@ def adapt(
     model: ModelOpt = DEFAULT_MODEL,
     data_format: Annotated[str, typer.Option(
         "--format", help="auto, corpus, text, released or native.", rich_help_panel=DATA)] = _default("data_format"),
-    prompt_family: PromptFamilyOpt = None,
+    prompt_family: AdaptPromptFamilyOpt = None,
     joint: Annotated[bool, typer.Option(
         "--joint/--no-joint", help="One forward pass per example for EBAE and EBAR (--no-joint: two passes, "
         "for ablation).")] = _default("joint"),
@@ -83,6 +86,9 @@ def adapt(
       [cyan]llara adapt --corpus wiki.txt --format text --out runs/adapted --resume[/]
 
       [cyan]torchrun --nproc_per_node 2 --no-python llara adapt --corpus data/scifact --out runs/ddp --batch-size 4[/]
+
+    The defaults are the released code's form (flagembedding prompts, released objective); the paper's prompts and
+    BoW-only loss are --prompt-family paper --objective paper.
 
     The paper setting (Llama-2-7B, 10k steps, global batch 256 = 8 GPUs x 8 x 4, length 1024, lr 1e-5):
 

@@ -117,17 +117,19 @@ def _parse_stage(name: str) -> Stage:
 
 
 def resolve_config(saved: LlaraConfig | None, requested_family: str | PromptFamily | None, model: str,
-                   vocabulary: Collection[str] = ()) -> LlaraConfig:
+                   vocabulary: Collection[str] = (), *,
+                   default_family: PromptFamily = PromptFamily.PAPER) -> LlaraConfig:
     """The config to use ``model`` with: its saved one wins; a different prompt family for a trained model is refused.
 
     A plain HF model (``saved`` None) whose tokenizer ``vocabulary`` has the sixteen markers is ``flagembedding``
     (logged; an explicit ``paper`` is refused, :func:`core.prompts.family_for`); else the requested family, else
-    ``paper``.
+    ``default_family``.
     """
     family = parse_family(requested_family) if requested_family else None
     if saved is None:
         detected = detect_family(vocabulary)
-        chosen = family_for(family, detected, model=model, own_source="its tokenizer has the <s1>..<s16> markers")
+        chosen = family_for(family, detected, model=model, own_source="its tokenizer has the <s1>..<s16> markers",
+                            default=default_family)
         if detected is not None:
             logger.info("model %s: its tokenizer has the <s1>..<s16> markers: the %s prompt family",
                         model, detected.value)

@@ -67,8 +67,9 @@ class ModelSource:
 
     @classmethod
     def resolve(cls, model: str, *, prompt_family: PromptFamily | str | None = None,
-                trust_remote_code: bool = False) -> ModelSource:
-        """Resolve ``model`` (raises UsageError/LlaraError for an unknown, absent or mismatched model)."""
+                trust_remote_code: bool = False, default_family: PromptFamily = PromptFamily.PAPER) -> ModelSource:
+        """Resolve ``model`` (raises UsageError/LlaraError for an unknown, absent or mismatched model);
+        ``default_family`` is the family of a plain model when ``prompt_family`` is None."""
         if is_peft_adapter_dir(model):  # `llara finetune` output: base model + LoRA adapter
             adapter_dir = Path(model).expanduser()
             base = adapter_base_model(adapter_dir)
@@ -79,7 +80,8 @@ class ModelSource:
             return cls(model, config, tokenizer, adapter_dir=adapter_dir)
         model_dir = resolve_model(model)  # LlaraError when e.g. the 7B weights are not here
         tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
-        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model, tokenizer.get_vocab())
+        config = resolve_config(LlaraConfig.load(model_dir), prompt_family, model, tokenizer.get_vocab(),
+                                default_family=default_family)
         added = add_marker_tokens(tokenizer, None, TEMPLATES[config.prompt_family])
         return cls(model, config, tokenizer, model_dir=model_dir, added_markers=added)
 

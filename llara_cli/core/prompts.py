@@ -141,14 +141,16 @@ def detect_family(vocabulary: Collection[str]) -> PromptFamily | None:
 
 
 def family_for(requested: PromptFamily | None, own: PromptFamily | None, *, model: str,
-               own_source: str) -> PromptFamily:
+               own_source: str, default: PromptFamily = PromptFamily.PAPER) -> PromptFamily:
     """The family to use: the model's ``own`` (its saved config, or its markers) unless none; else ``requested``,
-    else ``paper``. A ``requested`` family that contradicts the model's own is a UsageError (one line).
+    else ``default`` (``paper``: a plain model is used as it is, with no untrained marker tokens; ``llara adapt``,
+    which trains them, asks for ``flagembedding``). A ``requested`` family that contradicts the model's own is a
+    UsageError (one line).
     """
     if own is not None and requested is not None and requested is not own:
         raise UsageError(f"model {model} is a {own.value}-family model ({own_source}); "
                          f"it cannot be used with --prompt-family {requested.value}: drop the option")
-    return own or requested or PromptFamily.PAPER
+    return own or requested or default
 
 
 class PromptedSequence(NamedTuple):

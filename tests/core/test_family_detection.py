@@ -32,6 +32,12 @@ def test_the_models_own_family_wins_and_a_contradiction_is_refused():
         family_for(PAPER, FLAG, model="m", own_source="x")
 
 
+def test_a_plain_model_takes_the_callers_default_family_only_when_it_has_none():
+    assert family_for(None, None, model="m", own_source="x", default=FLAG) is FLAG  # llara adapt's default
+    assert family_for(PAPER, None, model="m", own_source="x", default=FLAG) is PAPER
+    assert choose_config(None, None, "plain", PLAIN_VOCABULARY, default_family=FLAG).prompt_family is FLAG
+
+
 def test_plain_model_with_markers_is_flagembedding_and_the_choice_is_logged(caplog):
     with caplog.at_level("INFO", logger="llara_cli.core.config"):
         config = choose_config(None, None, "BAAI/LLARA-passage", MARKER_VOCABULARY)

@@ -127,12 +127,15 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     """2 gloo processes x batch 2 == 1 process x batch 4: same examples, DDP averages the per-rank means."""
     common = ["adapt", "--corpus", str(pairs), "--model", str(tiny_model_dir), "--max-length", "48",
               "--max-steps", "1", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0",
-              "--seed", "3", "--precision", "fp32"]  # the library default; the CLI's auto may pick bf16
+              "--seed", "3", "--precision", "fp32",  # the library default; the CLI's auto may pick bf16
+              # no added marker rows (the weights compare with the initial model's); BoW losses only, a mean per
+              # example (the released objective's next-token loss is a mean per token: per-rank means then differ)
+              "--prompt-family", "paper", "--objective", "paper"]
     run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
     run_adaptation(AdaptConfig(corpus=pairs, out_dir=tmp_path / "single", model=str(tiny_model_dir), max_length=48,
                                max_steps=1, optim="sgd", learning_rate=0.5, warmup_ratio=0, max_grad_norm=0, seed=3,
-                               batch_size=4))
+                               batch_size=4, prompt_family="paper", objective="paper"))
     ddp, single, initial = weights(tmp_path / "ddp"), weights(tmp_path / "single"), weights(tiny_model_dir)
     assert max_difference(single, initial) > 1e-3  # the step moved the weights...
     assert max_difference(ddp, single) < 1e-5  # ...by the same amount in both set-ups
@@ -182,6 +185,20 @@ def test_settings_are_recorded_beside_the_model(tiny_model_dir, pairs, tmp_path)
     assert saved["fingerprint"]["world_size"] == 1 and saved["settings"]["max_steps"] == 1
     assert (out / "checkpoints" / "checkpoint-1" / CHECKPOINT_MARKER).is_file()
     assert torch.equal(weights(out)["model.norm.weight"], weights(out / "checkpoints" / "checkpoint-1")["model.norm.weight"])
+
+
+def test_a_plain_model_is_adapted_in_the_released_codes_form_unless_told_otherwise(tiny_model_dir, pairs, tmp_path):
+    run_adaptation(settings(pairs, tiny_model_dir, tmp_path / "default", max_steps=1))
+    default = json.loads((tmp_path / "default" / "adapt_config.json").read_text())["fingerprint"]
+    assert (default["prompt_family"], default["objective"]) == ("flagembedding", "released")
+    assert LlaraConfig.load(tmp_path / "default").prompt_family.value == "flagembedding"
+    run_adaptation(settings(pairs, tiny_model_dir, tmp_path / "paper", max_steps=1, prompt_family="paper",
+                            objective="paper"))
+    paper = json.loads((tmp_path / "paper" / "adapt_config.json").read_text())["fingerprint"]
+    assert (paper["prompt_family"], paper["objective"]) == ("paper", "paper")
+    # a model that has a family keeps it: adapting the paper-family model again stays paper
+    run_adaptation(settings(pairs, tmp_path / "paper", tmp_path / "again", max_steps=1))
+    assert LlaraConfig.load(tmp_path / "again").prompt_family.value == "paper"
 
 
 def test_the_objective_is_recorded_and_a_resume_with_another_is_refused(tiny_model_dir, pairs, tmp_path):
