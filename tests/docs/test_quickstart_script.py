@@ -62,3 +62,9 @@ def test_quickstart_fuses_with_the_label_free_default_not_rrf(tmp_path):
     fuse = [call for call in run_with_recording_llara(tmp_path) if "--fuse" in call]
     assert len(fuse) == 1
     assert "--method" not in fuse[0] and "rrf" not in fuse[0]
+
+
+def test_quickstart_adapts_in_the_paper_form_that_measured_best_at_its_budget(tmp_path):
+    adapt = [call for call in run_with_recording_llara(tmp_path) if call.startswith("adapt ")]
+    assert len(adapt) == 1
+    assert "--prompt-family paper" in adapt[0] and "--objective paper" in adapt[0]
