@@ -17,7 +17,7 @@ from llara_cli.training.adapt import AdaptConfig
 OBJECTIVE = "Objective"
 AdaptPromptFamilyOpt = Annotated[Optional[str], typer.Option(
     "--prompt-family", help="paper or flagembedding; default: the model's saved family, else flagembedding (the "
-    "released code's form, measured better than the paper's: docs/adapt.md).")]
+    "released code's form, measured better than the paper's from 100 steps on: docs/adapt.md).")]
 
 
 def _default(name: str):  # noqa: ANN202

@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m"
 PAPER_LEARNING_RATE = 1e-5
 # The released code's recipe (BAAI's LLARA-* checkpoints): better than the paper's form on all three collections
-# here (docs/adapt.md, "Defaults"); the paper's is --prompt-family paper --objective paper
+# here after 100 steps and more, worse at 10 (docs/adapt.md, "Defaults"); the paper's is --prompt-family paper
+# --objective paper
 DEFAULT_PROMPT_FAMILY = PromptFamily.FLAGEMBEDDING
 DEFAULT_OBJECTIVE = "released"
 # Settings that change the trained weights: a resume must match them exactly.
