@@ -626,17 +626,21 @@ def ablation_lines(result: dict) -> list[str]:
             measured_elsewhere = "measured_on" in entry and entry["measured_on"] != headline.get("measured_on")
             if measured_elsewhere:
                 elsewhere.append(entry)
-            adaptation_measured = COLLECTIONS[0] in entry["adapted"]
-            if adaptation_measured and (measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]):
+            if adaptation_measured(entry) and (measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]):
                 lines.append(row(entry, "adapted", headline))
             if "adapted+ft" in entry:
                 lines.append(row(entry, "adapted+ft", headline if "adapted+ft" in headline else None))
     if elsewhere:
         lines += ["", "Measured elsewhere than their headline seed: " + "; ".join(
             f"{entry['arm']} at seed {entry['seed']}: {provenance(entry['measured_on'])}"
-            f"{'' if COLLECTIONS[0] in entry['adapted'] else ' (its adaptation, trained again there, not evaluated)'}"
+            f"{'' if adaptation_measured(entry) else ' (its adaptation, trained again there, not evaluated)'}"
             for entry in elsewhere) + "."]
     return lines
+
+
+def adaptation_measured(entry: dict) -> bool:
+    """Whether an arm's adapted model was evaluated (``run_arm(..., measure_adaptation=False)`` only names it)."""
+    return COLLECTIONS[0] in entry["adapted"]
 
 
 def provenance(measured_on: dict) -> str:

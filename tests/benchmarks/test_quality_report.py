@@ -29,6 +29,14 @@ def write_report(path, seeds, headline=HEADLINE):  # noqa: ANN001
     return path
 
 
+def write_report_without(path, finetune_field):  # noqa: ANN001
+    """A report of the headline setting written before ``finetune_field`` existed."""
+    older = dataclasses.asdict(HEADLINE)
+    del older["finetune"][finetune_field]
+    path.write_text(json.dumps({"headline": older, "machine": MACHINE, "seeds": [seed_result(1, 0.2)]}))
+    return path
+
+
 def test_earlier_seeds_keep_the_date_and_cpu_they_were_measured_on(tmp_path):
     report = write_report(tmp_path / "quality.json", [seed_result(1, 0.2)])
     seeds, times = earlier_seeds(report, HEADLINE, [2, 3])
@@ -75,10 +83,7 @@ def test_a_file_that_is_not_a_report_is_refused_with_its_name(tmp_path):
 
 
 def test_a_report_written_before_lora_dropout_was_a_lever_joins_as_the_dropout_it_ran_at(tmp_path):
-    older = dataclasses.asdict(HEADLINE)
-    del older["finetune"]["lora_dropout"]
-    report = tmp_path / "quality.json"
-    report.write_text(json.dumps({"headline": older, "machine": MACHINE, "seeds": [seed_result(1, 0.2)]}))
+    report = write_report_without(tmp_path / "quality.json", "lora_dropout")
     seeds, _ = earlier_seeds(report, HEADLINE, [2])
     assert [result["seed"] for result in seeds] == [1]
     no_dropout = dataclasses.replace(HEADLINE, finetune=dataclasses.replace(HEADLINE.finetune, lora_dropout=0.0))
@@ -111,10 +116,7 @@ def test_full_finetuning_models_are_named_apart_from_lora_ones():
 
 
 def test_a_report_written_before_full_finetuning_was_a_lever_joins_as_lora(tmp_path):
-    older = dataclasses.asdict(HEADLINE)
-    del older["finetune"]["lora"]
-    report = tmp_path / "quality.json"
-    report.write_text(json.dumps({"headline": older, "machine": MACHINE, "seeds": [seed_result(1, 0.2)]}))
+    report = write_report_without(tmp_path / "quality.json", "lora")
     seeds, _ = earlier_seeds(report, HEADLINE, [2])
     assert [result["seed"] for result in seeds] == [1]
 
