@@ -119,6 +119,19 @@ class Arm:
     finetune: FinetuneSetting | None
 
 
+@dataclasses.dataclass(frozen=True)
+class StartingPoint:
+    """The model an adaptation starts from, encoded as its adapted models are (the adaptation's prompt family
+    and passage length, not the plain model's paper family at 512 tokens): the learning curve's step 0."""
+
+    family: str
+    passage_max_length: int
+
+    @property
+    def name(self) -> str:
+        return f"{MODEL}-{self.family}-p{self.passage_max_length}"
+
+
 HEADLINE = Arm("headline", AdaptSetting(), FinetuneSetting())
 QUICK = Arm("quick", AdaptSetting(steps=4, batch_size=4, max_length=64, checkpoint_every=2),
             FinetuneSetting(steps=4, batch_size=4, passage_max_length=64))
@@ -304,8 +317,10 @@ def record_time(work: Path, name: str, seconds: float) -> None:
 # --------------------------------------------------------------------------------------- evaluation
 
 
-def system_name(model: Path | str) -> str:
+def system_name(model: Path | str | StartingPoint) -> str:
     """What a model's cached embeddings and measures are named after: ``<run>@checkpoint-N`` for a checkpoint."""
+    if isinstance(model, StartingPoint):
+        return model.name
     if not isinstance(model, Path):
         return model
     return f"{model.parent.parent.name}@{model.name}" if model.name.startswith("checkpoint-") else model.name
@@ -321,18 +336,24 @@ class Evaluator:
         self.collections = {name: Collection(name, work, sample) for name in COLLECTIONS}
         self._encoder: tuple[str, object] | None = None
 
-    def encoder(self, model: Path | str):  # noqa: ANN201 - LlaraEncoder, one loaded at a time
+    def encoder(self, model: Path | str | StartingPoint):  # noqa: ANN201 - LlaraEncoder, one loaded at a time
         import torch
 
         from llara_cli.core.encoder import LlaraEncoder
         from llara_cli.core.precision import resolve_dtype
 
-        if self._encoder is None or self._encoder[0] != str(model):
+        if self._encoder is None or self._encoder[0] != system_name(model):
             torch.manual_seed(0)  # the raw flagembedding model draws its new marker embeddings
-            self._encoder = (str(model), LlaraEncoder.load(str(model), dtype=resolve_dtype(self.dtype)))
+            if isinstance(model, StartingPoint):
+                encoder = LlaraEncoder.load(MODEL, dtype=resolve_dtype(self.dtype), prompt_family=model.family)
+                encoder.model.config = dataclasses.replace(encoder.config,
+                                                           passage_max_length=model.passage_max_length)
+            else:
+                encoder = LlaraEncoder.load(str(model), dtype=resolve_dtype(self.dtype))
+            self._encoder = (system_name(model), encoder)
         return self._encoder[1]
 
-    def embeddings(self, model: Path | str, collection: Collection, split: str):  # noqa: ANN201
+    def embeddings(self, model: Path | str | StartingPoint, collection: Collection, split: str):  # noqa: ANN201
         """``(query_vectors, passage_vectors)`` of a collection's split, encoded once and cached."""
         system = system_name(model)
         queries = collection.splits[split]
@@ -343,7 +364,7 @@ class Evaluator:
                                        lambda texts: self.encoder(model).encode_queries(texts))
         return query_vectors, docs
 
-    def dense_run(self, model: Path | str, collection: Collection, split: str, depth: int = SEARCH_DEPTH,
+    def dense_run(self, model: Path | str | StartingPoint, collection: Collection, split: str, depth: int = SEARCH_DEPTH,
                   whiten: int | None = None) -> dict:
         """Exact inner-product top ``depth``; with ``whiten``, after the corpus's whitening (``llara index --whiten``)."""
         from llara_cli.retrieval.whitening import apply_whitening, fit_whitening
@@ -377,7 +398,7 @@ class Evaluator:
         path.write_text(json.dumps(result, indent=2, sort_keys=True))
         return result
 
-    def measure(self, model: Path | str, *, fusion: bool) -> dict:
+    def measure(self, model: Path | str | StartingPoint, *, fusion: bool) -> dict:
         """Per collection: the dense run's measures vs BM25, and (``fusion``) the tuned and robust fusions'."""
         from llara_cli.search.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, tune_dense_weight
 
@@ -490,6 +511,15 @@ def joined_ablation(report: Path | None, ablation: list[dict], arms: list[dict])
             [arm for arm in earlier.get("ablation_arms", []) if arm["label"] not in labels_now] + arms)
 
 
+def earlier_curve(report: Path | None) -> dict | None:
+    """The learning curve of an earlier report (read by :func:`earlier_seeds` first), kept by a run without one;
+    a report from before the curve carried its seed and machine holds none at this setting."""
+    if report is None:
+        return None
+    curve = json.loads(report.read_text(encoding="utf-8")).get("curve")
+    return curve if isinstance(curve, dict) else None
+
+
 def check_headline_seeds(report: Path, earlier: list[dict], arm_seeds: list[int]) -> None:
     """Raises ``SystemExit`` with one line where ``report`` lacks a headline seed the arms run at."""
     missing = sorted(set(arm_seeds) - {result["seed"] for result in earlier})
@@ -548,10 +578,10 @@ def goals(summary: dict) -> dict:
 
 
 def learning_curve(arm: Arm, seed: int, evaluator: Evaluator) -> list[dict]:
+    """nDCG@10 of the adaptation's starting point (step 0) and of each kept checkpoint, per collection."""
     adapted = adapt(arm.adapt, seed, evaluator.work)
-    points = [{"step": 0, **{name: m["dense"]["aggregates"][HEADLINE_MEASURE]
-                             for name, m in evaluator.measure(MODEL, fusion=False).items()}}]
-    for step, model in checkpoints(adapted):
+    points = []
+    for step, model in [(0, StartingPoint(arm.adapt.family, arm.adapt.max_length)), *checkpoints(adapted)]:
         measured = evaluator.measure(model, fusion=False)
         points.append({"step": step, **{name: measured[name]["dense"]["aggregates"][HEADLINE_MEASURE]
                                         for name in COLLECTIONS}})
@@ -589,10 +619,12 @@ def markdown(result: dict) -> str:
     if result.get("ablation"):
         lines += ablation_lines(result)
     if result.get("curve"):
-        lines += ["", "Learning curve (headline adaptation, first seed):", "",
+        curve = result["curve"]
+        lines += ["", f"Learning curve (headline adaptation, seed {curve['seed']}; step 0: the raw model in the "
+                  f"headline's prompt family and passage length), measured {provenance(curve['measured_on'])}:", "",
                   "| step | " + " | ".join(COLLECTIONS) + " |", "|---:|" + "---:|" * len(COLLECTIONS)]
         lines += [f"| {p['step']} | " + " | ".join(f"{p[name]:.3f}" for name in COLLECTIONS) + " |"
-                  for p in result["curve"]]
+                  for p in curve["points"]]
     return "\n".join(lines) + "\n"
 
 
@@ -660,7 +692,8 @@ def plot(result: dict, out_png: Path) -> None:
         colour = f"C{index}"
         bm25 = summary["adapted"][name]["bm25"][HEADLINE_MEASURE]["mean"]
         if result.get("curve"):
-            curve_axes.plot([p["step"] for p in result["curve"]], [p[name] for p in result["curve"]], "o-",
+            points = result["curve"]["points"]
+            curve_axes.plot([p["step"] for p in points], [p[name] for p in points], "o-",
                             color=colour, label=name)
         curve_axes.axhline(GOAL_ADAPTED * bm25, color=colour, linestyle=":", linewidth=1)
     if not result.get("curve"):
@@ -739,7 +772,9 @@ def main() -> None:
     seeds = [run_arm(headline, seed, evaluator, with_finetuning=position < finetune_seeds)
              for position, seed in enumerate(headline_seeds)]
     seeds = sorted(earlier + seeds, key=lambda result: result["seed"])
-    curve = None if args.no_curve else learning_curve(headline, args.seeds[0], evaluator)
+    curve = (earlier_curve(args.earlier_seeds) if args.no_curve else
+             {"seed": args.seeds[0], "measured_on": measured_on(),
+              "points": learning_curve(headline, args.seeds[0], evaluator)})
     ablation, arm_settings = joined_ablation(
         args.earlier_seeds,
         [run_arm(arm, seed, evaluator,

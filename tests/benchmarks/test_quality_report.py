@@ -7,7 +7,8 @@ import json
 import pytest
 
 from benchmarks.quality import (
-    HEADLINE, check_headline_seeds, earlier_seeds, joined_ablation, markdown, summarise,
+    HEADLINE, MODEL, StartingPoint, check_headline_seeds, earlier_curve, earlier_seeds, joined_ablation, markdown,
+    summarise, system_name,
 )
 
 MACHINE = {"date": "2026-12-02", "cpu": {"model": "Some CPU", "native_bf16": True, "torch_capability": "AVX512"}}
@@ -167,3 +168,25 @@ def test_an_arm_whose_adaptation_was_not_evaluated_shows_its_finetuning_and_says
     assert "| full-finetuning | 1 | adapted+ft | 0.550 (+0.050) | 0.550 (+0.050) | 0.550 (+0.050) |  |" in table
     assert "| full-finetuning | 1 | adapted |" not in table
     assert "full-finetuning at seed 1: 2026-12-03, Other CPU (its adaptation, trained again there, not evaluated)." in table
+
+
+def test_the_curve_starts_from_the_raw_model_cached_apart_from_its_plain_encoding():
+    start = StartingPoint(HEADLINE.adapt.family, HEADLINE.adapt.max_length)
+    assert system_name(start) == f"{MODEL}-flagembedding-p128"
+    assert system_name(start) != system_name(MODEL)  # the plain model encodes in the paper family at 512 tokens
+
+
+def test_a_run_without_a_curve_keeps_the_curve_of_the_report_it_joins(tmp_path):
+    curve = {"seed": 1, "measured_on": {"date": "2026-12-04", "cpu": "Other CPU", "native_bf16": False},
+             "points": [{"step": 0, "scifact": 0.05, "cacm": 0.04, "cranfield": 0.03},
+                        {"step": 200, "scifact": 0.3, "cacm": 0.15, "cranfield": 0.15}]}
+    report = tmp_path / "quality.json"
+    report.write_text(json.dumps({"curve": curve}))
+    assert earlier_curve(report) == curve
+    assert earlier_curve(None) is None
+    report.write_text(json.dumps({"curve": None}))
+    assert earlier_curve(report) is None
+    seeds = [{**seed_result(1, 0.2), "measured_on": curve["measured_on"]}]
+    table = markdown({"summary": summarise(seeds), "seeds": seeds, "curve": curve})
+    assert "seed 1; step 0: the raw model in the headline's prompt family and passage length), measured 2026-12-04, Other CPU:" in table
+    assert "| 200 | 0.300 | 0.150 | 0.150 |" in table
