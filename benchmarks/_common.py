@@ -1,6 +1,6 @@
 """Helpers shared by the benchmark scripts: the shared data, the machine's best dtype, and saving one JSON result.
 
-Importing this module sizes the thread pools (:func:`~llara_cli.core.threads.configure_threads`) and notes the
+Importing this module sizes the thread pools (:func:`~llara_cli.runtime.threads.configure_threads`) and notes the
 load average; :func:`save_result` adds the machine kind (the ``llara env --json`` content), the load average
 before and after and a ``busy`` flag (with a warning) when other work shared the CPUs.
 """
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from llara_cli.core.threads import configure_threads
+from llara_cli.runtime.threads import configure_threads
 from llara_cli.storage.files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ LOAD_BEFORE = os.getloadavg()
 
 def best_dtype() -> str:
     """The dtype ``--dtype auto`` picks on this CPU: what "peak" figures are measured in."""
-    from llara_cli.core.precision import resolve_dtype
+    from llara_cli.runtime.precision import resolve_dtype
 
     return resolve_dtype("auto")
 

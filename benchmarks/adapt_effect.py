@@ -121,7 +121,7 @@ def retrieval_measures(query_embeddings: np.ndarray, passages: np.ndarray, colle
 
 
 def load_encoder(model: str, family: str, seed: int):
-    from llara_cli.core.encoder import LlaraEncoder
+    from llara_cli.encode.encoder import LlaraEncoder
 
     torch.manual_seed(seed)  # the raw flagembedding model draws its new marker embeddings
     return LlaraEncoder.load(model, dtype=best_dtype(), prompt_family=family)
@@ -133,10 +133,10 @@ def load_encoder(model: str, family: str, seed: int):
 def step_time_ratio(model: str, family: str, training_text: Path, batch_size: int, max_length: int,
                     repetitions: int, seed: int) -> dict:
     """Seconds of forward + backward for the same batch, joint vs two passes (interleaved, medians)."""
-    from llara_cli.core.config import FAMILY_BOW_LOGITS
-    from llara_cli.core.adaptation import LlaraAdaptationModel
+    from llara_cli.model.config import FAMILY_BOW_LOGITS
+    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
     from llara_cli.core.batching import AdaptationCollator
-    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.model.llara_model import LlaraModel
     from llara_cli.training.adaptation_dataset import AdaptationDataset
 
     torch.manual_seed(seed)

@@ -48,7 +48,7 @@ def llara_worker(index: str, topics: str, output: str, hits: int, k1: float, b: 
     from llara_cli.data.corpus import read_queries
     from llara_cli.data.runs import write_run
     from llara_cli.search.bm25 import bm25_search
-    from llara_cli.search.jvm import start_jvm
+    from llara_cli.runtime.jvm import start_jvm
 
     imported = time.perf_counter()
     start_jvm()
@@ -64,7 +64,7 @@ def pyserini_prestarted_worker(pyserini_args: list[str]) -> None:
     """Pyserini's CLI with the JVM already started (by llara): its own ``--add-modules`` is then skipped."""
     import runpy
 
-    from llara_cli.search.jvm import start_jvm
+    from llara_cli.runtime.jvm import start_jvm
 
     start_jvm()
     sys.argv = ["pyserini.search.lucene", *pyserini_args]
@@ -112,8 +112,8 @@ def run_benchmark(collection: str, split: str, hits: int, k1: float, b: float, t
     from benchmarks._common import SHARED_DATA
     from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.qrels import read_qrels
-    from llara_cli.search.lucene_index import build_bm25_index
-    from llara_cli.search.jvm import locate_java_home
+    from llara_cli.index.lucene_index import build_bm25_index
+    from llara_cli.runtime.jvm import locate_java_home
 
     data_dir = SHARED_DATA / collection
     qrels = read_qrels(data_dir, split)

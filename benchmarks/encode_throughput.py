@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import SHARED_DATA, best_dtype, save_result  # noqa: E402
-from llara_cli.core.config import LlaraConfig  # noqa: E402
-from llara_cli.core.encoder import LlaraEncoder  # noqa: E402
+from llara_cli.model.config import LlaraConfig  # noqa: E402
+from llara_cli.encode.encoder import LlaraEncoder  # noqa: E402
 from llara_cli.core.prompts import Side  # noqa: E402
 
 PEAK_MATMUL_SIZE = 2048

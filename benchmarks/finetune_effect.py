@@ -115,7 +115,7 @@ def parse_settings() -> Settings:
                         help="train in fp32 (default: auto, bf16 autocast where bf16 is native)")
     parser.add_argument("--fresh", action="store_true", help="delete the cache directory first")
     args = parser.parse_args()
-    from llara_cli.core.models import llara_home
+    from llara_cli.runtime.home import llara_home
 
     work = args.work or llara_home() / "benchmarks" / ("finetune_effect_quick" if args.quick else "finetune_effect")
     if args.fresh and work.exists():
@@ -192,7 +192,7 @@ def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[
     """BM25 results for ``queries`` (cached as a TREC run; the index lives beside the runs, never in the data)."""
     from llara_cli.data.runs import group_run, read_run, write_run
     from llara_cli.search.bm25 import bm25_search
-    from llara_cli.search.lucene_index import build_bm25_index
+    from llara_cli.index.lucene_index import build_bm25_index
 
     if not out.is_file():
         index_dir = out.parent.parent / "bm25-indexes" / f"{corpus.parent.name}-{corpus.name}"
@@ -272,10 +272,10 @@ def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
     """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory (peft adapters load too)."""
     import torch
 
-    from llara_cli.core.encoder import LlaraEncoder
+    from llara_cli.encode.encoder import LlaraEncoder
 
     torch.manual_seed(settings.seed)  # the raw flagembedding model draws its new marker embeddings
-    from llara_cli.core.precision import resolve_dtype
+    from llara_cli.runtime.precision import resolve_dtype
 
     return LlaraEncoder.load(str(model), dtype=resolve_dtype(settings.dtype), prompt_family=settings.prompt_family)
 

@@ -64,8 +64,8 @@ class RawLlara:
     def __init__(self, dtype: str) -> None:
         import torch
 
-        from llara_cli.core.encoder import LlaraEncoder
-        from llara_cli.core.precision import resolve_dtype
+        from llara_cli.encode.encoder import LlaraEncoder
+        from llara_cli.runtime.precision import resolve_dtype
 
         torch.manual_seed(RAW_SEED)
         self.encoder = LlaraEncoder.load(MODEL, dtype=resolve_dtype(dtype), prompt_family="flagembedding")
@@ -120,7 +120,7 @@ def to_scored_docs(results: dict) -> list:
 
 def weight_curve(bm25: dict, dense: dict, qrels: list) -> dict[str, float]:
     """nDCG@10 of the anchored fusion at every grid weight (a diagnostic: nothing is chosen from a test curve)."""
-    from llara_cli.search.fusion_tuning import tune_dense_weight
+    from llara_cli.search.anchored_fusion import tune_dense_weight
 
     scores = tune_dense_weight([bm25, dense], qrels).scores
     return {f"{weight:.2f}": round(score, 4) for weight, score in scores.items()}
@@ -131,7 +131,7 @@ def evaluate_system(system: str, runs: dict) -> dict:
     from llara_cli.data.qrels import read_qrels
     from llara_cli.evaluation import evaluate_runs
     from llara_cli.search.fusion import reciprocal_rank_fusion
-    from llara_cli.search.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
+    from llara_cli.search.anchored_fusion import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
 
     train_bm25, train_dense = runs[TUNING_COLLECTION][TUNING_SPLIT]
     test_bm25 = runs[TUNING_COLLECTION][EVALUATION_SPLIT][0]
@@ -230,7 +230,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    from llara_cli.core.precision import resolve_dtype
+    from llara_cli.runtime.precision import resolve_dtype
 
     args = parse_args()
     systems = args.dense or list(DEFAULT_DENSE_SYSTEMS)

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import best_dtype, save_result  # noqa: E402
 from llara_cli.core.batching import collate_adaptation  # noqa: E402
-from llara_cli.core.config import FAMILY_BOW_LOGITS  # noqa: E402
-from llara_cli.core.adaptation import LlaraAdaptationModel  # noqa: E402
+from llara_cli.model.config import FAMILY_BOW_LOGITS  # noqa: E402
+from llara_cli.training.adaptation_objective import LlaraAdaptationModel  # noqa: E402
 from llara_cli.core.pooling import masked_mean_pool  # noqa: E402
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens  # noqa: E402
 
@@ -34,7 +34,7 @@ def load(tiny: bool, family: PromptFamily, dtype: str):
         model = build_tiny_model(len(tokenizer))
         add_marker_tokens(tokenizer, model, TEMPLATES[family])
         return model, tokenizer
-    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.model.llara_model import LlaraModel
 
     loaded = LlaraModel.load("smollm2-135m", dtype=dtype, prompt_family=family)
     return loaded.causal_lm, loaded.tokenizer

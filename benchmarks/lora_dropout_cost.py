@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import best_dtype, save_result  # noqa: E402
-from llara_cli.core.adapters import LoraSettings  # noqa: E402
+from llara_cli.model.adapters import LoraSettings  # noqa: E402
 from llara_cli.core.batching import ContrastiveCollator  # noqa: E402
 from llara_cli.training.contrastive_objective import ContrastiveModel  # noqa: E402
 from llara_cli.training.finetune_config import FinetuneConfig  # noqa: E402
@@ -36,7 +36,7 @@ def build(tiny: bool, dropout: float):  # noqa: ANN201 - (ContrastiveModel, toke
     torch.manual_seed(0)  # the same base weights, marker embeddings and adapters for both models
     lora = LoraSettings(DEFAULTS.lora_r, DEFAULTS.lora_alpha, dropout, DEFAULTS.lora_targets)
     if tiny:
-        from llara_cli.core.adapters import add_lora
+        from llara_cli.model.adapters import add_lora
         from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, add_marker_tokens
         from tests.conftest import build_tiny_model, build_tiny_tokenizer
 
@@ -46,7 +46,7 @@ def build(tiny: bool, dropout: float):  # noqa: ANN201 - (ContrastiveModel, toke
         add_marker_tokens(tokenizer, model, TEMPLATES[family])
         return (ContrastiveModel(add_lora(model, tokenizer, family, lora), group_size=2), tokenizer,
                 PromptFormat.from_tokenizer(TEMPLATES[family], tokenizer))
-    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.model.llara_model import LlaraModel
 
     model = LlaraModel.build("smollm2-135m", lora=lora)
     model.causal_lm.config.use_cache = False

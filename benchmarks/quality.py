@@ -339,8 +339,8 @@ class Evaluator:
     def encoder(self, model: Path | str | StartingPoint):  # noqa: ANN201 - LlaraEncoder, one loaded at a time
         import torch
 
-        from llara_cli.core.encoder import LlaraEncoder
-        from llara_cli.core.precision import resolve_dtype
+        from llara_cli.encode.encoder import LlaraEncoder
+        from llara_cli.runtime.precision import resolve_dtype
 
         if self._encoder is None or self._encoder[0] != system_name(model):
             torch.manual_seed(0)  # the raw flagembedding model draws its new marker embeddings
@@ -367,7 +367,7 @@ class Evaluator:
     def dense_run(self, model: Path | str | StartingPoint, collection: Collection, split: str, depth: int = SEARCH_DEPTH,
                   whiten: int | None = None) -> dict:
         """Exact inner-product top ``depth``; with ``whiten``, after the corpus's whitening (``llara index --whiten``)."""
-        from llara_cli.retrieval.whitening import apply_whitening, fit_whitening
+        from llara_cli.index.whitening import apply_whitening, fit_whitening
 
         query_vectors, docs = self.embeddings(model, collection, split)
         if whiten is not None:
@@ -400,7 +400,7 @@ class Evaluator:
 
     def measure(self, model: Path | str | StartingPoint, *, fusion: bool) -> dict:
         """Per collection: the dense run's measures vs BM25, and (``fusion``) the tuned and robust fusions'."""
-        from llara_cli.search.fusion_tuning import ROBUST_DENSE_WEIGHT, anchored_fusion, tune_dense_weight
+        from llara_cli.search.anchored_fusion import ROBUST_DENSE_WEIGHT, anchored_fusion, tune_dense_weight
 
         path = self.work / "measures" / f"{system_name(model)}{'+fusion' if fusion else ''}.json"
         if path.is_file():
@@ -750,7 +750,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    from llara_cli.core.models import llara_home
+    from llara_cli.runtime.home import llara_home
 
     args = parse_args()
     name = "quality_quick" if args.quick else "quality"

@@ -64,8 +64,8 @@ KIB = 1024
 
 def write_corpus(work_dir: Path, n_docs: int, dim: int, n_queries: int, shards: int) -> tuple[list[Path], Path]:
     """``shards`` embedding directories of unit vectors near a subspace, and a queries .npy of the same kind."""
-    from llara_cli.retrieval.embeddings import EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta
-    from llara_cli.retrieval.shards import shard_dir_name
+    from llara_cli.encode.embedding_store import EMBEDDINGS_FILE, IDS_FILE, META_FILE, EmbeddingMeta
+    from llara_cli.encode.shards import shard_dir_name
 
     rng = np.random.default_rng(SEED)
     basis = rng.standard_normal((INTRINSIC_DIM, dim), dtype=np.float32) / math.sqrt(INTRINSIC_DIM)  # (intrinsic, dim)
@@ -113,7 +113,7 @@ def peak_rss_bytes() -> int:
 
 
 def child_build(spec: dict) -> dict:
-    from llara_cli.retrieval.index import build_index
+    from llara_cli.index.faiss_index import build_index
 
     shard_dirs, out = [Path(path) for path in spec["shard_dirs"]], Path(spec["out"])
     kind = {"sharded-flat": "flat"}.get(spec["option"], spec["option"])
@@ -131,7 +131,7 @@ def child_build(spec: dict) -> dict:
 def child_search(spec: dict) -> dict:
     from llara_cli.data.runs import rank_results
     from llara_cli.search.faiss_search import search_index
-    from llara_cli.retrieval.index import load_index
+    from llara_cli.index.faiss_index import load_index
     from llara_cli.search.sharded import resolve_index_shards, search_index_shards
 
     queries = np.load(spec["queries"], allow_pickle=False)  # (n_queries, dim)
@@ -211,7 +211,7 @@ def payload_bytes(option: str, dim: int, pq_m: int) -> int:
 
 def transient_build_bytes(option: str, n_docs: int, dim: int, nlist: int | None) -> int:
     """What a build holds besides the index: one float32 read chunk and the training sample (library rules)."""
-    from llara_cli.retrieval.index_types import FLOAT32_BYTES, READ_CHUNK_ROWS, IndexType, index_params, train_rows
+    from llara_cli.index.faiss_types import FLOAT32_BYTES, READ_CHUNK_ROWS, IndexType, index_params, train_rows
 
     kind = IndexType({"sharded-flat": "flat"}.get(option, option))
     params = index_params(kind, n_docs, dim, hnsw_m=1, ef_construction=1, ef_search=1, nlist=nlist, pq_m=None,

@@ -40,8 +40,8 @@ import torch  # noqa: E402
 
 from benchmarks._common import save_result  # noqa: E402
 from llara_cli.search.faiss_search import configure_flat_search, search_index  # noqa: E402
-from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings  # noqa: E402
-from llara_cli.retrieval.index import (  # noqa: E402
+from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings  # noqa: E402
+from llara_cli.index.faiss_index import (  # noqa: E402
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_HNSW_M,
     DenseIndex,

@@ -62,7 +62,7 @@ def package_versions() -> dict[str, str | None]:
 def java_version() -> str | None:
     """The version of the Java runtime BM25 would start (its ``release`` file), or None without one."""
     from llara_cli.errors import LlaraError
-    from llara_cli.search.jvm import JAVA_RELEASE_FILE, locate_java_home
+    from llara_cli.runtime.jvm import JAVA_RELEASE_FILE, locate_java_home
 
     try:
         text = (locate_java_home() / JAVA_RELEASE_FILE).read_text(encoding="utf-8")
@@ -74,7 +74,7 @@ def java_version() -> str | None:
 
 def cpu_model_name() -> str:
     """The CPU's marketing name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    from llara_cli.core.precision import CPUINFO_PATH
+    from llara_cli.runtime.precision import CPUINFO_PATH
 
     try:
         for line in CPUINFO_PATH.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -92,7 +92,7 @@ def _flag(flags: frozenset[str] | None, names: frozenset[str] | set[str]) -> boo
 
 def cpu_description(hardware: Any) -> dict[str, Any]:  # hardware: core.precision.Hardware
     """CPU capability: torch's kernel level and the AVX2 / AVX-512 / AMX / bf16 flags (None: unknown)."""
-    from llara_cli.core.precision import AMX_FLAGS, BF16_CPU_FLAGS, cpu_native_bf16
+    from llara_cli.runtime.precision import AMX_FLAGS, BF16_CPU_FLAGS, cpu_native_bf16
 
     flags = hardware.cpu_flags
     capability = hardware.cpu_capability.upper()
@@ -131,7 +131,7 @@ def device_list() -> list[dict[str, Any]]:
 
 def precision_description(probe: bool = False) -> dict[str, Any]:
     """What ``--dtype auto`` resolves to on each kind of device here, and the measured probe when it was run."""
-    from llara_cli.core.precision import AUTO, CPU, CUDA, cached_bf16_probe, cpu_native_bf16, detect_hardware, \
+    from llara_cli.runtime.precision import AUTO, CPU, CUDA, cached_bf16_probe, cpu_native_bf16, detect_hardware, \
         resolve_dtype
 
     import torch
@@ -155,7 +155,7 @@ def thread_description() -> dict[str, Any]:
     """The thread budget and torch's actual intra-op thread count."""
     import torch
 
-    from llara_cli.core.threads import OMP_ENV, TOKENIZERS_PARALLELISM_ENV, current_thread_settings
+    from llara_cli.runtime.threads import OMP_ENV, TOKENIZERS_PARALLELISM_ENV, current_thread_settings
 
     settings = current_thread_settings()
     return {
@@ -174,9 +174,9 @@ def collect_environment(probe: bool = False) -> dict[str, Any]:
     ``probe`` also measures (or reads the cached) bf16 vs fp32 matmul rate; without it the probe runs only
     where the capability queries cannot decide.
     """
-    from llara_cli.core.gguf import embedded_model_dir
-    from llara_cli.core.model_files import llara_home
-    from llara_cli.core.precision import CPU, detect_hardware
+    from llara_cli.model.gguf import embedded_model_dir
+    from llara_cli.model.files import llara_home
+    from llara_cli.runtime.precision import CPU, detect_hardware
 
     model_dir = embedded_model_dir()
     return {

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.gpu.flex_mask import segment_block_mask  # noqa: E402
 from llara_cli.core.batching import collate_adaptation  # noqa: E402
-from llara_cli.core.config import FAMILY_BOW_LOGITS, LlaraConfig  # noqa: E402
+from llara_cli.model.config import FAMILY_BOW_LOGITS, LlaraConfig  # noqa: E402
 from llara_cli.core.masks import joint_attention_inputs  # noqa: E402
-from llara_cli.core.adaptation import LlaraAdaptationModel  # noqa: E402
-from llara_cli.core.encoder import LlaraEncoder  # noqa: E402
+from llara_cli.training.adaptation_objective import LlaraAdaptationModel  # noqa: E402
+from llara_cli.encode.encoder import LlaraEncoder  # noqa: E402
 from llara_cli.core.pooling import masked_mean_pool  # noqa: E402
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side  # noqa: E402
 

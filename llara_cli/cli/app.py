@@ -105,7 +105,7 @@ def root(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from llara_cli.core.threads import configure_threads
+    from llara_cli.runtime.threads import configure_threads
 
     configure_threads()  # once per command, before torch, faiss or tokenizers start their pools
 

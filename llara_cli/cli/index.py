@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import OutDirOpt, OverwriteOpt
-from llara_cli.retrieval.index import (
+from llara_cli.index.faiss_index import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
     DEFAULT_HNSW_M,

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llara_cli.core.models import DEFAULT_MODEL_ALIAS
+from llara_cli.model.resolve import DEFAULT_MODEL_ALIAS
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
 )

@@ -12,7 +12,7 @@ from llara_cli.cli.options import (
 )
 from llara_cli.errors import UsageError
 from llara_cli.search.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
-from llara_cli.search.fusion import DEFAULT_FUSION_METHOD, FusionMethod
+from llara_cli.search.run_fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.search.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.search.dense import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
 from llara_cli.storage.outputs import check_output_file
@@ -62,12 +62,12 @@ def search(
     if len(modes) != 1:
         raise UsageError("choose exactly one of --index (dense), --bm25 or --fuse" +
                          (f" (got {', '.join(modes)})" if modes else ""))
-    from llara_cli.retrieval.shards import expand_shard_dirs
+    from llara_cli.encode.shards import expand_shard_dirs
 
     check_output_file(out, [*(fuse or []), *(tune_run or []), tune_qrels, queries, corpus,
                             *expand_shard_dirs(index or [])], overwrite)
     if fuse:
-        from llara_cli.search.fusion import provenance_path
+        from llara_cli.search.run_fusion import provenance_path
 
         check_output_file(provenance_path(out), [*fuse, *(tune_run or []), tune_qrels], overwrite)
         _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
@@ -83,7 +83,7 @@ def search(
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
            trust_remote_code) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
-    from llara_cli.core.precision import resolve_dtype
+    from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.search.dense import DenseSearchJob, run_dense_search
 
     dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
@@ -106,7 +106,7 @@ def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: A
 
 def _fuse(runs, method, out, rrf_k, weights, k, tune_runs, tune_qrels, tune_split) -> None:  # noqa: ANN001
     from llara_cli.data.qrels import read_qrels
-    from llara_cli.search.fusion import fuse_run_files, provenance_path
+    from llara_cli.search.run_fusion import fuse_run_files, provenance_path
 
     parsed_weights = None
     if weights:

@@ -4,15 +4,22 @@ Heavy libraries (ir_measures, scipy, matplotlib) are imported only when a functi
 """
 from __future__ import annotations
 
-from llara_cli.evaluation.coverage import Coverage
-from llara_cli.evaluation.evaluator import RECALL_CURVE_CUTOFFS, evaluate_runs
-from llara_cli.evaluation.measures import DEFAULT_MEASURES, parse_measures, split_measure_names
-from llara_cli.evaluation.plots import plot_report
-from llara_cli.evaluation.report import Comparison, EvaluationReport, RunResult
-from llara_cli.evaluation.significance import SIGNIFICANCE_LEVEL, bonferroni_correct, paired_t_test
+from llara_cli._lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MEASURES", "RECALL_CURVE_CUTOFFS", "SIGNIFICANCE_LEVEL",
-    "Comparison", "Coverage", "EvaluationReport", "RunResult",
-    "bonferroni_correct", "evaluate_runs", "paired_t_test", "parse_measures", "plot_report", "split_measure_names",
-]
+_EXPORTS = {
+    "Coverage": "llara_cli.evaluation.coverage",
+    "RECALL_CURVE_CUTOFFS": "llara_cli.evaluation.evaluator",
+    "evaluate_runs": "llara_cli.evaluation.evaluator",
+    "DEFAULT_MEASURES": "llara_cli.evaluation.measures",
+    "parse_measures": "llara_cli.evaluation.measures",
+    "split_measure_names": "llara_cli.evaluation.measures",
+    "plot_report": "llara_cli.evaluation.plots",
+    "Comparison": "llara_cli.evaluation.report",
+    "EvaluationReport": "llara_cli.evaluation.report",
+    "RunResult": "llara_cli.evaluation.report",
+    "SIGNIFICANCE_LEVEL": "llara_cli.evaluation.significance",
+    "bonferroni_correct": "llara_cli.evaluation.significance",
+    "paired_t_test": "llara_cli.evaluation.significance",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

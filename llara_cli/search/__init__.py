@@ -1,19 +1,18 @@
-"""Searching: dense (faiss, one index or exact over shards), BM25 (Lucene through Anserini) and fusion of runs.
+"""Searching, Pyserini-style: :class:`DenseSearcher` (faiss, one index or exact over shards),
+:class:`Bm25Searcher` (Lucene through Anserini), and fusion (RRF, weighted, BM25-anchored robust or tuned).
 
-Pyserini-style searcher objects -- ``DenseSearcher(index).search(query, k)`` / ``batch_search`` and
-``Bm25Searcher(corpus)`` -- live in :mod:`llara_cli.search.dense` and :mod:`llara_cli.search.bm25`; the
-``run_*`` functions there are what ``llara search`` calls. Imported lazily: this package pulls in nothing heavy.
-"""
+``searcher.search(query, k)`` / ``batch_search(queries, query_ids, k)``; the ``run_*`` functions are what
+``llara search`` calls."""
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from llara_cli._lazy import lazy_exports
 
-_EXPORTS = {"DenseSearcher": "llara_cli.search.dense", "Bm25Searcher": "llara_cli.search.bm25"}
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+_EXPORTS = {
+    "DenseSearcher": "llara_cli.search.dense", "run_dense_search": "llara_cli.search.dense",
+    "Bm25Searcher": "llara_cli.search.bm25", "run_bm25": "llara_cli.search.bm25",
+    "reciprocal_rank_fusion": "llara_cli.search.fusion", "weighted_fusion": "llara_cli.search.fusion",
+    "anchored_fusion": "llara_cli.search.anchored_fusion", "tune_dense_weight": "llara_cli.search.anchored_fusion",
+    "FusionMethod": "llara_cli.search.run_fusion", "fuse_run_files": "llara_cli.search.run_fusion",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

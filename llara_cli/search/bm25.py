@@ -2,7 +2,7 @@
 
 Queries go through Anserini's bag-of-words query generator, so no query syntax is parsed: ``?``, ``*``,
 quotes, brackets or ``AND`` in a query are plain text. :class:`Bm25Searcher` is the Pyserini-style object;
-:func:`run_bm25` is ``llara search --bm25``. Building the index is :mod:`llara_cli.search.lucene_index`.
+:func:`run_bm25` is ``llara search --bm25``. Building the index is :mod:`llara_cli.index.lucene_index`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from llara_cli.data.corpus import check_unique_ids, queries_for_search, warn_if_
 from llara_cli.data.records import Query
 from llara_cli.data.runs import write_run
 from llara_cli.errors import LlaraError, UsageError
-from llara_cli.search.jvm import java_error_message, start_jvm
-from llara_cli.search.lucene_index import (
+from llara_cli.runtime.jvm import java_error_message, start_jvm
+from llara_cli.index.lucene_index import (
     INDEXER_CLASS, build_bm25_index, default_threads, has_lucene_segments, read_manifest,
 )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
-from llara_cli.retrieval.embeddings import check_finite, same_model
+from llara_cli.encode.embedding_store import check_finite, same_model
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ class DenseSearcher:
     def __init__(self, index: str | Path | Sequence[str | Path], *, model: str | None = None,
                  prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
                  batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False) -> None:
-        from llara_cli.core.encoder import LlaraEncoder
-        from llara_cli.core.precision import resolve_dtype
-        from llara_cli.retrieval.index import load_index
+        from llara_cli.encode.encoder import LlaraEncoder
+        from llara_cli.runtime.precision import resolve_dtype
+        from llara_cli.index.faiss_index import load_index
         from llara_cli.search.sharded import resolve_index_shards
 
         paths = [index] if isinstance(index, (str, Path)) else list(index)

@@ -1,4 +1,4 @@
-"""Searching a :class:`~llara_cli.retrieval.index.DenseIndex` with query vectors: ``{query_id: [(doc_id, score)]}``.
+"""Searching a :class:`~llara_cli.index.faiss_index.DenseIndex` with query vectors: ``{query_id: [(doc_id, score)]}``.
 
 Exact (flat) search is tuned to use BLAS matrix products from a few queries on: by default faiss 1.15 scores
 batches with ``n_queries * dim < 128000`` (fewer than 222 queries at dim 576) with a per-pair loop, several
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llara_cli.errors import UsageError
-from llara_cli.retrieval.index import IVF_TYPES, DenseIndex, IndexType
+from llara_cli.index.faiss_index import IVF_TYPES, DenseIndex, IndexType
 
 if TYPE_CHECKING:
     import numpy as np

@@ -19,9 +19,9 @@ from llara_cli.errors import UsageError
 from llara_cli.search.faiss_search import (
     DEFAULT_TOP_K, MISSING_ID, check_queries, search_rows,
 )
-from llara_cli.retrieval.embeddings import COMPATIBILITY_FIELDS, describe_differences
-from llara_cli.retrieval.index import IndexMeta, load_index, load_index_meta
-from llara_cli.retrieval.shards import expand_shard_dirs
+from llara_cli.encode.embedding_store import COMPATIBILITY_FIELDS, describe_differences
+from llara_cli.index.faiss_index import IndexMeta, load_index, load_index_meta
+from llara_cli.encode.shards import expand_shard_dirs
 
 if TYPE_CHECKING:
     import numpy as np

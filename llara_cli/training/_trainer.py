@@ -1,6 +1,6 @@
 """The HF ``Trainer`` of both runs, and their callbacks: adaptation uses it as it is, finetuning subclasses it.
 
-The Trainer's model is the objective around the causal LM (:class:`~llara_cli.core.adaptation.LlaraAdaptationModel`
+The Trainer's model is the objective around the causal LM (:class:`~llara_cli.training.adaptation_objective.LlaraAdaptationModel`
 or :class:`~llara_cli.training.contrastive_objective.ContrastiveModel`), so DDP/DeepSpeed/FSDP wrap the whole
 objective and gradients are synchronised by the ordinary forward; checkpoints and the final model are written
 from the causal LM inside it: every ``checkpoint-<step>`` is itself a loadable llara model directory (``save_pretrained``
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from llara_cli.core.config import LlaraConfig
+from llara_cli.model.config import LlaraConfig
 from llara_cli.errors import LlaraError
 from llara_cli.storage.files import read_json
 from llara_cli.training.trainer_utils import JsonlLog, mark_checkpoint_complete, rotate_checkpoints

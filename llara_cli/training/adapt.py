@@ -36,7 +36,7 @@ from llara_cli.training.run_directory import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.model.llara_model import ModelSource
     from llara_cli.data.adaptation import DataFormat
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class AdaptConfig(TrainingRunConfig):
     The Trainer settings (batch, schedule, checkpoints, resume) are :class:`TrainingRunConfig`'s.
     ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
     joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else the one its tokenizer implies,
-    else ``flagembedding``). ``objective`` names a preset (:mod:`llara_cli.core.objective`); the four objective switches
+    else ``flagembedding``). ``objective`` names a preset (:mod:`llara_cli.training.objective_presets`); the four objective switches
     below override it when set (``None``: the preset's value).
     """
 
@@ -104,7 +104,7 @@ class AdaptConfig(TrainingRunConfig):
 
     def objective_settings(self):  # noqa: ANN201 - core.objective.ObjectiveSettings
         """The preset with this run's overrides."""
-        from llara_cli.core.objective import objective_settings
+        from llara_cli.training.objective_presets import objective_settings
 
         return objective_settings(self.objective, lm_loss_weight=self.lm_loss_weight, bow_scale=self.bow_scale,
                                   exclude_special_targets=self.exclude_special_targets,
@@ -188,7 +188,7 @@ class _Plan:
 
 def _prepare(config: AdaptConfig) -> _Plan:
     """Fail fast: corpus format, model presence, prompt length and at least one example, before any loading."""
-    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.model.llara_model import ModelSource
     from llara_cli.data.adaptation import AdaptationStream, detect_format
 
     data_format = detect_format(config.corpus, config.data_format)
@@ -216,9 +216,9 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
                    on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
     from transformers import PrinterCallback, set_seed
 
-    from llara_cli.core.adapters import LoraSettings
-    from llara_cli.core.config import Stage
-    from llara_cli.core.llara_model import LlaraModel
+    from llara_cli.model.adapters import LoraSettings
+    from llara_cli.model.config import Stage
+    from llara_cli.model.llara_model import LlaraModel
     from llara_cli.training.adaptation_dataset import AdaptationDataset
     from llara_cli.training._trainer import AdaptationTrainer, RunCallback
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
@@ -258,10 +258,10 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
 
 
 def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa: ANN001, ANN201
-    """The :class:`~llara_cli.core.adaptation.LlaraAdaptationModel` for ``settings`` (core.objective)."""
-    from llara_cli.core.adaptation import LlaraAdaptationModel
-    from llara_cli.core.config import FAMILY_BOW_LOGITS
-    from llara_cli.core.llara_model import prompt_format_of
+    """The :class:`~llara_cli.training.adaptation_objective.LlaraAdaptationModel` for ``settings`` (core.objective)."""
+    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
+    from llara_cli.model.config import FAMILY_BOW_LOGITS
+    from llara_cli.model.llara_model import prompt_format_of
 
     return LlaraAdaptationModel(
         causal_lm, prompt_format_of(llara_config, tokenizer), bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
@@ -289,7 +289,7 @@ def _zero3_enabled() -> bool:
 
 def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN001
     """Write the model into ``<run_dir>/final.tmp``, then publish it as ``out_dir`` (main process)."""
-    from llara_cli.core.llara_model import save_model_dir
+    from llara_cli.model.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model
 
     final_dir = fresh_final_dir(config, state)

@@ -2,7 +2,7 @@
 
 Each training item is a query and a *group* of ``group_size`` passages, its positive and ``group_size - 1`` hard
 negatives drawn deterministically from ``(seed, epoch, example)`` (:class:`ContrastiveDataset`). Queries and
-passages are embedded exactly as at inference (:func:`llara_cli.core.embedding.embed_side`); the loss is InfoNCE
+passages are embedded exactly as at inference (:func:`llara_cli.model.embedding_pass.embed_side`); the loss is InfoNCE
 over cosine similarities / ``temperature`` with in-batch negatives, gathered across processes under DDP
 (:mod:`llara_cli.core.contrastive`).
 """
@@ -20,7 +20,7 @@ from llara_cli.core.contrastive import (
     contrastive_accuracy, contrastive_loss_from_embeddings, distributed_world_size,
     gather_with_grad,
 )
-from llara_cli.core.embedding import embed_side
+from llara_cli.model.embedding_pass import embed_side
 from llara_cli.core.prompts import Side
 from llara_cli.data.finetune import TrainingExample
 from llara_cli.errors import UsageError

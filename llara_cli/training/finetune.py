@@ -11,7 +11,7 @@ in ``<out_dir>.partial`` until the end, ``--resume`` refused when settings diffe
 into place in one step. The output is, with LoRA (the default), an *adapter directory* -- ``adapter_config.json``
 (its ``base_model_name_or_path`` is the input model), ``adapter_model.safetensors``, the tokenizer,
 ``llara_config.json`` (stage ``finetuned``, with the query/passage lengths trained with) -- loaded by
-:meth:`llara_cli.core.llara_model.LlaraModel.load`; with ``merge`` or full finetuning, an ordinary llara model
+:meth:`llara_cli.model.llara_model.LlaraModel.load`; with ``merge`` or full finetuning, an ordinary llara model
 directory. Both also hold ``train_log.jsonl`` and ``finetune_config.json``.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from llara_cli.training.run_directory import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.model.llara_model import ModelSource
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "run_finetuning"]
 
@@ -154,7 +154,7 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
 
 def _check_model(config: FinetuneConfig) -> ModelSource:
     """The model, resolved once for the run; fails fast on a missing model or lengths too short for the prompt."""
-    from llara_cli.core.llara_model import ModelSource
+    from llara_cli.model.llara_model import ModelSource
 
     source = ModelSource.resolve(config.model, prompt_family=config.prompt_family,
                                  trust_remote_code=config.trust_remote_code)
@@ -178,8 +178,8 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     from transformers import set_seed
 
     from llara_cli.core.batching import ContrastiveCollator
-    from llara_cli.core.config import Stage
-    from llara_cli.core.llara_model import LlaraModel, model_reference
+    from llara_cli.model.config import Stage
+    from llara_cli.model.llara_model import LlaraModel, model_reference
     from llara_cli.training._trainer import RunCallback
     from llara_cli.training.contrastive_objective import (
         ContrastiveDataset, ContrastiveModel, EpochCallback, freeze_unused_head,
@@ -218,7 +218,7 @@ def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: 
 
     LoRA: the adapter directory, or merged weights with ``merge``; full finetuning: the whole model.
     """
-    from llara_cli.core.llara_model import save_model_dir
+    from llara_cli.model.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model
 
     final_dir = fresh_final_dir(config, state)

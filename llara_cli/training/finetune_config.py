@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from llara_cli.core.adapters import ALL_LINEAR, LoraSettings
+from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
 from llara_cli.core.prompts import PromptFamily, parse_family
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT, MiningSettings,

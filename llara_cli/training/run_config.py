@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llara_cli.core.precision import AUTO, BF16, FP16, FP32, check_precision
+from llara_cli.runtime.precision import AUTO, BF16, FP16, FP32, check_precision
 from llara_cli.errors import UsageError
 
 PARTIAL_SUFFIX = ".partial"
@@ -27,7 +27,7 @@ class TrainingRunConfig:
     ``batch_size`` is per process; the global batch is ``batch_size x grad_accum x processes``. Subclasses
     resolve ``learning_rate`` (``None``: their default) in ``__post_init__``. ``precision`` is the mixed
     precision of the run (``fp32``: none); ``auto`` is resolved for the training device on construction
-    (:func:`~llara_cli.core.precision.resolve_dtype`), so the saved run config records the one used.
+    (:func:`~llara_cli.runtime.precision.resolve_dtype`), so the saved run config records the one used.
     ``bf16=True`` is the older spelling of ``precision="bf16"``; after construction it mirrors ``precision``.
     """
 
@@ -107,7 +107,7 @@ def _plain(value: Any) -> Any:
 def resolve_training_precision(precision: str, bf16_alias: bool = False) -> str:
     """The concrete mixed precision of a run: ``precision`` (``auto`` resolved for the training device), or
     bf16 when the ``--bf16`` alias is set; the alias with another explicit precision is a UsageError."""
-    from llara_cli.core.precision import default_device_type, resolve_dtype
+    from llara_cli.runtime.precision import default_device_type, resolve_dtype
 
     if check_precision(precision) in (FP32, FP16) and not bf16_alias:
         return precision

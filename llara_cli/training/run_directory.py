@@ -149,7 +149,7 @@ def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, sta
     With ``merge_lora`` a LoRA checkpoint's adapters are loaded and merged into plain weights; otherwise the
     checkpoint's model files are the model (an adapter directory, or weights gathered when sharded).
     """
-    from llara_cli.core.llara_model import save_model_dir
+    from llara_cli.model.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model, load_checkpoint_weights
 
     final_dir = fresh_final_dir(config, state)

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.core.config import LlaraConfig
-from llara_cli.core.encoder import LlaraEncoder
+from llara_cli.model.config import LlaraConfig
+from llara_cli.encode.encoder import LlaraEncoder
 from tests.conftest import WORDS
 
 

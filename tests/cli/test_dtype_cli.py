@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.core import precision
-from tests.core.test_precision import ZEN3_AVX2, ZEN4
+from llara_cli.runtime import precision
+from tests.runtime.test_precision import ZEN3_AVX2, ZEN4
 
 DOCS = {"d1": "the protein cell gene", "d2": "river city music film", "d3": "a model for dense retrieval"}
 QUERIES = {"q1": "protein gene", "q2": "dense retrieval"}

@@ -6,9 +6,9 @@ import json
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.core import precision
+from llara_cli.runtime import precision
 from llara_cli.environment import ENVIRONMENT_SCHEMA, ENVIRONMENT_SCHEMA_VERSION, PACKAGE_DISTRIBUTIONS
-from tests.core.test_precision import ZEN3_AVX2
+from tests.runtime.test_precision import ZEN3_AVX2
 
 NESTED_KEYS = {
     "cpu": {"model", "machine", "torch_capability", "avx2", "avx512", "amx", "bf16_flags", "native_bf16"},

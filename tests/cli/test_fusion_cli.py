@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
 from llara_cli.data.runs import write_run
-from tests.search.test_fusion_tuning import synthetic_runs
+from tests.search.test_anchored_fusion import synthetic_runs
 
 
 def invoke(*args):

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.retrieval.embeddings import EMBEDDINGS_FILE, EmbeddingMeta, save_embeddings
+from llara_cli.encode.embedding_store import EMBEDDINGS_FILE, EmbeddingMeta, save_embeddings
 
 DIM = 8
 DOCS = {"d1": "protein gene cell", "d2": "river city music", "d3": "dense retrieval model"}
@@ -289,7 +289,7 @@ def test_a_truncated_model_safetensors_is_named(collection, tiny_model_dir, tmp_
 
 
 def test_a_truncated_chunk_on_resume_names_the_chunk(collection, tiny_model_dir, tmp_path):
-    from llara_cli.retrieval.encode import CHUNKS_DIR, STATE_FILE
+    from llara_cli.encode.directory import CHUNKS_DIR, STATE_FILE
 
     out = tmp_path / "emb"
     assert invoke("encode", collection, "--model", tiny_model_dir, "--out", out, "--chunk-size", 2).exit_code == 0

@@ -5,8 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.retrieval.embeddings import EmbeddingMeta, save_embeddings
-from llara_cli.retrieval.index import DOCID_FILE, INDEX_FILE, load_index
+from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, load_index
 
 DIM = 8
 N_DOCS = 40

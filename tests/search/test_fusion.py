@@ -4,7 +4,8 @@ import pytest
 
 from llara_cli.data.runs import group_run, read_run
 from llara_cli.errors import UsageError
-from llara_cli.search.fusion import fuse_run_files, reciprocal_rank_fusion, weighted_fusion
+from llara_cli.search.fusion import reciprocal_rank_fusion, weighted_fusion
+from llara_cli.search.run_fusion import fuse_run_files
 
 RUN_1 = {"q1": [("a", 3.0), ("b", 2.0), ("c", 1.0)], "q2": [("x", 1.0)]}
 RUN_2 = {"q1": [("b", 10.0), ("d", 5.0), ("a", 0.0)]}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llara_cli.core.config import LlaraConfig
-from llara_cli.core.encoder import LlaraEncoder
+from llara_cli.model.config import LlaraConfig
+from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training import AdaptConfig, run_adaptation
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE

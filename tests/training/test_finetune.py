@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llara_cli.core.adapters import add_lora, adapter_base_model
+from llara_cli.model.adapters import add_lora, adapter_base_model
 from llara_cli.core.batching import ContrastiveCollator
-from llara_cli.core.config import LlaraConfig
-from llara_cli.core.encoder import LlaraEncoder
-from llara_cli.core.llara_model import LlaraModel
+from llara_cli.model.config import LlaraConfig
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.llara_model import LlaraModel
 from llara_cli.core.prompts import Side
 from llara_cli.data.finetune import Passage, TrainingExample
 from llara_cli.errors import UsageError

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llara_cli.core.config import LlaraConfig
-from llara_cli.core.objective import PRESETS, ObjectivePreset, objective_settings
+from llara_cli.model.config import LlaraConfig
+from llara_cli.training.objective_presets import PRESETS, ObjectivePreset, objective_settings
 from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily
 from llara_cli.data.adaptation import AdaptationExample
 from llara_cli.data.stopwords import english_stop_words

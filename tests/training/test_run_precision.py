@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from llara_cli.core import precision
+from llara_cli.runtime import precision
 from llara_cli.errors import UsageError
 from llara_cli.training.run_config import TrainingRunConfig, training_arguments
-from tests.core.test_precision import ZEN3_AVX2, ZEN4
+from tests.runtime.test_precision import ZEN3_AVX2, ZEN4
 
 
 @pytest.fixture
