@@ -12,11 +12,12 @@ from llara_cli.cli.options import (
 )
 from llara_cli.cli.progress import is_main_process, step_progress
 from llara_cli.errors import EXIT_INTERRUPTED
+from llara_cli.core.prompts import PromptFamily
 from llara_cli.training.adapt import AdaptConfig
 
 OBJECTIVE = "Objective"
-AdaptPromptFamilyOpt = Annotated[Optional[str], typer.Option(
-    "--prompt-family", help="paper or flagembedding; default: the model's saved family, else flagembedding (the "
+AdaptPromptFamilyOpt = Annotated[Optional[PromptFamily], typer.Option(
+    "--prompt-family", help="paper or flagembedding; default: the model's saved family; for a plain model, flagembedding (the "
     "released code's form, measured better than the paper's from 100 steps on: docs/adapt.md).")]
 
 

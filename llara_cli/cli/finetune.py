@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llara_cli.core.prompts import MIN_MAX_LENGTH
 from llara_cli.cli.options import (
     DATA, DEFAULT_MODEL, LORA_OPTIONS, MINING_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, PromptFamilyOpt,
     config_default, options_of, with_options,
@@ -45,10 +46,10 @@ def finetune(
         rich_help_panel=DATA)] = None,
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option(
-        "--query-max-length", min=8, help="Tokens per query, prompt included (saved with the model: the default "
+        "--query-max-length", min=MIN_MAX_LENGTH, help="Tokens per query, prompt included (saved with the model: the default "
         "of encode and search).")] = _default("query_max_length"),
     passage_max_length: Annotated[int, typer.Option(
-        "--passage-max-length", min=8, help="Tokens per passage, prompt included (saved with the model: the "
+        "--passage-max-length", min=MIN_MAX_LENGTH, help="Tokens per passage, prompt included (saved with the model: the "
         "default of encode).")] = _default("passage_max_length"),
     group_size: Annotated[Optional[int], typer.Option(
         "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: 16 on GPU, 4 on "

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llara_cli.core.prompts import MIN_MAX_LENGTH, PromptFamily
 from llara_cli.model.resolve import DEFAULT_MODEL_ALIAS
+from llara_cli.runtime.dtypes import DEFAULT_DTYPE, Dtype
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
 )
@@ -54,12 +56,12 @@ OptionalModelOpt = Annotated[
     typer.Option("--model", "-m", help="Model directory or alias; default: the one recorded with the index."),
 ]
 PromptFamilyOpt = Annotated[
-    Optional[str],
-    typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family, else paper."),
+    Optional[PromptFamily],
+    typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family (a tokenizer "
+                 "with the <s1>..<s16> markers means flagembedding), else paper."),
 ]
-DEFAULT_DTYPE = "auto"
 DtypeOpt = Annotated[
-    str,
+    Dtype,
     typer.Option("--dtype", help="Model dtype: auto (bf16 where the hardware runs it natively, else fp32; "
                  "`llara env` shows the choice), fp32, bf16 or fp16."),
 ]
@@ -67,10 +69,10 @@ TrustRemoteCodeOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow custom model code from the model directory (off by default).")
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per forward pass.")]
-MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=8, help="Maximum tokens per text, prompt included.")]
+MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=MIN_MAX_LENGTH, help="Maximum tokens per text, prompt included.")]
 ModelMaxLengthOpt = Annotated[
     Optional[int],
-    typer.Option("--max-length", min=8, help="Tokens per text, prompt included; default: the length the model was "
+    typer.Option("--max-length", min=MIN_MAX_LENGTH, help="Tokens per text, prompt included; default: the length the model was "
                  "trained with (its llara_config.json; 512 passages / 64 queries for a model llara has not trained)."),
 ]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
@@ -129,7 +131,7 @@ MaxGradNormOpt = Annotated[float, typer.Option("--max-grad-norm", help="Gradient
                                                rich_help_panel=TRAINING)]
 OptimOpt = Annotated[str, typer.Option("--optim", help="HF Trainer optimizer name (adamw_torch, sgd, adafactor...).",
                                        rich_help_panel=TRAINING)]
-PrecisionOpt = Annotated[str, typer.Option(
+PrecisionOpt = Annotated[Dtype, typer.Option(
     "--precision", help="Mixed precision: auto (bf16 on GPUs and CPUs with native bf16, else fp32), fp32, bf16 "
     "or fp16.", rich_help_panel=TRAINING)]
 Bf16Opt = Annotated[bool, typer.Option("--bf16", help="Same as --precision bf16 (older spelling).",

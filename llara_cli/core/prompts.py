@@ -25,13 +25,25 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import NamedTuple, TypeVar
 
+from llara_cli.choices import StrChoice
 from llara_cli.errors import UsageError
 
 
 E = TypeVar("E", bound=Enum)
 
 
-class PromptFamily(str, Enum):
+MIN_MAX_LENGTH = 8  # tokens, prompt included: the least a --max-length / --*-max-length may be (the paper
+# suffix alone takes ~6; a longer prompt is checked against the real budget where a text is laid out)
+
+
+def check_max_length(value: int | None, option: str) -> int | None:
+    """``value`` if it is None or at least :data:`MIN_MAX_LENGTH`; else a UsageError naming ``option``."""
+    if value is not None and value < MIN_MAX_LENGTH:
+        raise UsageError(f"{option} must be at least {MIN_MAX_LENGTH}, got {value}")
+    return value
+
+
+class PromptFamily(StrChoice):
     PAPER = "paper"
     FLAGEMBEDDING = "flagembedding"
 

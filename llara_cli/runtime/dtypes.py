@@ -1,21 +1,47 @@
-"""The model dtype names the CLI accepts (``--dtype fp32|bf16|fp16``) and their torch dtypes."""
+"""The dtype names llara accepts (``--dtype`` and ``--precision``: ``auto``, ``fp32``, ``bf16``, ``fp16``), parsed
+once at the edge into :class:`Dtype`, and their torch dtypes.
+
+``auto`` is resolved for the hardware by :func:`llara_cli.runtime.precision.resolve_dtype`; every other place
+takes a :class:`Dtype` (a ``str`` enum, so it compares, hashes and serialises as its name).
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llara_cli.choices import StrChoice
 from llara_cli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-DTYPES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-"""The ``--dtype`` choices mapped to ``torch`` attribute names; ``torch_dtype(name)`` returns the torch dtype."""
+
+class Dtype(StrChoice):
+    AUTO = "auto"  # bf16 where the hardware runs it natively, else fp32 (runtime.precision.resolve_dtype)
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype for a ``DTYPES`` name (``fp32``, ``bf16``, ``fp16``); anything else -> UsageError."""
-    if name not in DTYPES:
-        raise UsageError(f"unknown dtype '{name}': expected one of {', '.join(DTYPES)}")
+DEFAULT_DTYPE = Dtype.AUTO
+CONCRETE_DTYPES = (Dtype.FP32, Dtype.BF16, Dtype.FP16)
+TORCH_DTYPE_NAMES: dict[Dtype, str] = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16", Dtype.FP16: "float16"}
+DTYPES = TORCH_DTYPE_NAMES  # the concrete names mapped to ``torch`` attribute names (older spelling)
+
+
+def parse_dtype(value: str | Dtype) -> Dtype:
+    """The :class:`Dtype` named ``value``; anything else -> UsageError listing the choices."""
+    try:
+        return Dtype(value)
+    except ValueError:
+        raise UsageError(f"unknown dtype '{value}': expected one of {', '.join(d.value for d in Dtype)}") from None
+
+
+def torch_dtype(name: str | Dtype) -> torch.dtype:
+    """The torch dtype for a concrete dtype (``fp32``, ``bf16``, ``fp16``); ``auto`` or anything else -> UsageError."""
+    dtype = parse_dtype(name)
+    if dtype not in TORCH_DTYPE_NAMES:
+        raise UsageError(f"dtype '{dtype}' must be resolved first: expected one of "
+                         f"{', '.join(d.value for d in CONCRETE_DTYPES)}")
     import torch
 
-    return getattr(torch, DTYPES[name])
+    return getattr(torch, TORCH_DTYPE_NAMES[dtype])

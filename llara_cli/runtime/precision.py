@@ -24,13 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.runtime.dtypes import CONCRETE_DTYPES, Dtype, parse_dtype  # noqa: F401 (CONCRETE_DTYPES re-exported)
 
 logger = logging.getLogger(__name__)
 
-AUTO = "auto"
-FP32, BF16, FP16 = "fp32", "bf16", "fp16"
-CONCRETE_DTYPES = (FP32, BF16, FP16)
-PRECISION_CHOICES = (AUTO, *CONCRETE_DTYPES)
+AUTO, FP32, BF16, FP16 = Dtype.AUTO, Dtype.FP32, Dtype.BF16, Dtype.FP16
+PRECISION_CHOICES = tuple(Dtype)
 
 CPU, CUDA, MPS = "cpu", "cuda", "mps"
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -79,11 +78,9 @@ class Bf16Probe:
         return self.bf16_gflops / self.fp32_gflops if self.fp32_gflops > 0 else 0.0
 
 
-def check_precision(name: str) -> str:
-    """``name`` if it is one of ``PRECISION_CHOICES``, else a UsageError listing them."""
-    if name not in PRECISION_CHOICES:
-        raise UsageError(f"unknown dtype '{name}': expected one of {', '.join(PRECISION_CHOICES)}")
-    return name
+def check_precision(name: str | Dtype) -> Dtype:
+    """``name`` as a :class:`Dtype`, else a UsageError listing the choices (:func:`~llara_cli.runtime.dtypes.parse_dtype`)."""
+    return parse_dtype(name)
 
 
 def cpu_native_bf16(hardware: Hardware) -> bool | None:
@@ -100,14 +97,15 @@ def cpu_native_bf16(hardware: Hardware) -> bool | None:
     return None
 
 
-def resolve_precision(requested: str, hardware: Hardware, probe: Bf16Probe | None = None) -> str:
+def resolve_precision(requested: str | Dtype, hardware: Hardware, probe: Bf16Probe | None = None) -> Dtype:
     """The concrete dtype (``fp32``, ``bf16``, ``fp16``) for ``requested`` on ``hardware``; pure.
 
     An explicit dtype is returned as is. ``auto``: bf16 on a CUDA device that supports it, fp32 on other CUDA
     devices and on MPS; on a CPU, bf16 where :func:`cpu_native_bf16` says so, or, where it cannot tell, where
     ``probe`` measured bf16 at least ``PROBE_MIN_SPEEDUP`` times as fast as fp32; fp32 otherwise.
     """
-    if check_precision(requested) != AUTO:
+    requested = parse_dtype(requested)
+    if requested is not AUTO:
         return requested
     if hardware.device_type == CUDA:
         return BF16 if hardware.cuda_bf16 else FP32
@@ -204,13 +202,14 @@ def cached_bf16_probe(hardware: Hardware, home: Path | None = None) -> Bf16Probe
     return probe
 
 
-def resolve_dtype(requested: str = AUTO, device_type: str = CPU) -> str:
+def resolve_dtype(requested: str | Dtype = AUTO, device_type: str = CPU) -> Dtype:
     """The concrete dtype a command uses on this machine's ``device_type`` device for ``requested``.
 
     Measures (once per machine, cached) only where the capability queries are inconclusive, or to say how much
     slower an explicit bf16 is on a CPU without native bf16: that case works, with a warning printed once.
     """
-    if check_precision(requested) != AUTO and (requested != BF16 or device_type != CPU):
+    requested = parse_dtype(requested)
+    if requested is not AUTO and (requested is not BF16 or device_type != CPU):
         return requested
     if device_type != CPU:
         return resolve_precision(requested, detect_hardware(device_type))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llara_cli.core.prompts import PromptFamily, parse_family
+from llara_cli.core.prompts import PromptFamily, check_max_length, parse_family
 from llara_cli.errors import UsageError
 from llara_cli.training.run_config import TrainingRunConfig, training_arguments
 from llara_cli.training.run_directory import (
@@ -112,7 +112,8 @@ class AdaptConfig(TrainingRunConfig):
 
     def validate(self) -> None:
         self.validate_run_settings()
-        for name in ("max_length", "max_steps", "lora_r", "max_input_tokens", "max_examples"):
+        check_max_length(self.max_length, "--max-length")
+        for name in ("max_steps", "lora_r", "max_input_tokens", "max_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")

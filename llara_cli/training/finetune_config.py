@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
-from llara_cli.core.prompts import PromptFamily, parse_family
+from llara_cli.core.prompts import PromptFamily, check_max_length, parse_family
 from llara_cli.data.finetune import (
     DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT, MiningSettings,
 )
@@ -103,8 +103,7 @@ class FinetuneConfig(TrainingRunConfig):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("query_max_length", "passage_max_length"):
-            if getattr(self, name) < 8:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 8, got {getattr(self, name)}")
+            check_max_length(getattr(self, name), f"--{name.replace('_', '-')}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.epochs <= 0:

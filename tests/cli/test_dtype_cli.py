@@ -44,7 +44,20 @@ def test_auto_dtype_is_recorded_in_embedding_and_index_metadata_and_printed(
     assert f"top 2, {expected})" in result.stdout
 
 
-def test_an_unknown_dtype_is_one_line_error(collection, tiny_model_dir, tmp_path):
+def test_an_unknown_dtype_is_refused_at_the_edge_naming_the_choices(collection, tiny_model_dir, tmp_path):
     result = invoke("encode", collection, "--model", tiny_model_dir, "--out", tmp_path / "emb", "--dtype", "int4")
     assert result.exit_code != 0
-    assert "unknown dtype 'int4'" in result.output and "Traceback" not in result.output
+    assert "'int4'" in result.output and "--dtype" in result.output and "Traceback" not in result.output
+    assert all(choice in result.output for choice in ("auto", "fp32", "bf16", "fp16"))
+    assert not (tmp_path / "emb").exists()
+
+
+def test_the_library_parses_dtypes_once_with_the_same_choices():
+    from llara_cli.errors import UsageError
+    from llara_cli.runtime.dtypes import Dtype, parse_dtype, torch_dtype
+
+    assert parse_dtype("bf16") is Dtype.BF16 and f"{Dtype.BF16}" == "bf16" and Dtype.FP32 == "fp32"
+    with pytest.raises(UsageError, match="unknown dtype 'int4'"):
+        parse_dtype("int4")
+    with pytest.raises(UsageError, match="must be resolved first"):
+        torch_dtype(Dtype.AUTO)

@@ -240,7 +240,7 @@ def test_torch_dtype() -> None:
     assert {name: torch_dtype(name) for name in DTYPES} == {
         "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
     }
-    with pytest.raises(UsageError, match="unknown dtype 'float64': expected one of fp32, bf16, fp16"):
+    with pytest.raises(UsageError, match="unknown dtype 'float64': expected one of auto, fp32, bf16, fp16"):
         torch_dtype("float64")
 
 
