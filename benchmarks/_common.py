@@ -42,6 +42,30 @@ def load_report(before: tuple[float, float, float] = LOAD_BEFORE) -> dict:
             "busy": busy, "busy_threshold_1min": limit}
 
 
+def cpu_kind() -> dict:
+    """The CPU in one small dict: its model name, torch's kernel level (AVX2, AVX512...) and the core count."""
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
+
+
+def seeded_encoder(model: str | Path, dtype: str = "auto", prompt_family: str | None = None, seed: int = 0):  # noqa: ANN201
+    """``LlaraEncoder.load`` with torch seeded first: a raw model in the flagembedding family draws its new marker
+    embeddings, so the same seed gives the same encoder in every benchmark."""
+    import torch
+
+    from llara_cli.encode.encoder import LlaraEncoder
+    from llara_cli.runtime.precision import resolve_dtype
+
+    torch.manual_seed(seed)
+    return LlaraEncoder.load(str(model), dtype=resolve_dtype(dtype), prompt_family=prompt_family)
+
+
 def machine_description() -> dict:
     """The date and the ``llara env --json`` content (versions, CPU kind, native bf16, auto dtype, threads)."""
     from llara_cli.environment import collect_environment

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, best_dtype, save_result  # noqa: E402
+from benchmarks._common import SHARED_DATA, best_dtype, save_result, seeded_encoder  # noqa: E402
 from llara_cli.data.corpus import read_corpus, read_queries  # noqa: E402
 from llara_cli.data.qrels import read_qrels  # noqa: E402
 from llara_cli.data.records import Document  # noqa: E402
@@ -121,10 +121,7 @@ def retrieval_measures(query_embeddings: np.ndarray, passages: np.ndarray, colle
 
 
 def load_encoder(model: str, family: str, seed: int):
-    from llara_cli.encode.encoder import LlaraEncoder
-
-    torch.manual_seed(seed)  # the raw flagembedding model draws its new marker embeddings
-    return LlaraEncoder.load(model, dtype=best_dtype(), prompt_family=family)
+    return seeded_encoder(model, best_dtype(), prompt_family=family, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------- step time

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_report  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report, seeded_encoder  # noqa: E402
 
 logger = logging.getLogger("finetune_effect")
 
@@ -270,14 +270,7 @@ class MiniLM:
 
 def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
     """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory (peft adapters load too)."""
-    import torch
-
-    from llara_cli.encode.encoder import LlaraEncoder
-
-    torch.manual_seed(settings.seed)  # the raw flagembedding model draws its new marker embeddings
-    from llara_cli.runtime.precision import resolve_dtype
-
-    return LlaraEncoder.load(str(model), dtype=resolve_dtype(settings.dtype), prompt_family=settings.prompt_family)
+    return seeded_encoder(model, settings.dtype, prompt_family=settings.prompt_family, seed=settings.seed)
 
 
 class EmbeddingCache:

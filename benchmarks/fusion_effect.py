@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
+from benchmarks._common import RESULTS_DIR, SHARED_DATA, cpu_kind, save_result, seeded_encoder  # noqa: E402
 from benchmarks.finetune_effect import MODEL, EmbeddingCache, MiniLM, bm25_run, dense_search, stage  # noqa: E402
 
 COLLECTIONS = ("scifact", "cacm", "cranfield")
@@ -62,13 +62,7 @@ class RawLlara:
     """The embedded model before adaptation, flagembedding prompts, encoded in ``dtype``."""
 
     def __init__(self, dtype: str) -> None:
-        import torch
-
-        from llara_cli.encode.encoder import LlaraEncoder
-        from llara_cli.runtime.precision import resolve_dtype
-
-        torch.manual_seed(RAW_SEED)
-        self.encoder = LlaraEncoder.load(MODEL, dtype=resolve_dtype(dtype), prompt_family="flagembedding")
+        self.encoder = seeded_encoder(MODEL, dtype, prompt_family="flagembedding", seed=RAW_SEED)
 
     def encode_passages(self, texts: list[str]):  # noqa: ANN201
         return self.encoder.encode_passages(texts, max_length=RAW_PASSAGE_MAX_LENGTH)
@@ -206,16 +200,6 @@ def markdown(result: dict) -> str:
                   f"{robust['noise_loss_by_weight']}).", ""]
     lines.append("▲/▼: significantly better/worse than BM25 (paired t-test, p < 0.05).")
     return "\n".join(lines) + "\n"
-
-
-def cpu_kind() -> dict:
-    import platform
-
-    import torch
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
 
 
 def parse_args() -> argparse.Namespace:

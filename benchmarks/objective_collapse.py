@@ -20,18 +20,16 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import save_result  # noqa: E402
+from benchmarks._common import cpu_kind, save_result  # noqa: E402
 from benchmarks.adapt_effect import load_collection, load_encoder, retrieval_measures  # noqa: E402
 
 FAMILY = "flagembedding"
@@ -61,15 +59,6 @@ def retrieval_quality(encoder, collection: dict, passages: np.ndarray, query_max
     query_embeddings = encoder.encode_queries([query.text for query in collection["queries"]], batch_size=batch_size,
                                               max_length=query_max_length)  # (n_queries, dim)
     return retrieval_measures(query_embeddings, passages, collection)
-
-
-def cpu_description() -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        lscpu = ""
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "")
-    return {"cpu_model": model, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "objective_collapse", "model": args.model, "family": FAMILY, "collection": COLLECTION,
         "documents": len(collection["documents"]), "queries": len(collection["queries"]),
         "settings": vars(args), "results": results, "total_seconds": round(time.perf_counter() - started, 1),
-        **cpu_description(), "load_average_before": [round(value, 2) for value in load_before],
+        "cpu": cpu_kind(), "load_average_before": [round(value, 2) for value in load_before],
         "load_average_after": [round(value, 2) for value in os.getloadavg()],
     }
     save_result(args.name, payload)

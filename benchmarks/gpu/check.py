@@ -99,12 +99,9 @@ def build_model(shape: dict, tokenizer, device: torch.device, dtype: torch.dtype
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(default_dtype)
-    try:  # the project's helper (both transformers names); it imports Trainer, which may need accelerate
-        from llara_cli.training._trainer import enable_gradient_checkpointing
-    except ImportError:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        enable_gradient_checkpointing(model)
+    from llara_cli.model.llara_model import enable_gradient_checkpointing  # both transformers names
+
+    enable_gradient_checkpointing(model)
     return model
 
 
