@@ -224,12 +224,5 @@ def format_environment(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summary_line(info: dict[str, Any]) -> str:
-    """One line naming the machine kind: CPU model, kernel level, native bf16, what auto picks, threads."""
-    cpu, precision = info["cpu"], info["precision"]
-    return (f"{cpu['model']} ({cpu['torch_capability']}, native bf16 {_yes_no(precision['native_bf16'])}), "
-            f"auto dtype {precision['auto']['cpu']}, {info['threads']['torch']} torch threads")
-
-
 if __name__ == "__main__":  # pragma: no cover - `python -m llara_cli.environment`
     sys.stdout.write("\n".join(format_environment(collect_environment())) + "\n")
