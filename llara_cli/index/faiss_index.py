@@ -58,6 +58,7 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     train_rows,
     training_sample,
 )
+from llara_cli.storage.outputs import OutputKind, check_output_directory
 from llara_cli.encode.shards import expand_shard_dirs
 from llara_cli.index.whitening import (
     WHITENING_PARAM,
@@ -161,16 +162,7 @@ class DenseIndex:
 
 
 def _check_output(out_dir: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    resolved_out = out_dir.resolve()
-    for directory in inputs:
-        resolved_in = directory.resolve()
-        if resolved_out == resolved_in or resolved_out in resolved_in.parents:
-            raise UsageError(f"output {out_dir} would replace the input embeddings {directory}")
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise UsageError(f"{out_dir}: exists and is not a directory")
-        if not overwrite:
-            raise UsageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    check_output_directory(out_dir, OutputKind.FAISS_INDEX, inputs, overwrite)
 
 
 def _move_into_place(temp_dir: Path, out_dir: Path) -> None:

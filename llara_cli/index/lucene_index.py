@@ -26,6 +26,7 @@ from llara_cli.errors import LlaraError, UsageError
 from llara_cli.runtime.jvm import anserini_version, java_error_message, start_jvm
 from llara_cli.storage.files import read_json, write_json
 from llara_cli.storage.locks import process_alive
+from llara_cli.storage.outputs import OutputKind, check_output_directory
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +192,14 @@ def _run_indexer(collection_dir: Path, index_dir: Path, threads: int) -> dict[st
     return {name: int(getattr(counters, name).get()) for name in INDEXER_COUNTERS}
 
 
-def _check_replaceable(index_dir: Path) -> None:
-    """Refuse to replace anything but a missing path, an empty directory or a llara BM25 index."""
-    if not index_dir.exists():
-        return
-    if not index_dir.is_dir():
+def _check_replaceable(index_dir: Path, corpus_file: Path) -> None:
+    """Refuse to replace anything but a missing path, an empty directory or a llara BM25 index; never the
+    corpus's own directory."""
+    if index_dir.exists() and not index_dir.is_dir():
         raise UsageError(f"{index_dir} is a file, not an index directory")
-    if read_manifest(index_dir) is None and any(index_dir.iterdir()):
+    if index_dir.is_dir() and read_manifest(index_dir) is None and any(index_dir.iterdir()):
         raise UsageError(f"{index_dir} is not empty and is not a llara BM25 index: choose another index directory")
+    check_output_directory(index_dir, OutputKind.BM25_INDEX, [corpus_file], overwrite=True)
 
 
 def _remove_stale_builds(index_dir: Path) -> None:
@@ -300,6 +301,6 @@ def build_bm25_index(
         if not overwrite and _is_current(target, corpus_file):
             logger.info("reusing the BM25 index %s", target)
             return target
-    _check_replaceable(target)
+    _check_replaceable(target, corpus_file)
     _build(corpus_file, target, threads)
     return target
