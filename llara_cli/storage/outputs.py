@@ -2,17 +2,19 @@
 without being asked."""
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from llara_cli.errors import UsageError
+from llara_cli.storage.locks import sibling_lock
 
 logger = logging.getLogger(__name__)
 
@@ -202,3 +204,18 @@ def check_output_directory(out: str | Path, kind: OutputKind, inputs: Iterable[s
         shown = ", ".join((foreign or entries)[:ENTRIES_SHOWN]) + (", ..." if len(foreign or entries) > ENTRIES_SHOWN else "")
         raise UsageError(f"{out} is not {rule.what} (holds {shown}): --overwrite replaces only what llara wrote "
                          "for this command; remove it yourself or choose another output")
+
+
+@contextlib.contextmanager
+def writing_output_file(out: str | Path) -> Iterator[None]:
+    """Hold the lock beside the output file ``out`` and remove the temp files that killed writers of the same
+    output left (``.<name>.*.tmp``): a run killed while writing never leaves its temp file behind for good."""
+    out = Path(out)
+    with sibling_lock(out):
+        remove_leftovers(out.parent, f".{glob_escape(out.name)}.*{TEMP_SUFFIX}")
+        yield
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{char}]" if char in "*?[" else char for char in name)

@@ -111,3 +111,16 @@ def test_evaluate_plot_replaces_only_a_plot_llara_wrote(collection, run_file, tm
     assert invoke("evaluate", run_file, "--qrels", collection, "--plot", fresh).exit_code == 0  # regenerated freely
     assert fresh.stat().st_mtime_ns >= first and fresh.read_bytes().startswith(b"\x89PNG")
     assert invoke("evaluate", run_file, "--qrels", collection, "--plot", plot, "--overwrite").exit_code == 0
+
+
+def test_a_search_rerun_removes_the_temp_run_a_killed_search_left(run_file, tmp_path):
+    run_file.with_name("b.trec").write_text(run_file.read_text())
+    out = tmp_path / "fused.trec"
+    left = tmp_path / ".fused.trec.k1ll3d.tmp"  # what atomic_write leaves when its process is killed
+    other = tmp_path / ".other.trec.k1ll3d.tmp"  # another output's: not this run's to remove
+    left.write_text("partial")
+    other.write_text("partial")
+    result = invoke("search", "--fuse", run_file, "--fuse", run_file.with_name("b.trec"), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and not left.exists() and other.exists()
+    assert not (tmp_path / ".fused.trec.llara.lock").exists()
