@@ -13,6 +13,8 @@ from pathlib import Path
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
 from llara_cli.encode.embedding_store import check_finite, same_model
+from llara_cli.index.integrity import check_weights_fingerprint
+from llara_cli.model.fingerprint import weights_fingerprint
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class DenseSearcher:
         self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
         self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
         model, family = check_query_encoder(self.meta, model, prompt_family)
+        check_weights_fingerprint(self.meta.embedding.extra, model, weights_fingerprint(model), self.shard_dirs[0])
         self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
                                          trust_remote_code=trust_remote_code)
         if self.encoder.dim != self.meta.embedding.dim:
