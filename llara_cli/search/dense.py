@@ -71,8 +71,10 @@ class DenseSearcher:
         from llara_cli.encode.encoder import LlaraEncoder
         from llara_cli.runtime.precision import resolve_dtype
         from llara_cli.index.faiss_index import load_index
+        from llara_cli.core.batching import check_batch_size
         from llara_cli.search.sharded import resolve_index_shards
 
+        check_batch_size(batch_size)
         paths = [index] if isinstance(index, (str, Path)) else list(index)
         self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
         self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
