@@ -69,7 +69,7 @@ def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool,  # noqa: ANN001,
                                               **trust_kwargs(trust_remote_code))
     except (*LOAD_ERRORS, RuntimeError, KeyError) as error:
         if is_refused_pickle(error):
-            raise refuse_unsafe_pickle(adapter_dir) from None
+            raise refuse_unsafe_pickle(adapter_dir, error) from None
         raise UsageError(f"cannot apply the adapter in {adapter_dir}: {first_line(error)}") from None
     if not merge:
         return model.eval()

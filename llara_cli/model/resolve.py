@@ -146,7 +146,7 @@ def _trust_kwargs(trust_remote_code: bool) -> dict[str, Any]:
 def _load_error(what: str, model_dir: str | Path, error: BaseException) -> LlaraError:
     """The one-line error of a failed load: custom code and refused pickles say so and name the culprit."""
     if is_refused_pickle(error):
-        return refuse_unsafe_pickle(model_dir)
+        return refuse_unsafe_pickle(model_dir, error)
     if asks_for_remote_code(error):
         return refuse_custom_code(model_dir, "transformers needs its own code to load it")
     return LlaraError(f"cannot load the {what} from {model_dir}: {first_line(error)}")

@@ -9,6 +9,7 @@ know is refused before transformers is called, in one line naming the directory 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from pickle import UnpicklingError
 from typing import Any
@@ -23,6 +24,7 @@ REMOTE_CODE_WORDS = ("trust_remote_code", "custom code")
 # what a failed Hugging Face / peft load raises, custom-code and refused-pickle cases included
 LOAD_ERRORS = (OSError, ValueError, ImportError, EOFError, UnpicklingError)
 PICKLE_FILE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+TORCH_SERIALIZATION = os.path.join("torch", "serialization.py")
 
 
 def trust_kwargs(trust_remote_code: bool) -> dict[str, Any]:
@@ -92,11 +94,38 @@ def is_refused_pickle(error: BaseException) -> bool:
     return isinstance(error, UnpicklingError) or "Weights only load failed" in str(error)
 
 
-def refuse_unsafe_pickle(location: str | Path) -> UsageError:
-    """One line naming the pickle file (or the files of a directory) refused as unsafe."""
+def _loaded_file(error: BaseException) -> Path | None:
+    """The file torch was loading when ``error`` was raised: the ``f`` argument of ``torch.load`` in the
+    traceback, the error it was raised from included (a path, or an open file with its name)."""
+    found = None
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback = error.__traceback__
+        while traceback is not None:
+            frame = traceback.tb_frame
+            if frame.f_code.co_name == "load" and frame.f_code.co_filename.endswith(TORCH_SERIALIZATION):
+                source = frame.f_locals.get("f")
+                name = getattr(source, "name", source)
+                if isinstance(name, (str, os.PathLike)):
+                    found = Path(name)
+            traceback = traceback.tb_next
+        if found is not None:
+            return found
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def refuse_unsafe_pickle(location: str | Path, error: BaseException | None = None) -> UsageError:
+    """One line naming the pickle file refused as unsafe: the one torch was loading when it refused (found in
+    ``error``'s traceback), else ``location`` itself or the pickle files of that directory."""
     location = Path(location)
-    files = [location] if location.is_file() else sorted(
-        path for pattern in PICKLE_FILE_PATTERNS for path in location.glob(pattern))
+    loaded = _loaded_file(error) if error is not None else None
+    if loaded is not None:
+        files = [loaded]
+    else:
+        files = [location] if location.is_file() else sorted(
+            path for pattern in PICKLE_FILE_PATTERNS for path in location.glob(pattern))
     named = ", ".join(str(path) for path in files) if files else str(location)
     return UsageError(f"{named}: refused as unsafe: a pickle that could run code when loaded; "
                       "convert the weights to safetensors")

@@ -97,7 +97,7 @@ class AdaptationTrainer(Trainer):
         except Exception as error:
             checkpoint = kwargs.get("resume_from_checkpoint")
             if checkpoint and is_refused_pickle(error):  # a poisoned optimizer / rng / trainer state
-                raise refuse_unsafe_pickle(checkpoint) from None
+                raise refuse_unsafe_pickle(checkpoint, error) from None
             raise
 
     # ---------------------------------------------------------------------------------------------- loss, logs

@@ -18,6 +18,7 @@ from llara_cli.errors import UsageError
 from llara_cli.model.resolve import load_causal_lm, load_tokenizer
 from llara_cli.model.trust import custom_code_reason
 from tests.conftest import REPO_ROOT
+from tests.training.test_finetune import train_file  # noqa: F401 - fixture
 
 CUSTOM_CODE = '''
 import pathlib
@@ -124,4 +125,22 @@ def test_a_pickled_adapter_that_would_run_code_is_refused_naming_the_directory(t
     (adapter_dir / "adapter_model.bin").write_bytes(pickle.dumps(_RunsCode(marker)))
     with pytest.raises(UsageError, match="adapter_model.bin: refused as unsafe"):
         apply_adapter(load_causal_lm(tiny_model_dir), adapter_dir, merge=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("state_file", ["rng_state.pth", "optimizer.pt"])
+def test_a_poisoned_trainer_state_is_refused_on_resume_naming_the_checkpoint(tiny_model_dir, train_file, tmp_path,
+                                                                               state_file):
+    from llara_cli.training import run_finetuning
+    from tests.training.run_helpers import Interrupt, interrupt_at
+    from tests.training.test_finetune import settings
+
+    out, marker = tmp_path / "out", tmp_path / "trainer-pickle-ran"
+    config = settings(train_file, tiny_model_dir, out)
+    with pytest.raises(Interrupt):
+        run_finetuning(config, on_log=interrupt_at(3))
+    checkpoint = config.run_dir / "checkpoint-2"
+    (checkpoint / state_file).write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(UsageError, match=rf"^{checkpoint / state_file}: refused as unsafe"):
+        run_finetuning(settings(train_file, tiny_model_dir, out, resume=True))
     assert not marker.exists()
