@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from llara_cli.cli.options import QrelsOpt, QrelsSplitOpt
+from llara_cli.cli.options import OverwriteOpt, QrelsOpt, QrelsSplitOpt
 from llara_cli.data.collections import resolve_qrels
 from llara_cli.data.qrels import read_qrels
 from llara_cli.data.runs import read_run
 from llara_cli.errors import UsageError
 from llara_cli.evaluation import DEFAULT_MEASURES, evaluate_runs, plot_report, split_measure_names
+from llara_cli.evaluation.plots import is_llara_plot
 from llara_cli.storage.outputs import check_output_file
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def evaluate(
     names: Annotated[
         Optional[str], typer.Option("--names", help="Comma-separated run names, one per run; default: file stems.")
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Evaluate TREC runs against qrels with ir_measures, with paired t-tests against a baseline run.
 
@@ -155,7 +157,8 @@ def evaluate(
     [cyan]llara evaluate a.trec b.trec --qrels data/scifact --baseline a --bonferroni --plot cmp.png[/]
     """
     if plot is not None:
-        check_output_file(plot, [*runs, Path(qrels)], overwrite=True)  # a plot is regenerated freely, but never onto a run
+        # a plot llara wrote is regenerated freely; any other file only with --overwrite; never a run
+        check_output_file(plot, [*runs, Path(qrels)], overwrite=overwrite or is_llara_plot(plot))
     chosen_names = run_names(runs, names)
     baseline_name = pick_baseline(baseline, chosen_names, runs)
     measure_names = split_measure_names(measures) if measures else list(DEFAULT_MEASURES)

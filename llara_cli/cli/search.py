@@ -15,7 +15,7 @@ from llara_cli.search.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
 from llara_cli.search.run_fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.search.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.search.dense import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
-from llara_cli.storage.outputs import check_output_file
+from llara_cli.storage.outputs import check_output_file, writing_output_file
 
 
 def search(
@@ -70,14 +70,16 @@ def search(
         from llara_cli.search.run_fusion import provenance_path
 
         check_output_file(provenance_path(out), [*fuse, *(tune_run or []), tune_qrels], overwrite)
-        _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
+        with writing_output_file(out):
+            _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
         return
     if queries is None:
         raise UsageError("--queries is required for dense and BM25 search")
-    if bm25:
-        _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
-        return
-    _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype, trust_remote_code)
+    with writing_output_file(out):
+        if bm25:
+            _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
+            return
+        _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype, trust_remote_code)
 
 
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from llara_cli.core.losses import IGNORE_INDEX
+from llara_cli.errors import UsageError
 from llara_cli.core.prompts import PromptedSequence, PromptFormat, Segment, Side
 
 PADDING_SIDES = ("right", "left")
@@ -136,3 +137,10 @@ class ContrastiveCollator:
         queries = [query for query, _ in groups]
         passages = [passage for _, group in groups for passage in group]
         return {**self._side(queries, Side.QUERY), **self._side(passages, Side.PASSAGE)}
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a positive integer, else a UsageError (the API's rule is the CLI's ``min=1``)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size

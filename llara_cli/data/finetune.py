@@ -249,8 +249,8 @@ def build_training_examples(queries: Mapping[str, str], corpus: Mapping[str, str
     if missing_queries:
         raise UsageError(_describe_missing(missing_queries, len(positives), "judged queries are", queries_source))
     for what, ids_by_query in (("positives", positives), ("negatives", negatives)):
-        pairs = [f"{query_id}/{doc_id}" for query_id, doc_ids in ids_by_query.items() for doc_id in doc_ids]
-        missing = [pair for pair in pairs if pair.split("/", 1)[1] not in corpus]
+        pairs = [(query_id, doc_id) for query_id, doc_ids in ids_by_query.items() for doc_id in doc_ids]
+        missing = [f"{query_id}/{doc_id}" for query_id, doc_id in pairs if doc_id not in corpus]  # ids may hold '/'
         if missing:
             raise UsageError(_describe_missing(missing, len(pairs), f"{what} (query/doc) are", corpus_source)
                              + ("; do the qrels belong to this corpus?" if what == "positives"

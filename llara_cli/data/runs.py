@@ -44,10 +44,20 @@ def format_run_lines(results: Mapping[str, Sequence[tuple[str, float]]], tag: st
         yield block
 
 
+def check_finite_scores(results: Mapping[str, Sequence[tuple[str, float]]], path: str | Path) -> None:
+    """Refuse a NaN or infinite score: a run's order would be meaningless, and readers refuse it."""
+    for query_id, hits in results.items():
+        for doc_id, score in hits:
+            if not math.isfinite(score):
+                raise UsageError(f"{path}: score {score} for query {query_id}, document {doc_id} is not finite; "
+                                 "no run was written")
+
+
 def write_run(path: str | Path, results: Mapping[str, Sequence[tuple[str, float]]], tag: str = DEFAULT_RUN_TAG) -> None:
     """Atomically write ``{query_id: [(doc_id, score), ...]}`` as a TREC run."""
     if any(char.isspace() for char in tag) or not tag:
         raise UsageError(f"run tag {tag!r} must be one non-empty word")
+    check_finite_scores(results, path)
     with atomic_write(path) as handle:
         handle.writelines(format_run_lines(results, tag))
 

@@ -20,6 +20,7 @@ from llara_cli import __version__
 from llara_cli.core.prompts import Side
 from llara_cli.data.corpus import read_corpus, read_queries, resolve_beir_file, BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
 from llara_cli.storage.files import atomic_write, read_json, write_json
+from llara_cli.model.fingerprint import FINGERPRINT_KEY, weights_fingerprint
 from llara_cli.storage.locks import LOCK_FILE, output_lock
 from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 from llara_cli.errors import UsageError
@@ -108,7 +109,8 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
         model=encoder.name, prompt_family=encoder.config.prompt_family.value, pooling=encoder.config.pooling.value,
         side=job.side.value, dim=encoder.dim, max_length=max_length, normalize=encoder.config.normalize,
         count=len(ids), source_sha256=file_sha256(source_file), shard_id=job.shard_id, shard_num=job.shard_num,
-        dtype=STORE_DTYPES[job.store_dtype], llara_version=__version__, extra={"model_dtype": str(encoder.model.dtype).replace("torch.", "")},
+        dtype=STORE_DTYPES[job.store_dtype], llara_version=__version__, extra={"model_dtype": str(encoder.model.dtype).replace("torch.", ""),
+                                                               FINGERPRINT_KEY: weights_fingerprint(encoder.name)},
     )
     state = {**meta.to_dict(), "chunk_size": job.chunk_size, "source": str(source_file)}
     state.pop("llara_version", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+CONTROL_IN_LINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # control characters other than the newline
 EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "ids.txt"
 META_FILE = "meta.json"
@@ -217,13 +219,29 @@ def load_embedding_meta(directory: str | Path) -> EmbeddingMeta:
     return EmbeddingMeta.from_dict(payload, source=meta_path)
 
 
+def check_row_major(vectors: np.ndarray, path: str | Path) -> None:
+    """Refuse a Fortran-order (column-major) ``.npy``: rows are read as raw row-major bytes, so its vectors
+    would be scrambled."""
+    if vectors.ndim == 2 and min(vectors.shape) > 1 and not vectors.flags.c_contiguous:
+        raise UsageError(f"{path}: stored in Fortran (column-major) order; llara reads row-major arrays: "
+                         "save it again with np.save(path, np.ascontiguousarray(vectors))")
+
+
 def read_ids(path: str | Path) -> list[str]:
-    """One id a line, in row order (``ids.txt`` of an embedding set, ``docid`` of an index); a blank line or
-    an id with whitespace raises naming file and line."""
+    """One id a line, in row order (``ids.txt`` of an embedding set, ``docid`` of an index); a blank line, an id
+    with whitespace or a control character, or a repeated id raises naming file and line."""
     ids = [line for _line_number, line in iter_lines(path)]
-    if len("\n".join(ids).split()) != len(ids):  # one C-speed pass; an empty or spaced id changes the count
+    joined = "\n".join(ids)
+    # one C-speed pass each; an empty or spaced id changes the count, a control character is found by the regex
+    if len(joined.split()) != len(ids) or CONTROL_IN_LINES.search(joined):
         for line_number, record_id in enumerate(ids, start=1):
             check_id(record_id, f"{path}:{line_number}")
+    if len(set(ids)) != len(ids):
+        first_line: dict[str, int] = {}
+        for line_number, record_id in enumerate(ids, start=1):
+            if record_id in first_line:
+                raise UsageError(f"{path}:{line_number}: id {record_id} repeats line {first_line[record_id]}")
+            first_line[record_id] = line_number
     return ids
 
 
@@ -280,6 +298,7 @@ def load_embeddings(directory: str | Path, mmap: bool = True) -> EmbeddingSet:
             f"{directory}: {EMBEDDINGS_FILE} must be float32 or float16 of shape (count, dim), "
             f"got {vectors.dtype} of shape {vectors.shape}"
         )
+    check_row_major(vectors, vectors_path)
     if vectors.dtype.name != meta.dtype:
         raise UsageError(f"{directory}: {META_FILE} says dtype {meta.dtype} but {EMBEDDINGS_FILE} is {vectors.dtype}")
     ids = read_ids(ids_path)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from llara_cli.core.batching import collate_side
+from llara_cli.core.batching import check_batch_size, collate_side
 from llara_cli.model.llara_model import DEFAULT_ATTENTION, DEFAULT_DTYPE, LlaraModel
 from llara_cli.core.prompts import check_max_length, PromptFamily, Side
 
@@ -81,6 +81,7 @@ class LlaraEncoder:
                max_length: int | None = None, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Encode texts in length-sorted batches (longest first) and return ``(n, dim)`` float32 in input order."""
         check_max_length(max_length, "max_length")
+        check_batch_size(batch_size)
         text_ids = self.tokenize(texts)
         order = sorted(range(len(text_ids)), key=lambda index: -len(text_ids[index]))  # stable: ties keep input order
         output = np.empty((len(text_ids), self.dim), dtype=np.float32)  # (n, dim)

@@ -15,6 +15,9 @@ PANEL_HEIGHT_INCHES = 4.0
 DPI = 120
 GAIN_COLOUR = "tab:green"
 LOSS_COLOUR = "tab:red"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOT_SOFTWARE = "llara evaluate"  # the PNG's Software text: what marks a plot llara may regenerate
+HEADER_BYTES = 4096  # matplotlib writes its text chunks before the image data
 
 
 def delta_measure(report: EvaluationReport) -> str:
@@ -69,6 +72,19 @@ def plot_report(report: EvaluationReport, out_png: str | Path) -> Path:
     figure.tight_layout()
     out_png = Path(out_png)
     with atomic_write(out_png, "wb") as handle:
-        figure.savefig(handle, format="png")
+        figure.savefig(handle, format="png", metadata={"Software": PLOT_SOFTWARE})
     logger.info("wrote %s", out_png)
     return out_png
+
+
+def is_llara_plot(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file holding a PNG that ``llara evaluate --plot`` wrote."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(HEADER_BYTES)
+    except OSError:
+        return False
+    return header.startswith(PNG_SIGNATURE) and b"Software\x00" + PLOT_SOFTWARE.encode() in header

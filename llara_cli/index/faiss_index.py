@@ -58,6 +58,8 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     train_rows,
     training_sample,
 )
+from llara_cli.index.integrity import CHECKSUMS_KEY, check_checksums, file_checksums
+from llara_cli.storage.outputs import OutputKind, check_output_directory
 from llara_cli.encode.shards import expand_shard_dirs
 from llara_cli.index.whitening import (
     WHITENING_PARAM,
@@ -161,16 +163,7 @@ class DenseIndex:
 
 
 def _check_output(out_dir: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    resolved_out = out_dir.resolve()
-    for directory in inputs:
-        resolved_in = directory.resolve()
-        if resolved_out == resolved_in or resolved_out in resolved_in.parents:
-            raise UsageError(f"output {out_dir} would replace the input embeddings {directory}")
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise UsageError(f"{out_dir}: exists and is not a directory")
-        if not overwrite:
-            raise UsageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    check_output_directory(out_dir, OutputKind.FAISS_INDEX, inputs, overwrite)
 
 
 def _move_into_place(temp_dir: Path, out_dir: Path) -> None:
@@ -212,9 +205,9 @@ def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[Embed
 
 
 def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta,
-                     whitening: Any = None) -> None:
+                     whitening: Any = None) -> IndexMeta:
     """Write ``index``, ``docid``, ``meta.json`` (and ``whitening``) into a temp dir beside ``out_dir``, then
-    rename it into place."""
+    rename it into place; ``meta.json`` records each file's sha256. Returns the meta as written."""
     import faiss
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -225,8 +218,12 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
             handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
         if whitening is not None:
             save_whitening(whitening, temp_dir)
+        checksums = file_checksums(temp_dir, sorted(path.name for path in temp_dir.iterdir()))
+        meta = dataclasses.replace(meta, embedding=dataclasses.replace(
+            meta.embedding, extra={**meta.embedding.extra, CHECKSUMS_KEY: checksums}))
         write_json(temp_dir / META_FILE, meta.to_dict())
         _move_into_place(temp_dir, out_dir)
+        return meta
     except OSError as error:
         raise LlaraError(f"cannot write index {out_dir}: {error.strerror or error}") from None
     except RuntimeError as error:  # faiss reports I/O failures as RuntimeError
@@ -321,7 +318,7 @@ def build_index(
         corpus_shards=covered if partial else None,
         corpus_shard_num=first_meta.shard_num if partial else None,
     )
-    _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening)
+    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening)
     logger.info("indexed %d vectors of dim %d (%s%s) into %s", total, dim, index_type.value,
                 f", whitened to {whiten}" if whiten is not None else "", out_dir)
     return meta
@@ -368,5 +365,6 @@ def load_index(directory: str | Path) -> DenseIndex:
     whitening = load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else None
     if faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise UsageError(f"{directory}: index does not use inner product (faiss metric {faiss_index.metric_type})")
+    check_checksums(directory, meta.embedding.extra)  # last: the checks above name a specific fault first
     apply_search_params(faiss_index, meta.index_type, meta.params)
     return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, whitening=whitening)

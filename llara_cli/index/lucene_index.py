@@ -26,6 +26,7 @@ from llara_cli.errors import LlaraError, UsageError
 from llara_cli.runtime.jvm import anserini_version, java_error_message, start_jvm
 from llara_cli.storage.files import read_json, write_json
 from llara_cli.storage.locks import process_alive
+from llara_cli.storage.outputs import OutputKind, check_output_directory
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ ANSERINI_INDEX_OPTIONS = ("-storePositions", "-storeDocvectors")  # recorded in 
 INDEXER_CLASS = "io.anserini.index.IndexCollection"
 INDEXER_ARGS_CLASS = "io.anserini.index.IndexCollection$Args"
 INDEXER_COUNTERS = ("indexed", "empty", "unindexable", "skipped", "errors")
+# Jackson's StreamReadConstraints.maxStringLength (Anserini reads JsonCollection with Jackson): a longer string
+# makes the reader give up on the rest of its file
+JSON_MAX_STRING_CHARS = 20_000_000
+JAVA_TRIM_CHARS = "".join(chr(code) for code in range(0x21))  # String.trim(): Anserini's test for an empty document
+DOCUMENTS_SHOWN = 5
+ID_FIELD = "id"  # Anserini's Constants.ID, the stored id of every Lucene document
 
 
 
@@ -89,10 +96,32 @@ def _sha256(path: Path) -> str:
 
 
 def fingerprint_corpus(corpus_file: Path) -> dict[str, Any]:
-    """``{path, size, mtime_ns, sha256}`` of a corpus file."""
+    """``{path, size, mtime_ns, ctime_ns, inode, sha256}`` of a corpus file."""
     info = corpus_file.stat()
     return {"path": str(corpus_file), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-            "sha256": _sha256(corpus_file)}
+            "ctime_ns": info.st_ctime_ns, "inode": info.st_ino, "sha256": _sha256(corpus_file)}
+
+
+def _unchanged_file(recorded: dict[str, Any], info: os.stat_result) -> bool:
+    """Whether the corpus is provably the file fingerprinted: same inode, size, mtime *and* ctime (an edit that
+    restores size and mtime still moves the ctime, which no user can set back)."""
+    return (recorded.get("inode") == info.st_ino and recorded.get("size") == info.st_size
+            and recorded.get("mtime_ns") == info.st_mtime_ns and recorded.get("ctime_ns") == info.st_ctime_ns)
+
+
+def index_files(index_dir: Path) -> dict[str, int]:
+    """``{file name: size}`` of the Lucene files of an index (the manifest excluded)."""
+    return {path.name: path.stat().st_size for path in sorted(index_dir.iterdir())
+            if path.is_file() and path.name != MANIFEST_FILE}
+
+
+def damaged_index_files(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """The Lucene files that are missing or changed size since the build recorded them (empty: intact)."""
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):
+        return ["(no file list in the manifest)"]
+    present = index_files(index_dir)
+    return sorted(name for name, size in recorded.items() if present.get(name) != size)
 
 
 def read_manifest(index_dir: str | Path) -> dict[str, Any] | None:
@@ -110,19 +139,25 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any] | None:
 def _is_current(index_dir: Path, corpus_file: Path) -> bool:
     """True when ``index_dir`` holds a complete llara index of this exact corpus, by this Anserini version.
 
-    Same size and mtime is trusted; a different mtime with the same size (a copy, a touch) is
-    settled by the sha256.
+    The same file (inode, size, mtime and ctime) is trusted; anything else of the same size (a copy, a touch,
+    an edit that kept size and mtime) is settled by the sha256. Lucene files missing or resized since the build
+    (a truncated or deleted segment) make it stale, so it is rebuilt.
     """
     manifest = read_manifest(index_dir)
     if manifest is None or manifest.get("format") != MANIFEST_FORMAT:
         return False
     if manifest.get("anserini_version") != anserini_version() or not has_lucene_segments(index_dir):
         return False
+    damaged = damaged_index_files(index_dir, manifest)
+    if damaged:
+        logger.warning("the BM25 index %s is damaged (%s missing or changed since it was built): rebuilding it",
+                       index_dir, ", ".join(damaged[:DOCUMENTS_SHOWN]))
+        return False
     recorded = manifest.get("corpus") or {}
     info = corpus_file.stat()
     if recorded.get("size") != info.st_size:
         return False
-    return recorded.get("mtime_ns") == info.st_mtime_ns or recorded.get("sha256") == _sha256(corpus_file)
+    return _unchanged_file(recorded, info) or recorded.get("sha256") == _sha256(corpus_file)
 
 
 def has_lucene_segments(index_dir: Path) -> bool:
@@ -142,11 +177,21 @@ def _may_write_under(directory: Path) -> bool:
     return existing.is_dir() and bool(mode & ANY_WRITE_BITS) and os.access(existing, os.W_OK | os.X_OK)
 
 
-def _write_json_collection(corpus_file: Path, collection_dir: Path, shards: int) -> int:
-    """Write the corpus as Pyserini JsonCollection files (``{"id", "contents"}``); return the document count."""
+def _check_indexable(corpus_file: Path, position: int, doc_id: str, text: str) -> None:
+    """Refuse, before Anserini runs, a document past a limit that would make it skip the rest of its file."""
+    if len(text) > JSON_MAX_STRING_CHARS:
+        raise UsageError(f"{corpus_file}: document {doc_id} (number {position}) has {len(text):,} characters; "
+                         f"Anserini's JSON reader takes at most {JSON_MAX_STRING_CHARS:,}: split or shorten it")
+
+
+def _write_json_collection(corpus_file: Path, collection_dir: Path, shards: int) -> tuple[int, int]:
+    """Write the corpus as Pyserini JsonCollection files (``{"id", "contents"}``).
+
+    Returns ``(documents, empty documents)``: Anserini skips the empty ones (blank after Java's ``trim``).
+    """
     collection_dir.mkdir(parents=True)
     seen: set[str] = set()
-    count = 0
+    count = empty = 0
     with ExitStack() as stack:
         handles = [
             stack.enter_context(open(collection_dir / COLLECTION_SHARD_NAME.format(shard=shard), "w", encoding="utf-8"))
@@ -156,12 +201,14 @@ def _write_json_collection(corpus_file: Path, collection_dir: Path, shards: int)
             if document.doc_id in seen:
                 raise UsageError(f"{corpus_file}: duplicate document id {document.doc_id}")
             seen.add(document.doc_id)
+            _check_indexable(corpus_file, count + 1, document.doc_id, document.text)
+            empty += not document.text.strip(JAVA_TRIM_CHARS)
             record = {"id": document.doc_id, "contents": document.text}
             handles[count % shards].write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     if not count:
         raise UsageError(f"{corpus_file}: corpus is empty")
-    return count
+    return count, empty
 
 
 def _run_indexer(collection_dir: Path, index_dir: Path, threads: int) -> dict[str, int]:
@@ -191,14 +238,41 @@ def _run_indexer(collection_dir: Path, index_dir: Path, threads: int) -> dict[st
     return {name: int(getattr(counters, name).get()) for name in INDEXER_COUNTERS}
 
 
-def _check_replaceable(index_dir: Path) -> None:
-    """Refuse to replace anything but a missing path, an empty directory or a llara BM25 index."""
-    if not index_dir.exists():
+def _indexed_ids(index_dir: Path) -> set[str]:
+    """The stored ids of every document of a Lucene index."""
+    autoclass = start_jvm()
+    directory = autoclass("org.apache.lucene.store.FSDirectory").open(
+        autoclass("java.io.File")(str(index_dir)).toPath())
+    reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+    try:
+        stored = reader.storedFields()
+        return {stored.document(number).get(ID_FIELD) for number in range(reader.maxDoc())}
+    finally:
+        reader.close()
+
+
+def _check_all_indexed(corpus_file: Path, built_dir: Path, documents: int, empty: int,
+                       counters: dict[str, int]) -> None:
+    """Fail, naming the documents, when Anserini indexed fewer than it read (it skips the rest of a file it
+    cannot parse, and reports success)."""
+    if counters["indexed"] + counters["empty"] == documents and counters["empty"] == empty:
         return
-    if not index_dir.is_dir():
+    indexed = _indexed_ids(built_dir)
+    missing = [document.doc_id for document in iter_documents(corpus_file)
+               if document.doc_id not in indexed and document.text.strip(JAVA_TRIM_CHARS)]
+    shown = ", ".join(missing[:DOCUMENTS_SHOWN]) + (", ..." if len(missing) > DOCUMENTS_SHOWN else "")
+    raise LlaraError(f"Anserini indexed {len(indexed)} of the {documents - empty} non-empty documents of "
+                     f"{corpus_file}; not indexed: {shown or 'unknown'}; no BM25 index was written")
+
+
+def _check_replaceable(index_dir: Path, corpus_file: Path) -> None:
+    """Refuse to replace anything but a missing path, an empty directory or a llara BM25 index; never the
+    corpus's own directory."""
+    if index_dir.exists() and not index_dir.is_dir():
         raise UsageError(f"{index_dir} is a file, not an index directory")
-    if read_manifest(index_dir) is None and any(index_dir.iterdir()):
+    if index_dir.is_dir() and read_manifest(index_dir) is None and any(index_dir.iterdir()):
         raise UsageError(f"{index_dir} is not empty and is not a llara BM25 index: choose another index directory")
+    check_output_directory(index_dir, OutputKind.BM25_INDEX, [corpus_file], overwrite=True)
 
 
 def _remove_stale_builds(index_dir: Path) -> None:
@@ -223,12 +297,13 @@ def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
     started = time.perf_counter()
     try:
         fingerprint = fingerprint_corpus(corpus_file)  # before reading: a corpus edited meanwhile reads as stale
-        documents = _write_json_collection(corpus_file, work_dir / "collection", threads)
+        documents, empty = _write_json_collection(corpus_file, work_dir / "collection", threads)
         built_dir = work_dir / "index"
         counters = _run_indexer(work_dir / "collection", built_dir, threads)
         if counters["errors"] or counters["unindexable"]:
             raise LlaraError(f"Anserini failed on {counters['errors'] + counters['unindexable']} documents of "
                              f"{corpus_file} while building {index_dir}")
+        _check_all_indexed(corpus_file, built_dir, documents, empty, counters)
         if not counters["indexed"]:
             raise UsageError(f"{corpus_file}: every document is empty, nothing to index")
         if counters["empty"]:
@@ -242,6 +317,7 @@ def _build(corpus_file: Path, index_dir: Path, threads: int) -> None:
             "indexed": counters["indexed"],
             "empty": counters["empty"],
             "anserini_version": anserini_version(),
+            "files": index_files(built_dir),
             "analyzer": ANSERINI_ANALYZER,
             "anserini_options": [f"-collection {ANSERINI_COLLECTION}", f"-generator {ANSERINI_GENERATOR}",
                                  *ANSERINI_INDEX_OPTIONS],
@@ -300,6 +376,6 @@ def build_bm25_index(
         if not overwrite and _is_current(target, corpus_file):
             logger.info("reusing the BM25 index %s", target)
             return target
-    _check_replaceable(target)
+    _check_replaceable(target, corpus_file)
     _build(corpus_file, target, threads)
     return target

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llara_cli.model.files import ADAPTER_CONFIG_FILE, first_line
+from llara_cli.model.trust import LOAD_ERRORS, is_refused_pickle, refuse_unsafe_pickle, trust_kwargs
 from llara_cli.core.prompts import TEMPLATES, PromptFamily
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import read_json
@@ -53,15 +54,22 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
     return base
 
 
-def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool):  # noqa: ANN001, ANN201 - HF / peft model
-    """``causal_lm`` with the adapter of ``adapter_dir``: merged into plain weights, or as an inference PeftModel."""
+def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool,  # noqa: ANN001, ANN201 - HF / peft model
+                  trust_remote_code: bool = False):
+    """``causal_lm`` with the adapter of ``adapter_dir``: merged into plain weights, or as an inference PeftModel.
+
+    A pickled ``adapter_model.bin`` is loaded with ``weights_only`` (peft's default); one it refuses is named.
+    """
     from peft import PeftModel
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
-            model = PeftModel.from_pretrained(causal_lm, str(adapter_dir), is_trainable=False)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+            model = PeftModel.from_pretrained(causal_lm, str(adapter_dir), is_trainable=False,
+                                              **trust_kwargs(trust_remote_code))
+    except (*LOAD_ERRORS, RuntimeError, KeyError) as error:
+        if is_refused_pickle(error):
+            raise refuse_unsafe_pickle(adapter_dir, error) from None
         raise UsageError(f"cannot apply the adapter in {adapter_dir}: {first_line(error)}") from None
     if not merge:
         return model.eval()

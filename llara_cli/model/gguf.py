@@ -135,7 +135,7 @@ def load_gguf_model(gguf_path: Path) -> tuple[PreTrainedModel, PreTrainedTokeniz
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = dict(gguf_file=gguf_path.name, local_files_only=True)
+    source = dict(gguf_file=gguf_path.name, local_files_only=True, trust_remote_code=False)
     try:
         gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **source)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **source)

@@ -122,7 +122,7 @@ def _load_weights(source: ModelSource, *, dtype: str, attn_implementation: str, 
         causal_lm = load_causal_lm(resolve_model(base), **options)
     if causal_lm.get_input_embeddings().weight.shape[0] < len(source.tokenizer):
         causal_lm.resize_token_embeddings(len(source.tokenizer))  # marker rows: trained values are in the adapter
-    return apply_adapter(causal_lm, source.adapter_dir, merge=merge)
+    return apply_adapter(causal_lm, source.adapter_dir, merge=merge, trust_remote_code=trust_remote_code)
 
 
 def enable_gradient_checkpointing(causal_lm: nn.Module) -> None:

@@ -22,6 +22,9 @@ from llara_cli.model.files import (
     ADAPTER_CONFIG_FILE, CONFIG_FILE, check_model_dir, first_line, force_offline, hf_hub_cache, is_peft_adapter_dir,
     llara_home, missing_model_files,
 )
+from llara_cli.model.trust import (
+    LOAD_ERRORS, asks_for_remote_code, check_custom_code, is_refused_pickle, refuse_custom_code, refuse_unsafe_pickle, trust_kwargs,
+)
 from llara_cli.errors import LlaraError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -136,8 +139,17 @@ def _resolve_from_hub_cache(repo_id: str, label: str) -> Path:
 
 
 def _trust_kwargs(trust_remote_code: bool) -> dict[str, Any]:
-    """``trust_remote_code`` is passed only when the user asked for it, never as a default."""
-    return {"trust_remote_code": True} if trust_remote_code else {}
+    """``trust_remote_code`` is always passed, ``False`` unless the user asked: transformers never prompts."""
+    return trust_kwargs(trust_remote_code)
+
+
+def _load_error(what: str, model_dir: str | Path, error: BaseException) -> LlaraError:
+    """The one-line error of a failed load: custom code and refused pickles say so and name the culprit."""
+    if is_refused_pickle(error):
+        return refuse_unsafe_pickle(model_dir, error)
+    if asks_for_remote_code(error):
+        return refuse_custom_code(model_dir, "transformers needs its own code to load it")
+    return LlaraError(f"cannot load the {what} from {model_dir}: {first_line(error)}")
 
 
 def _unreadable_weight_file(model_dir: Path) -> Path:
@@ -159,14 +171,15 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False) -> Pr
     The pad token is the tokenizer's own, else its unk, else its eos (Llama-3-style tokenizers have no unk).
     """
     force_offline()
+    check_custom_code(model_dir, trust_remote_code)
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(model_dir), local_files_only=True, **_trust_kwargs(trust_remote_code)
         )
-    except (OSError, ValueError, ImportError) as error:
-        raise LlaraError(f"cannot load the tokenizer from {model_dir}: {first_line(error)}") from None
+    except LOAD_ERRORS as error:
+        raise _load_error("tokenizer", model_dir, error) from None
     if tokenizer.pad_token is None:
         fallback = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
         if fallback is None:
@@ -187,6 +200,7 @@ def load_causal_lm(
     """Load the causal LM in ``model_dir`` (local files only) with a ``DTYPES`` dtype, on ``device`` if given."""
     torch_type = torch_dtype(dtype)
     force_offline()
+    check_custom_code(model_dir, trust_remote_code)
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
@@ -198,8 +212,8 @@ def load_causal_lm(
             local_files_only=True,
             **_trust_kwargs(trust_remote_code),
         )
-    except (OSError, ValueError, ImportError) as error:
-        raise LlaraError(f"cannot load the model from {model_dir}: {first_line(error)}") from None
+    except LOAD_ERRORS as error:
+        raise _load_error("model", model_dir, error) from None
     except SafetensorError as error:  # a truncated or corrupt weight file
         raise LlaraError(f"{_unreadable_weight_file(Path(model_dir))}: not a readable safetensors file "
                          f"({first_line(error)}); copy or convert the model again") from None

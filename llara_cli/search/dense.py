@@ -13,6 +13,8 @@ from pathlib import Path
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
 from llara_cli.encode.embedding_store import check_finite, same_model
+from llara_cli.index.integrity import check_weights_fingerprint
+from llara_cli.model.fingerprint import weights_fingerprint
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -69,13 +71,16 @@ class DenseSearcher:
         from llara_cli.encode.encoder import LlaraEncoder
         from llara_cli.runtime.precision import resolve_dtype
         from llara_cli.index.faiss_index import load_index
+        from llara_cli.core.batching import check_batch_size
         from llara_cli.search.sharded import resolve_index_shards
 
+        check_batch_size(batch_size)
         paths = [index] if isinstance(index, (str, Path)) else list(index)
         self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
         self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
         self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
         model, family = check_query_encoder(self.meta, model, prompt_family)
+        check_weights_fingerprint(self.meta.embedding.extra, model, weights_fingerprint(model), self.shard_dirs[0])
         self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
                                          trust_remote_code=trust_remote_code)
         if self.encoder.dim != self.meta.embedding.dim:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from llara_cli.encode.embedding_store import check_finite
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import IVF_TYPES, DenseIndex, IndexType
 
@@ -69,6 +70,7 @@ def check_queries(index: DenseIndex, query_vectors: np.ndarray, query_ids: Seque
         raise UsageError(f"{len(query_ids)} query ids for {len(query_vectors)} query vectors")
     if len(set(query_ids)) != len(query_ids):
         raise UsageError("query ids are not unique")
+    check_finite(query_vectors, list(query_ids), "query vectors")  # a NaN query would silently match nothing
     return query_vectors
 
 

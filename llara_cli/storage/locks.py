@@ -1,8 +1,13 @@
 """Lock files, so two processes never write the same output: one inside an output directory, or one beside
-an output that is renamed into place as a whole."""
+an output that is renamed into place as a whole.
+
+The lock is the kernel's ``fcntl.flock`` on the file (exclusive, non-blocking), not the file's existence: two
+processes can never both hold it, and a dead writer's lock is released by the kernel. The file holds the
+holder's pid only to name it in the refusal."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +16,7 @@ from llara_cli.errors import LlaraError
 
 LOCK_FILE = ".llara.lock"
 SIBLING_LOCK_TEMPLATE = ".{name}.llara.lock"
+LOCK_FILE_MODE = 0o644
 
 
 def process_alive(pid: int) -> bool:
@@ -31,28 +37,50 @@ def _read_owner(lock: Path) -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def _hold(lock: Path, target: Path) -> Iterator[None]:
-    """Hold ``lock`` for ``target``; a live holder is refused, a dead one's lock is taken over."""
-    for _attempt in range(2):
+def _is_current(descriptor: int, lock: Path) -> bool:
+    """Whether the open lock file is still the one at ``lock`` (a releasing holder unlinks it)."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(lock))
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(lock: Path, target: Path) -> int:
+    """An open descriptor of ``lock`` holding its exclusive ``flock``; a live holder is refused."""
+    while True:
         try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            owner = _read_owner(lock)
-            if owner is not None and owner != os.getpid() and process_alive(owner):
-                raise LlaraError(f"{target} is being written by another llara process (pid {owner})") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
+            descriptor = os.open(lock, os.O_CREAT | os.O_RDWR, LOCK_FILE_MODE)
         except OSError as error:
             raise LlaraError(f"cannot write in {lock.parent}: {error.strerror or error}") from None
-    else:
-        raise LlaraError(f"could not lock {target}")
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(str(os.getpid()))
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            owner = _read_owner(lock)
+            whose = f"pid {owner}" if owner is not None else "a process starting up"
+            raise LlaraError(f"{target} is being written by another llara process ({whose}, holding {lock}); "
+                             "wait for it to finish or stop it: the lock ends with its process") from None
+        except OSError as error:
+            os.close(descriptor)
+            raise LlaraError(f"cannot lock {lock}: {error.strerror or error}") from None
+        if _is_current(descriptor, lock):
+            return descriptor
+        os.close(descriptor)  # the previous holder removed this file as we opened it: take the new one
+
+
+@contextlib.contextmanager
+def _hold(lock: Path, target: Path) -> Iterator[None]:
+    """Hold ``lock`` for ``target`` with ``fcntl.flock``: the kernel admits one holder, and the lock ends with
+    its process (a killed writer leaves a file, never a held lock; a recycled pid is never mistaken for it)."""
+    descriptor = _acquire(lock, target)
     try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, str(os.getpid()).encode())  # whose lock it is, for the message above
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        if _is_current(descriptor, lock):
+            lock.unlink(missing_ok=True)  # still holding it: nobody else can have replaced the file
+        os.close(descriptor)
 
 
 def _make_directory(directory: Path) -> None:

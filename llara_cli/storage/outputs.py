@@ -2,12 +2,19 @@
 without being asked."""
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import json
 import logging
 import shutil
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from llara_cli.errors import UsageError
+from llara_cli.storage.locks import sibling_lock
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +43,39 @@ def _input_files(given: Path) -> list[Path]:
     return [path for pattern in FILES_READ_FROM_DIRECTORIES for path in given.glob(pattern)]
 
 
+def check_parent_is_directory(out: Path) -> None:
+    """Refuse an output whose parent path runs through a regular file (``afile/x.trec``), naming that file."""
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"cannot write {out}: {parent} is not a directory")
+            return
+
+
+def check_regular_target(out: Path) -> None:
+    """Refuse an existing output that is not a regular file (a device, a FIFO, a socket, a ``/dev/std*`` link):
+    replacing it by a file would destroy it (as root, ``/dev/null`` itself)."""
+    try:
+        mode = out.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        return  # reported by the caller, which knows whether it writes a file or a directory
+    if not stat.S_ISREG(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise UsageError(f"{out} is {kind}, not a regular file: llara writes its outputs as regular files only")
+
+
 def check_output_file(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool) -> None:
     """Refuse an output file that is one of ``inputs`` or a file read from an input directory (even with
-    ``overwrite``), a directory, or an existing file unless ``overwrite``."""
+    ``overwrite``), a directory, a special file (device, FIFO, socket), an output under a regular file, or an
+    existing file unless ``overwrite``."""
     out = Path(out)
+    check_parent_is_directory(out)
+    check_regular_target(out)
     for given in inputs:
         if given is None:
             continue
@@ -86,3 +122,100 @@ def remove_leftovers(directory: str | Path, pattern: str) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+class OutputKind(str, Enum):
+    """The kinds of directory llara writes; ``--overwrite`` replaces a directory only of the same kind."""
+
+    EMBEDDINGS = "embeddings"
+    FAISS_INDEX = "faiss-index"
+    BM25_INDEX = "bm25-index"
+    MODEL = "model"
+
+
+@dataclass(frozen=True)
+class _KindRule:
+    what: str  # "a llara faiss index", as messages say it
+    marker: str  # the file llara writes into every such directory
+    marker_keys: tuple[str, ...]  # fields the marker (JSON) must hold
+    entries: tuple[str, ...]  # the names (glob patterns) such a directory may hold; anything else is foreign
+
+
+MODEL_ENTRIES = (
+    "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
+    "special_tokens_map.json", "added_tokens.json", "chat_template*", "vocab*", "merges.txt", "*.model",
+    "llara_config.json", "adapt_config.json", "finetune_config.json", "adapter_config.json", "train_log.jsonl",
+    "README.md", "checkpoints", "llara_fingerprint.json",
+)
+KIND_RULES = {
+    OutputKind.EMBEDDINGS: _KindRule("an llara embedding directory", "meta.json", ("side", "dim"),
+                                     ("meta.json", "embeddings.npy", "ids.txt", "chunks", "progress.json",
+                                      "shard-*", ".llara.lock")),
+    OutputKind.FAISS_INDEX: _KindRule("an llara faiss index", "meta.json", ("index_type", "index_params"),
+                                      ("index", "docid", "meta.json", "whitening*")),
+    OutputKind.BM25_INDEX: _KindRule("an llara BM25 index", "llara_bm25.json", ("kind", "corpus"), ("*",)),
+    OutputKind.MODEL: _KindRule("an llara model", "llara_config.json", (), MODEL_ENTRIES),
+}
+
+
+def _marker_holds(path: Path, keys: tuple[str, ...]) -> bool:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and all(key in payload for key in keys)
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or name.endswith(".lock"))
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    outer, inner = outer.expanduser().resolve(), inner.expanduser().resolve()
+    return outer == inner or outer in inner.parents
+
+
+def check_output_directory(out: str | Path, kind: OutputKind, inputs: Iterable[str | Path | None],
+                           overwrite: bool) -> None:
+    """The one rule for every command that writes a directory.
+
+    ``out`` may be missing or empty. An existing one is replaced only with ``overwrite``, and only when llara
+    wrote it for the same kind of output (its marker file, nothing foreign beside it). It is never one of
+    ``inputs`` or a directory holding one of them, even with ``overwrite``; a special file is refused.
+    """
+    out = Path(out)
+    rule = KIND_RULES[OutputKind(kind)]
+    check_parent_is_directory(out)
+    for given in inputs:
+        if given is not None and str(given) and Path(given).exists() and _contains(out, Path(given)):
+            raise UsageError(f"output {out} would replace the input {given}: write it elsewhere")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        check_regular_target(out)
+        raise UsageError(f"{out}: exists and is not a directory")
+    if not out.exists():
+        return
+    entries = sorted(entry.name for entry in out.iterdir() if not _is_temp(entry.name))
+    if not entries:
+        return
+    if not overwrite:
+        raise UsageError(f"{out}: already exists (pass --overwrite to replace it)")
+    foreign = [name for name in entries if not any(fnmatch.fnmatch(name, pattern) for pattern in rule.entries)]
+    if not (out / rule.marker).is_file() or not _marker_holds(out / rule.marker, rule.marker_keys) or foreign:
+        shown = ", ".join((foreign or entries)[:ENTRIES_SHOWN]) + (", ..." if len(foreign or entries) > ENTRIES_SHOWN else "")
+        raise UsageError(f"{out} is not {rule.what} (holds {shown}): --overwrite replaces only what llara wrote "
+                         "for this command; remove it yourself or choose another output")
+
+
+@contextlib.contextmanager
+def writing_output_file(out: str | Path) -> Iterator[None]:
+    """Hold the lock beside the output file ``out`` and remove the temp files that killed writers of the same
+    output left (``.<name>.*.tmp``): a run killed while writing never leaves its temp file behind for good."""
+    out = Path(out)
+    with sibling_lock(out):
+        remove_leftovers(out.parent, f".{glob_escape(out.name)}.*{TEMP_SUFFIX}")
+        yield
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{char}]" if char in "*?[" else char for char in name)

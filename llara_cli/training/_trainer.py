@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from llara_cli.model.trust import is_refused_pickle, refuse_unsafe_pickle
 from llara_cli.model.config import LlaraConfig
 from llara_cli.errors import LlaraError
 from llara_cli.storage.files import read_json
@@ -91,7 +92,13 @@ class AdaptationTrainer(Trainer):
 
     def train(self, *args: Any, **kwargs: Any):  # noqa: ANN201
         self._reset_interval()  # tokens/s counts from here, not from construction
-        return super().train(*args, **kwargs)
+        try:
+            return super().train(*args, **kwargs)
+        except Exception as error:
+            checkpoint = kwargs.get("resume_from_checkpoint")
+            if checkpoint and is_refused_pickle(error):  # a poisoned optimizer / rng / trainer state
+                raise refuse_unsafe_pickle(checkpoint, error) from None
+            raise
 
     # ---------------------------------------------------------------------------------------------- loss, logs
 

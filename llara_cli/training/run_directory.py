@@ -33,13 +33,25 @@ CHECKPOINT_ONLY_FILES = ("optimizer*.pt", "optimizer*.bin", "scheduler.pt", "sca
                          "README.md")
 
 
+INPUT_FIELDS = ("corpus", "train", "queries", "qrels", "negatives_from", "model")  # what a training run reads
+
+
+def _input_paths(config: TrainingRunConfig) -> list[Path]:
+    """The local files and directories a training run reads (its model too, when it is a directory)."""
+    values = (getattr(config, name, None) for name in INPUT_FIELDS)
+    return [Path(value).expanduser() for value in values if value and Path(str(value)).expanduser().exists()]
+
+
 def check_destination(config: TrainingRunConfig) -> None:
     """UsageError/LlaraError when ``out_dir`` exists (without ``overwrite``) or cannot be written."""
+    from llara_cli.storage.outputs import OutputKind, check_output_directory
+
     out_dir = config.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} exists and is not a directory")
-    if out_dir.exists() and not config.overwrite:
+    if out_dir.exists() and not config.overwrite and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} already exists; pass --overwrite to replace it")
+    check_output_directory(out_dir, OutputKind.MODEL, _input_paths(config), config.overwrite)
     for parent in out_dir.absolute().parents:
         if parent.exists():
             if not parent.is_dir():

@@ -248,12 +248,13 @@ def test_a_second_index_writer_is_refused_while_the_first_runs(tmp_path):
     from llara_cli.storage.locks import SIBLING_LOCK_TEMPLATE
 
     embeddings = write_embeddings(tmp_path / "emb")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    from tests.storage.test_locks import hold_lock_in_another_process
+
+    holder = hold_lock_in_another_process("sibling", tmp_path / "index")
     try:
-        (tmp_path / SIBLING_LOCK_TEMPLATE.format(name="index")).write_text(str(holder.pid))
         before = tree(tmp_path)
         result = invoke("index", embeddings, "--out", tmp_path / "index")
-        assert_one_line_error(result, tmp_path / "index", f"another llara process (pid {holder.pid})", exit_code=1)
+        assert_one_line_error(result, tmp_path / "index", f"another llara process (pid {holder.pid},", exit_code=1)
         assert tree(tmp_path) == before
     finally:
         holder.kill()

@@ -16,6 +16,7 @@ from llara_cli.cli.app import app
 from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.encode.directory import CHUNKS_DIR
 from llara_cli.storage.locks import LOCK_FILE
+from tests.storage.test_locks import hold_lock_in_another_process
 from tests.conftest import WORDS
 
 POLL_SECONDS = 0.02
@@ -63,15 +64,14 @@ def test_encode_killed_with_sigkill_resumes_to_the_bit_identical_result(corpus, 
 def test_a_second_writer_is_refused_while_the_first_runs(corpus, tiny_model_dir, tmp_path):
     out = tmp_path / "emb"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_lock_in_another_process("directory", out)
     try:
-        (out / LOCK_FILE).write_text(str(holder.pid))
         result = CliRunner().invoke(app, ["encode", str(corpus), "--model", str(tiny_model_dir), "--out", str(out)])
     finally:
         holder.kill()
         holder.wait()
     assert result.exit_code == 1
-    assert f"being written by another llara process (pid {holder.pid})" in result.output
+    assert f"being written by another llara process (pid {holder.pid}," in result.output
     assert not (out / "meta.json").exists()
 
 

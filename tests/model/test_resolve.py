@@ -253,14 +253,14 @@ def test_load_causal_lm(tiny_model_dir: Path, dtype: str, attn: str) -> None:
 
 
 def test_load_causal_lm_kwargs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Local files only, always; trust_remote_code only when asked for."""
+    """Local files only, always; trust_remote_code always passed explicitly, True only when asked for."""
     from transformers import AutoModelForCausalLM
 
     seen: list[dict] = []
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kwargs: seen.append(kwargs))
     load_causal_lm(tiny_model_dir)
     load_causal_lm(tiny_model_dir, trust_remote_code=True)
-    assert seen[0]["local_files_only"] is True and "trust_remote_code" not in seen[0]
+    assert seen[0]["local_files_only"] is True and seen[0]["trust_remote_code"] is False
     assert seen[1]["trust_remote_code"] is True
 
 
