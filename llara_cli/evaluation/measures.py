@@ -1,5 +1,11 @@
 """The ir_measures wrapper: measures parsed from strings, per-query values and their aggregates.
 
+One tie rule for every measure, trec_eval's: a query's documents are ranked by score descending, then by doc id
+*descending* (``strcmp(docno2, docno1)`` in trec_eval's ``form_res_rels.c``; pytrec_eval is trec_eval). ir_measures
+hands each measure to a provider of its own, and they break ties differently (``RR@10`` goes to the msmarco
+provider, which breaks them by doc id ascending, while ``nDCG@10`` goes to pytrec_eval): so the run is ranked
+once here, by :func:`trec_eval_ranking`, and every provider gets strictly decreasing scores in that order.
+
 Queries judged in the qrels that a run does not return score the measure's default (0), as ir_measures
 and ``trec_eval -c`` do; run queries absent from the qrels are not scored.
 """
@@ -79,14 +85,33 @@ def run_to_dict(run: Iterable[ScoredDoc]) -> RunDict:
     return scored
 
 
+def trec_eval_ranking(scores: Mapping[str, float]) -> list[str]:
+    """Doc ids best first as trec_eval ranks them: score descending, equal scores by doc id descending."""
+    return [doc_id for doc_id, _score in sorted(scores.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)]
+
+
+def untie_run(run: RunDict) -> RunDict:
+    """The run with each query's scores replaced by ``n, n-1, ..., 1`` in :func:`trec_eval_ranking` order.
+
+    Rank-based measures (all that llara reports) are unchanged where scores differ; where they tie, every
+    provider now sees trec_eval's order.
+    """
+    untied: RunDict = {}
+    for query_id, scores in run.items():
+        ranking = trec_eval_ranking(scores)
+        untied[query_id] = {doc_id: float(len(ranking) - rank) for rank, doc_id in enumerate(ranking)}
+    return untied
+
+
 def calc_per_query(measures: Mapping[str, Measure], qrels: QrelsDict, run: RunDict) -> PerQuery:
-    """Per-query values for every judged query (missing from the run -> the measure's default, 0)."""
+    """Per-query values for every judged query (missing from the run -> the measure's default, 0), ties ranked
+    as trec_eval ranks them for every measure (:func:`untie_run`)."""
     import ir_measures
 
     labels = {measure: label for label, measure in measures.items()}
     values: PerQuery = {label: {} for label in measures}
     try:
-        metrics = list(ir_measures.iter_calc(list(measures.values()), qrels, run))
+        metrics = list(ir_measures.iter_calc(list(measures.values()), qrels, untie_run(run)))
     except (ValueError, RuntimeError) as error:  # e.g. no provider installed for a measure
         raise UsageError(f"cannot compute {', '.join(measures)}: {_one_line(error)}") from None
     for metric in metrics:
