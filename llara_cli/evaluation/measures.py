@@ -42,10 +42,26 @@ def split_measure_names(names: Iterable[str]) -> list[str]:
     return [part.strip() for name in names for part in name.split(MEASURE_SEPARATOR) if part.strip()]
 
 
+def _registered_spelling(name: str) -> str:
+    """``name`` with its measure name spelled as ir_measures registers it (``ndcg@10`` -> ``nDCG@10``, ``map`` ->
+    ``MAP``); unchanged when it is already registered or matches no registered name case-insensitively."""
+    import ir_measures
+
+    head, separator, rest = name.partition("@")
+    base, paren, params = head.partition("(")
+    registry = ir_measures.measures.registry
+    if base in registry:
+        return name
+    matches = [known for known in registry if known.lower() == base.lower()]
+    same_measure = len({str(registry[known]) for known in matches}) == 1  # NDCG and nDCG: one measure, two names
+    return f"{matches[0]}{paren}{params}{separator}{rest}" if matches and same_measure else name
+
+
 def parse_measures(names: Sequence[str]) -> dict[str, Measure]:
     """Map each label (as the user spelled it) to its ir_measures measure; a bad name raises UsageError.
 
-    Labels naming the same measure twice (``MRR@10`` and ``RR@10``) keep the first spelling.
+    Labels naming the same measure twice (``MRR@10`` and ``RR@10``) keep the first spelling. Measure names are
+    matched case-insensitively where that is unambiguous (``ndcg@10``, ``map``, ``mrr@10``).
     """
     import ir_measures
 
@@ -54,7 +70,7 @@ def parse_measures(names: Sequence[str]) -> dict[str, Measure]:
     parsed: dict[str, Measure] = {}
     for name in names:
         try:
-            measure = ir_measures.parse_measure(name)
+            measure = ir_measures.parse_measure(_registered_spelling(name))
             measure.validate_params()
         except (ValueError, NameError, AssertionError, SyntaxError) as error:
             reason = _MISSING_PARAM.sub(r"parameter \1 is required", _one_line(error))
