@@ -130,3 +130,4 @@ def test_export_refuses_a_non_empty_output_and_an_unknown_format(tiny_model_dir,
     with pytest.raises(UsageError, match="unknown export format"):
         export_model(str(tiny_model_dir), tmp_path / "out", to="onnx")
     assert not list(tmp_path.glob(".out.*"))
+
