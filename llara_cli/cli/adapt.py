@@ -84,7 +84,8 @@ def adapt(
 
       [cyan]llara adapt --corpus data/scifact --out runs/adapted --max-steps 300 --batch-size 8 --max-length 256[/]
 
-      [cyan]llara adapt --corpus wiki.txt --format text --out runs/adapted --resume[/]
+      [cyan]llara adapt --corpus data/scifact --out runs/adapted-long --max-steps 3000 --resume[/]
+      (rerun the same command after an interruption: it continues from the last checkpoint)
 
       [cyan]torchrun --nproc_per_node 2 --no-python llara adapt --corpus data/scifact --out runs/ddp --batch-size 4[/]
 

@@ -133,7 +133,8 @@ def evaluate(
         bool, typer.Option("--bonferroni", help="Multiply p-values by the number of comparisons (runs x measures).")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the full report as JSON on stdout instead of a table.")
+        bool, typer.Option("--json", help="Print the report as one JSON document on stdout instead of a table "
+                           "(versioned schema: docs/evaluation.md; canonical measure names as keys).")
     ] = False,
     plot: Annotated[
         Optional[Path], typer.Option("--plot", help="Write recall@k curves and per-query nDCG@10 deltas to this PNG.")
@@ -162,7 +163,8 @@ def evaluate(
     chosen_names = run_names(runs, names)
     baseline_name = pick_baseline(baseline, chosen_names, runs)
     measure_names = split_measure_names(measures) if measures else list(DEFAULT_MEASURES)
-    judgements = read_qrels(resolve_qrels(qrels, split), split)
+    qrels_file = resolve_qrels(qrels, split)
+    judgements = read_qrels(qrels_file, split)
     scored = {name: read_run(path) for name, path in zip(chosen_names, runs)}
     report = evaluate_runs(judgements, scored, measure_names, baseline=baseline_name, bonferroni=bonferroni)
 
@@ -170,7 +172,11 @@ def evaluate(
     for warning in report.warnings:
         stderr.print(f"[yellow]warning:[/] {escape(warning)}")
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        qrels_read = {"path": str(qrels_file), "given": str(qrels), "split": split, "judgements": len(judgements)}
+        runs_read = {name: {"path": str(path), "scored_docs": len(scored[name]),
+                            "queries": len({doc.query_id for doc in scored[name]})}
+                     for name, path in zip(chosen_names, runs)}
+        typer.echo(json.dumps(report.to_document(qrels=qrels_read, run_files=runs_read), indent=2))
     else:
         print_table(report_table(report))
     if plot is not None:

@@ -43,6 +43,7 @@ def search(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
     overwrite: OverwriteOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as one JSON document on stdout (schema: docs/evaluation.md); progress and messages go to stderr.")] = False,
 ) -> None:
     """Search and write a TREC run: [bold]dense[/] (--index), [bold]BM25[/] (--bm25) or [bold]fusion[/] (--fuse).
 
@@ -56,6 +57,8 @@ def search(
 
       [cyan]llara search --fuse bm25.trec --fuse dense.trec --out fused.trec[/]
 
+      [cyan]llara search --fuse bm25.trec --fuse dense.trec --method rrf --out rrf.trec --overwrite --json[/]
+
       [cyan]llara search --fuse bm25.trec --fuse dense.trec --method tuned --tune-run bm25-train.trec --tune-run dense-train.trec --tune-qrels data/scifact --out fused.trec[/]
     """
     modes = [name for name, chosen in (("--index", bool(index)), ("--bm25", bm25), ("--fuse", bool(fuse))) if chosen]
@@ -66,20 +69,35 @@ def search(
 
     check_output_file(out, [*(fuse or []), *(tune_run or []), tune_qrels, queries, corpus,
                             *expand_shard_dirs(index or [])], overwrite)
-    if fuse:
-        from llara_cli.search.run_fusion import provenance_path
+    import contextlib
+    import sys
 
-        check_output_file(provenance_path(out), [*fuse, *(tune_run or []), tune_qrels], overwrite)
-        with writing_output_file(out):
-            _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
-        return
-    if queries is None:
-        raise UsageError("--queries is required for dense and BM25 search")
-    with writing_output_file(out):
-        if bm25:
-            _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
-            return
-        _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype, trust_remote_code)
+    # with --json, stdout carries the JSON document only: the usual messages go to stderr
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        if fuse:
+            from llara_cli.search.run_fusion import provenance_path
+
+            check_output_file(provenance_path(out), [*fuse, *(tune_run or []), tune_qrels], overwrite)
+            with writing_output_file(out):
+                _fuse(fuse, method, out, rrf_k, weights, k, tune_run, tune_qrels, tune_split)
+        elif queries is None:
+            raise UsageError("--queries is required for dense and BM25 search")
+        else:
+            with writing_output_file(out):
+                if bm25:
+                    _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
+                else:
+                    _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
+                           trust_remote_code)
+    if as_json:
+        import json
+
+        from llara_cli.search.run_report import describe_written_run
+
+        mode = "fuse" if fuse else "bm25" if bm25 else "dense"
+        inputs = {"fuse": [str(path) for path in fuse or []], "index": [str(path) for path in index or []],
+                  "corpus": str(corpus) if bm25 and corpus else None, "queries": str(queries) if queries else None}
+        typer.echo(json.dumps(describe_written_run(out, mode=mode, k=k, inputs=inputs), indent=2))
 
 
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001

@@ -116,4 +116,5 @@ def evaluate_runs(
         bonferroni=bonferroni,
         comparisons_in_family=family,
         warnings=tuple(warnings),
+        canonical_names={label: str(measure) for label, measure in parsed.items()},
     )

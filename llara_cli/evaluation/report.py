@@ -8,6 +8,9 @@ from llara_cli.evaluation.coverage import Coverage
 from llara_cli.evaluation.measures import PerQuery
 from llara_cli.evaluation.significance import SIGNIFICANCE_LEVEL
 
+EVALUATION_SCHEMA_VERSION = 1  # `llara evaluate --json` (docs/evaluation.md): bumped when a key changes meaning or goes
+TIE_RULE = "trec_eval: score descending, then doc id descending, for every measure"
+
 
 def _finite(value: float | None) -> float | None:
     """JSON has no NaN or infinity: those become null."""
@@ -69,6 +72,45 @@ class EvaluationReport:
     bonferroni: bool = False
     comparisons_in_family: int = 0  # the Bonferroni factor: compared runs x measures
     warnings: tuple[str, ...] = ()
+    canonical_names: dict[str, str] = field(default_factory=dict)  # label as typed -> ir_measures' own name
+
+    def canonical(self, label: str) -> str:
+        """The measure's canonical name (``MRR@10`` -> ``RR@10``), whatever the user's spelling."""
+        return self.canonical_names.get(label, label)
+
+    def to_document(self, *, qrels: dict[str, object], run_files: dict[str, dict[str, object]],
+                    per_query: bool = True) -> dict[str, object]:
+        """The versioned ``llara evaluate --json`` document: canonical measure keys, and what was read.
+
+        ``qrels`` describes the qrels read (path, split, counts), ``run_files`` each run's file by run name.
+        """
+        from llara_cli import __version__
+
+        def canonical_keys(mapping: dict[str, object]) -> dict[str, object]:
+            return {self.canonical(label): value for label, value in mapping.items()}
+
+        runs: dict[str, object] = {}
+        for name, result in self.runs.items():
+            payload = result.to_dict(per_query=per_query)
+            for key in ("aggregates", "comparisons", "per_query"):
+                if key in payload:
+                    payload[key] = canonical_keys(payload[key])  # type: ignore[arg-type]
+            runs[name] = {**run_files.get(name, {}), **payload}
+        return {
+            "schema_version": EVALUATION_SCHEMA_VERSION,
+            "llara_version": __version__,
+            "measures": [self.canonical(label) for label in self.measures],
+            "requested_measures": {self.canonical(label): label for label in self.measures},
+            "tie_rule": TIE_RULE,
+            "qrels": {**qrels, "judged_queries": self.judged_queries},
+            "baseline": self.baseline,
+            "significance": {
+                "test": "paired two-sided t-test", "alpha": self.alpha, "bonferroni": self.bonferroni,
+                "comparisons_in_family": self.comparisons_in_family,
+            },
+            "warnings": list(self.warnings),
+            "runs": runs,
+        }
 
     def to_dict(self, per_query: bool = True) -> dict[str, object]:
         """A JSON-serialisable dict (non-finite numbers become null)."""

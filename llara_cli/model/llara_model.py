@@ -40,6 +40,26 @@ def model_reference(model: str) -> str:
     return str(path.resolve()) if path.is_dir() else model
 
 
+def adapter_base_reference(model: str) -> str:
+    """What a LoRA adapter records as its base (``base_model_name_or_path``): a name plain peft/transformers resolve.
+
+    A directory: its absolute path. An alias: its hub id (``llama-2-7b`` -> ``meta-llama/Llama-2-7b-hf``, found in
+    the local hub cache), or for the embedded ``smollm2-135m`` the directory it was converted into (under
+    ``$LLARA_HOME/models``), which ``AutoModelForCausalLM.from_pretrained`` reads. Anything else, as given.
+    """
+    from llara_cli.model.resolve import MODEL_ALIASES
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    alias = MODEL_ALIASES.get(model.strip().lower())
+    if alias is None:
+        return model
+    if alias.hub_repo is not None:
+        return alias.hub_repo
+    return str(resolve_model(model).resolve())
+
+
 def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
     """The prompt layout ``config`` asks for, bound to ``tokenizer`` (whose marker tokens must be there)."""
     return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer, config.prompt_layout)

@@ -179,7 +179,7 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
 
     from llara_cli.core.batching import ContrastiveCollator
     from llara_cli.model.config import Stage
-    from llara_cli.model.llara_model import LlaraModel, model_reference
+    from llara_cli.model.llara_model import LlaraModel, adapter_base_reference
     from llara_cli.training._trainer import RunCallback
     from llara_cli.training.contrastive_objective import (
         ContrastiveDataset, ContrastiveModel, EpochCallback, freeze_unused_head,
@@ -191,7 +191,7 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
                              attn_implementation=config.attn_implementation,
                              gradient_checkpointing=config.gradient_checkpointing,
                              lora=config.lora_settings if config.lora else None,
-                             base_reference=model_reference(config.model))
+                             base_reference=adapter_base_reference(config.model))
     model.causal_lm.config.use_cache = False
     if not config.lora:
         freeze_unused_head(model.causal_lm)

@@ -48,7 +48,24 @@ def test_json_is_plain_json(files):
     payload = json.loads(result.stdout)
     assert payload["baseline"] == "b"
     assert payload["significance"]["comparisons_in_family"] == 5
-    assert payload["runs"]["a"]["aggregates"]["MRR@10"] == pytest.approx(2.5 / 3)
+    assert payload["runs"]["a"]["aggregates"]["RR@10"] == pytest.approx(2.5 / 3)  # canonical: MRR@10 is RR@10
+
+
+def test_json_has_a_versioned_schema_canonical_keys_and_what_was_read(files):
+    qrels, runs = files
+    result = _invoke(*runs, "--qrels", qrels, "--json", "--measures", "MRR@10,ndcg@10,map")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["schema_version"] == 1
+    assert payload["measures"] == ["RR@10", "nDCG@10", "AP"]
+    assert payload["requested_measures"] == {"RR@10": "MRR@10", "nDCG@10": "ndcg@10", "AP": "map"}
+    assert payload["qrels"]["path"] == str(qrels) and payload["qrels"]["judgements"] == 5
+    assert payload["qrels"]["judged_queries"] == 3
+    assert payload["runs"]["bm25"]["path"] == str(runs[0]) and payload["runs"]["bm25"]["scored_docs"] == 6
+    assert payload["runs"]["dense"]["queries"] == 3
+    assert set(payload["runs"]["bm25"]["aggregates"]) == {"RR@10", "nDCG@10", "AP"}
+    assert set(payload["runs"]["dense"]["comparisons"]) == {"RR@10", "nDCG@10", "AP"}
+    assert "trec_eval" in payload["tie_rule"]
 
 
 def test_plot_writes_a_png(files, tmp_path):

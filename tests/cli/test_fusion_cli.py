@@ -42,3 +42,20 @@ def test_search_tunes_the_fusion_weight_on_train_queries_and_records_it(tmp_path
                     "--out", tmp_path / "untuned.trec")
     assert result.exit_code == 2 and "needs the runs of the same systems" in result.stderr
     assert not (tmp_path / "untuned.trec").exists()
+
+
+def test_search_json_reports_what_it_wrote_and_nothing_else_on_stdout(tmp_path):
+    bm25, dense, _ = synthetic_runs("test", seed=12, dense_knows=True)
+    write_run(tmp_path / "bm25.trec", bm25)
+    write_run(tmp_path / "dense.trec", dense)
+    out = tmp_path / "rrf.trec"
+    result = invoke("search", "--fuse", tmp_path / "bm25.trec", "--fuse", tmp_path / "dense.trec", "--method", "rrf",
+                    "--k", 7, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)  # the fused-runs line went to stderr
+    assert "fused 2 runs" in result.stderr
+    assert payload["schema_version"] == 1 and payload["mode"] == "fuse" and payload["run"] == str(out)
+    assert payload["queries"] == len(bm25) and payload["max_hits_per_query"] == 7
+    assert payload["scored_docs"] == len(out.read_text().splitlines())
+    assert payload["provenance"] == str(tmp_path / "rrf.trec.json")
+    assert payload["inputs"]["fuse"] == [str(tmp_path / "bm25.trec"), str(tmp_path / "dense.trec")]

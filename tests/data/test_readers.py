@@ -98,5 +98,5 @@ def test_run_round_trip_ranks_from_one_with_deterministic_ties(tmp_path):
     results = {"q1": [("d2", 0.5), ("d1", 0.5), ("d3", 0.9)]}
     write_run(tmp_path / "run.trec", results, tag="t")
     lines = (tmp_path / "run.trec").read_text().splitlines()
-    assert lines == ["q1 Q0 d3 1 0.900000 t", "q1 Q0 d1 2 0.500000 t", "q1 Q0 d2 3 0.500000 t"]
+    assert lines == ["q1 Q0 d3 1 0.9 t", "q1 Q0 d1 2 0.5 t", "q1 Q0 d2 3 0.5 t"]
     assert [scored.doc_id for scored in read_run(tmp_path / "run.trec")] == ["d3", "d1", "d2"]

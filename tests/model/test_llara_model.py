@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -69,3 +70,23 @@ def test_build_wraps_lora_adapters_that_train_only_adapters_and_marker_rows(tiny
     trainable = [name for name, parameter in model.causal_lm.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name or "trainable_tokens" in name for name in trainable)
     assert model.causal_lm.peft_config["default"].base_model_name_or_path == "base"
+
+
+def test_an_adapter_from_the_embedded_alias_records_a_base_plain_peft_loads(tiny_model_dir, tmp_path, monkeypatch):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from llara_cli.model import resolve
+    from llara_cli.model.llara_model import adapter_base_reference
+
+    monkeypatch.setattr(resolve, "ensure_embedded_smollm2", lambda: tiny_model_dir)  # the converted directory
+    assert adapter_base_reference("smollm2-135m") == str(tiny_model_dir.resolve())
+    assert adapter_base_reference("llama-2-7b") == "meta-llama/Llama-2-7b-hf"
+    assert adapter_base_reference(str(tiny_model_dir)) == str(tiny_model_dir.resolve())
+    torch.manual_seed(2)
+    model = LlaraModel.build("smollm2-135m", lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+                             base_reference=adapter_base_reference("smollm2-135m"))
+    model.save(tmp_path / "adapter")
+    recorded = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(recorded), tmp_path / "adapter")
+    assert plain.peft_config["default"].r == 4
