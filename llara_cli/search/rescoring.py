@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import mmap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli.errors import UsageError
@@ -52,6 +54,18 @@ def resolve_rescore_factor(index: DenseIndex, factor: int | None) -> int:
     if factor is not None:
         return factor
     return DEFAULT_RESCORE_FACTORS.get(index.index_type, FALLBACK_RESCORE_FACTOR)
+
+
+def check_rescorable(directories: Sequence[Path], metas: Sequence[Any], factor: int | None) -> None:
+    """Refuse an explicit ``factor`` above 1 for index (shards) without a float store, before any work."""
+    from llara_cli.index.rescore_store import RESCORE_PARAM
+
+    if factor is None or factor <= 1:
+        return
+    for directory, meta in zip(directories, metas):
+        if RESCORE_PARAM not in meta.params:
+            raise UsageError(f"{directory} has no float vectors to rescore with (built with --rescore-store none); "
+                             "rebuild it with `llara index --rescore-store fp32`, or pass --rescore-factor 1")
 
 
 def _release_pages(vectors: Any) -> None:
