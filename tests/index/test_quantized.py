@@ -96,7 +96,7 @@ def test_rescoring_without_a_float_store_is_refused(tmp_path, embedding_dir):
     queries = unit_vectors(2, DIM, seed=1)
     with pytest.raises(UsageError, match="no float vectors to rescore with"):
         search_rows(index, queries, 10, rescore_factor=4)
-    scores, rows = search_rows(index, queries, 10)  # without an explicit factor: the codes' own order
+    _scores, rows = search_rows(index, queries, 10)  # without an explicit factor: the codes' own order
     assert rows.shape == (2, 10)
 
 
