@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_DTYPE, DEFAULT_MODEL, BatchSizeOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
+    DEFAULT_DTYPE, DEFAULT_MODEL, BatchSizeOpt, DimOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
     TrustRemoteCodeOpt,
 )
 
@@ -27,6 +27,7 @@ def encode(
     shard_num: Annotated[int, typer.Option("--shard-num", min=1, help="Number of contiguous shards.")] = 1,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Texts per saved chunk (the resume unit).")] = 1024,
     store_dtype: Annotated[str, typer.Option("--store-dtype", help="embeddings.npy as fp32, or fp16 (half the disk; indexes read it as float32).")] = "fp32",
+    dim: DimOpt = None,
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
@@ -37,6 +38,8 @@ def encode(
       [cyan]llara encode data/scifact --out emb/scifact[/]
 
       [cyan]llara encode data/scifact/queries.jsonl --queries --out emb/scifact-queries[/]
+
+      [cyan]llara encode data/scifact --model out/mrl --dim 144 --out emb/scifact-144[/] (a 144-dim prefix)
 
       [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
 
@@ -53,7 +56,7 @@ def encode(
     side = Side.QUERY if queries else Side.PASSAGE
     job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,
                     shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite,
-                    store_dtype=store_dtype)
+                    store_dtype=store_dtype, dim=dim)
     launched = launched_rank()
     if launched is not None:  # torchrun / accelerate launch: this rank's shard, on this rank's device
         job = job_for_rank(job, launched)

@@ -27,6 +27,16 @@ def _default(name: str):  # noqa: ANN202
     return config_default(FinetuneConfig, name)
 
 
+def _parse_numbers(option: str, text: str | None, kind: type) -> tuple | None:
+    """``"576,288,144"`` -> ``(576, 288, 144)``; None stays None; anything else is a one-line UsageError."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{option} must be comma-separated {kind.__name__}s, got {text!r}") from None
+
+
 def _split_targets(text: str) -> tuple[str, ...]:
     targets = tuple(part.strip() for part in text.split(LORA_TARGET_SEPARATOR) if part.strip())
     if not targets:
@@ -77,6 +87,13 @@ def finetune(
     merge: Annotated[bool, typer.Option(
         "--merge", help="Write merged weights (a plain model directory) instead of the adapter.",
         rich_help_panel=TRAINING)] = _default("merge"),
+    mrl_dims: Annotated[Optional[str], typer.Option(
+        "--mrl-dims", help="Matryoshka: also train these embedding prefixes (comma-separated dims, e.g. 288,144,64; "
+        "the full dim is always trained): InfoNCE summed over each L2-normalised prefix, so `llara encode --dim` "
+        "can keep a prefix. Recorded in llara_config.json.", rich_help_panel=TRAINING)] = None,
+    mrl_weights: Annotated[Optional[str], typer.Option(
+        "--mrl-weights", help="Matryoshka: one loss weight per trained dim, full dim first (default 1 each).",
+        rich_help_panel=TRAINING)] = None,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
     lora_settings: dict[str, Any] | None = None,
     data_settings: dict[str, Any] | None = None,
@@ -94,6 +111,8 @@ def finetune(
       [cyan]llara mine --train data/scifact --run bm25-train.trec --out scifact-train.jsonl[/]
 
       [cyan]llara finetune --train scifact-train.jsonl --group-size 8 --max-steps 200 --out out/ft --merge[/]
+
+      [cyan]llara finetune --train scifact-train.jsonl --mrl-dims 288,144,64 --max-steps 200 --out out/mrl --merge[/] (Matryoshka; then `llara encode --dim 144`)
     """
     from llara_cli.training.finetune import run_finetuning
 
@@ -103,6 +122,7 @@ def finetune(
         in_batch_negatives=in_batch_negatives, cross_device_negatives=cross_device_negatives,
         temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
         lora_targets=_split_targets(lora_targets), merge=merge,
+        mrl_dims=_parse_numbers("--mrl-dims", mrl_dims, int), mrl_weights=_parse_numbers("--mrl-weights", mrl_weights, float),
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
     with step_progress("finetuning") as on_log:

@@ -75,6 +75,9 @@ ModelMaxLengthOpt = Annotated[
     typer.Option("--max-length", min=MIN_MAX_LENGTH, help="Tokens per text, prompt included; default: the length the model was "
                  "trained with (its llara_config.json; 512 passages / 64 queries for a model llara has not trained)."),
 ]
+DimOpt = Annotated[Optional[int], typer.Option(
+    "--dim", min=1, help="Keep only the first DIM dimensions of each embedding (L2-normalised again): Matryoshka "
+    "truncation, lossless-ish for a model finetuned with --mrl-dims; recorded in meta.json.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
 OutFileOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
+    DEFAULT_DTYPE, DimOpt, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
     TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.errors import UsageError
@@ -42,6 +42,8 @@ def search(
     max_length: ModelMaxLengthOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    dim: DimOpt = None,
+    rescore_factor: Annotated[Optional[int], typer.Option("--rescore-factor", min=1, help="Dense, compact indexes (int8, binary, ivfpq): fetch k x FACTOR candidates and rescore them with the float vectors stored beside the index; default 4 (int8, ivfpq) or 10 (binary) when the index has them; 1: no rescoring.")] = None,
     overwrite: OverwriteOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as one JSON document on stdout (schema: docs/evaluation.md); progress and messages go to stderr.")] = False,
 ) -> None:
@@ -50,6 +52,8 @@ def search(
     Examples:
 
       [cyan]llara search --index index/scifact --queries data/scifact --out dense.trec[/]
+
+      [cyan]llara search --index index/scifact-bin --queries data/scifact --rescore-factor 20 --out dense.trec[/]
 
       [cyan]llara search --index index/msmarco-shards --queries data/msmarco --split dev --out dense.trec[/]
 
@@ -88,7 +92,7 @@ def search(
                     _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
                 else:
                     _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
-                           trust_remote_code)
+                           trust_remote_code, dim, rescore_factor)
     if as_json:
         import json
 
@@ -101,7 +105,7 @@ def search(
 
 
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
-           trust_remote_code) -> None:  # noqa: ANN001
+           trust_remote_code, dim=None, rescore_factor=None) -> None:  # noqa: ANN001
     from llara_cli.cli.progress import item_progress
     from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.search.dense import DenseSearchJob, run_dense_search
@@ -109,7 +113,7 @@ def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_
     dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
-                         trust_remote_code=trust_remote_code)
+                         trust_remote_code=trust_remote_code, dim=dim, rescore_factor=rescore_factor)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
     typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")

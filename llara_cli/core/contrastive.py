@@ -12,8 +12,15 @@ backward of :func:`torch.distributed.nn.functional.all_gather` sums the gradient
 tensor onto that tensor's owner; as each process computes the same global loss, that sum is ``world_size`` times
 the gradient of the loss, and DDP's averaging of parameter gradients divides it back: the update equals the one
 a single process would make on the concatenated batch (tested with two gloo processes).
+
+Matryoshka (:func:`matryoshka_contrastive_loss`, ``llara finetune --mrl-dims``): the same InfoNCE on the first
+``d`` dimensions of every embedding, L2-normalised again, for each trained ``d``, summed with weights
+(Kusupati et al., 2022, "Matryoshka Representation Learning"; FlagEmbedding's ``use_mrl``/``mrl_dims``): each
+prefix becomes an embedding on its own, which ``llara encode --dim`` stores.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +68,34 @@ def contrastive_loss_from_embeddings(query_embeddings: torch.Tensor, passage_emb
     scores = contrastive_scores(query_embeddings.float(), passage_embeddings.float(), group_size, in_batch=in_batch)
     labels = contrastive_labels(n_queries, group_size, in_batch=in_batch, device=scores.device)  # (n_queries,)
     return F.cross_entropy(scores / temperature, labels)
+
+
+def matryoshka_contrastive_loss(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor,
+                                temperature: float, dims: Sequence[int], weights: Sequence[float] | None = None, *,
+                                group_size: int | None = None, in_batch: bool = True,
+                                normalize: bool = True) -> torch.Tensor:
+    """``sum_i weights[i] * InfoNCE(prefix_i(queries), prefix_i(passages))`` over the prefixes ``[:, :dims[i]]``.
+
+    Each prefix is L2-normalised again when ``normalize`` (the embeddings are cosine-trained); ``weights``
+    default to 1 each. With ``dims == [full dim]`` and unit weight this is
+    :func:`contrastive_loss_from_embeddings` of normalised embeddings.
+    """
+    full_dim = query_embeddings.shape[1]
+    weights = [1.0] * len(dims) if weights is None else list(weights)
+    if len(weights) != len(dims):
+        raise ValueError(f"{len(dims)} Matryoshka dims but {len(weights)} weights")
+    if not dims or any(not 0 < dim <= full_dim for dim in dims):
+        raise ValueError(f"Matryoshka dims must be in 1..{full_dim}, got {list(dims)}")
+    total = query_embeddings.new_zeros((), dtype=torch.float32)
+    for dim, weight in zip(dims, weights):
+        query_prefix = query_embeddings[:, :dim].float()  # (n_queries, dim)
+        passage_prefix = passage_embeddings[:, :dim].float()  # (n_passages, dim)
+        if normalize:
+            query_prefix = F.normalize(query_prefix, dim=-1)
+            passage_prefix = F.normalize(passage_prefix, dim=-1)
+        total = total + weight * contrastive_loss_from_embeddings(
+            query_prefix, passage_prefix, temperature, group_size=group_size, in_batch=in_batch)
+    return total
 
 
 def contrastive_accuracy(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor, *,

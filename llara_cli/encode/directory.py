@@ -23,6 +23,9 @@ from llara_cli.storage.files import atomic_write, read_json, write_json
 from llara_cli.model.fingerprint import FINGERPRINT_KEY, weights_fingerprint
 from llara_cli.storage.locks import LOCK_FILE, output_lock
 from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
+from llara_cli.encode.truncation import (
+    TRUNCATED_FROM_FIELD, check_truncation_dim, truncate_vectors, warn_if_not_trained_for,
+)
 from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class EncodeJob:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     overwrite: bool = False
     store_dtype: str = "fp32"  # embeddings.npy as float32, or float16 (half the disk; see embeddings.STORE_DTYPES)
+    dim: int | None = None  # keep only this prefix of each embedding (encode.truncation); None: the model's dim
 
 
 def file_sha256(path: Path) -> str:
@@ -105,12 +109,16 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
     selected = shard_range(len(ids), job.shard_id, job.shard_num)
     ids, texts = ids[selected.start:selected.stop], texts[selected.start:selected.stop]
     max_length = job.max_length or encoder.max_length(job.side)
+    dim = _stored_dim(job, encoder)
+    extra = {"model_dtype": str(encoder.model.dtype).replace("torch.", ""),
+             FINGERPRINT_KEY: weights_fingerprint(encoder.name)}
+    if dim != encoder.dim:
+        extra[TRUNCATED_FROM_FIELD] = encoder.dim
     meta = EmbeddingMeta(
         model=encoder.name, prompt_family=encoder.config.prompt_family.value, pooling=encoder.config.pooling.value,
-        side=job.side.value, dim=encoder.dim, max_length=max_length, normalize=encoder.config.normalize,
+        side=job.side.value, dim=dim, max_length=max_length, normalize=encoder.config.normalize,
         count=len(ids), source_sha256=file_sha256(source_file), shard_id=job.shard_id, shard_num=job.shard_num,
-        dtype=STORE_DTYPES[job.store_dtype], llara_version=__version__, extra={"model_dtype": str(encoder.model.dtype).replace("torch.", ""),
-                                                               FINGERPRINT_KEY: weights_fingerprint(encoder.name)},
+        dtype=STORE_DTYPES[job.store_dtype], llara_version=__version__, extra=extra,
     )
     state = {**meta.to_dict(), "chunk_size": job.chunk_size, "source": str(source_file)}
     state.pop("llara_version", None)
@@ -137,14 +145,16 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
             if path.is_file():
                 continue
             vectors = encoder.encode(texts[start:start + job.chunk_size], job.side, batch_size=job.batch_size,
-                                     max_length=max_length, on_batch=on_progress)
+                                     max_length=max_length, on_batch=on_progress)  # (chunk, encoder.dim)
+            if dim != encoder.dim:
+                vectors = truncate_vectors(vectors, dim, encoder.config.normalize)  # (chunk, dim)
             check_finite(vectors, ids[start:start + job.chunk_size],
                          f"embeddings of {source_file} from {encoder.name} (overflow? try --dtype fp32)")
             with atomic_write(path, "wb") as handle:
                 np.save(handle, vectors, allow_pickle=False)
         vectors = np.concatenate([_load_chunk(_chunk_path(chunks_dir, start), min(job.chunk_size, len(ids) - start),
-                                              encoder.dim) for start in chunk_starts]) \
-            if len(ids) else np.zeros((0, encoder.dim), dtype=np.float32)
+                                              dim) for start in chunk_starts]) \
+            if len(ids) else np.zeros((0, dim), dtype=np.float32)
         if encoder.truncated_texts:
             logger.warning("%d texts were longer than --max-length %d and were truncated",
                            encoder.truncated_texts, max_length)
@@ -152,6 +162,15 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
         shutil.rmtree(chunks_dir, ignore_errors=True)
         state_path.unlink(missing_ok=True)
     return meta
+
+
+def _stored_dim(job: EncodeJob, encoder) -> int:  # noqa: ANN001 - LlaraEncoder
+    """The dim to store: the model's, or the checked ``job.dim`` prefix (warning once if not trained for it)."""
+    if job.dim is None or job.dim == encoder.dim:
+        return encoder.dim
+    check_truncation_dim(job.dim, encoder.dim, f"model {encoder.name}")
+    warn_if_not_trained_for(encoder.config, encoder.name, job.dim, encoder.dim)
+    return job.dim
 
 
 def _chunk_path(chunks_dir: Path, start: int) -> Path:

@@ -9,6 +9,10 @@ A *partial* index holds only some embedding shards of a corpus (``corpus_shards`
 its meta): one shard of an index that ``llara search`` searches shard by shard
 (:mod:`llara_cli.search.sharded`). The index kinds live in :mod:`llara_cli.index.faiss_types`.
 
+A *compact* index (``int8``, ``binary``, ``binary-hnsw``, ``ivfpq``) keeps, by default, a float copy of its
+vectors beside it (``vectors.npy``, :mod:`llara_cli.index.rescore_store`) that search rescores candidates
+with; a binary index's ``index`` is a faiss *binary* index (:mod:`llara_cli.index.quantized`).
+
 A *whitened* index (``index_params.whiten``) holds the passages after the corpus's whitening transform
 (:mod:`llara_cli.index.whitening`, file ``whitening``); queries pass the same transform before search.
 
@@ -47,6 +51,8 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     DEFAULT_EF_SEARCH,
     DEFAULT_HNSW_M,
     DEFAULT_NPROBE,
+    BINARY_TYPES,
+    COMPACT_TYPES,
     IVF_TYPES,
     IndexType,
     apply_search_params,
@@ -61,6 +67,15 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
 from llara_cli.index.integrity import CHECKSUMS_KEY, check_checksums, file_checksums
 from llara_cli.storage.outputs import OutputKind, check_output_directory
 from llara_cli.encode.shards import expand_shard_dirs
+from llara_cli.index.quantized import read_binary_index, write_any_index
+from llara_cli.index.rescore_store import (
+    RESCORE_FILE,
+    RESCORE_PARAM,
+    RescoreStore,
+    RescoreStoreWriter,
+    open_rescore_vectors,
+    resolve_rescore_store,
+)
 from llara_cli.index.whitening import (
     WHITENING_PARAM,
     apply_whitening,
@@ -143,6 +158,7 @@ class DenseIndex:
     meta: IndexMeta
     path: Path | None = None
     whitening: Any = None
+    rescore_vectors: Any = None  # (ntotal, stored dim) read-only memory map of vectors.npy, if the index has one
 
     @property
     def dim(self) -> int:
@@ -205,20 +221,22 @@ def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[Embed
 
 
 def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta,
-                     whitening: Any = None) -> IndexMeta:
-    """Write ``index``, ``docid``, ``meta.json`` (and ``whitening``) into a temp dir beside ``out_dir``, then
-    rename it into place; ``meta.json`` records each file's sha256. Returns the meta as written."""
-    import faiss
-
+                     whitening: Any = None, temp_dir: Path | None = None) -> IndexMeta:
+    """Write ``index``, ``docid``, ``meta.json`` (and ``whitening``) into a temp dir beside ``out_dir`` (or the
+    given ``temp_dir``, which may already hold the rescoring store), then rename it into place; ``meta.json``
+    records the sha256 of each file but the rescoring store (read by memory map, never whole). Returns the meta
+    as written."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    if temp_dir is None:
+        temp_dir = _new_temp_dir(out_dir)
     try:
-        faiss.write_index(faiss_index, str(temp_dir / INDEX_FILE))
+        write_any_index(faiss_index, temp_dir, INDEX_FILE)
         with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
             handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
         if whitening is not None:
             save_whitening(whitening, temp_dir)
-        checksums = file_checksums(temp_dir, sorted(path.name for path in temp_dir.iterdir()))
+        checksums = file_checksums(temp_dir, sorted(path.name for path in temp_dir.iterdir()
+                                                    if path.name != RESCORE_FILE))
         meta = dataclasses.replace(meta, embedding=dataclasses.replace(
             meta.embedding, extra={**meta.embedding.extra, CHECKSUMS_KEY: checksums}))
         write_json(temp_dir / META_FILE, meta.to_dict())
@@ -231,6 +249,11 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
     finally:
         if temp_dir.exists():
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _new_temp_dir(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
 
 
 def _holding_output_lock(build: Callable[..., IndexMeta]) -> Callable[..., IndexMeta]:
@@ -259,6 +282,7 @@ def build_index(
     overwrite: bool = False,
     partial: bool = False,
     whiten: int | None = None,
+    rescore_store: RescoreStore | str = RescoreStore.AUTO,
 ) -> IndexMeta:
     """Build an inner-product index from passage embedding shards, merged in ``shard_id`` order.
 
@@ -270,7 +294,9 @@ def build_index(
     sample can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
     ``whiten`` (a dimension) fits the corpus's whitening on a bounded sample of the passages and indexes the
     whitened passages (not with ``partial``: each shard of a sharded index would get its own transform).
-    Returns the meta written to ``out_dir/meta.json``.
+    ``rescore_store`` (``auto``: the embeddings at their stored precision for the compact kinds, nothing for
+    the others; ``fp32``; ``fp16``; ``none``) copies the indexed vectors beside the index, in row order, for
+    ``llara search`` to rescore candidates with. Returns the meta written to ``out_dir/meta.json``.
     """
     index_type = parse_index_type(index_type)
     if not embedding_dirs:
@@ -300,15 +326,34 @@ def build_index(
 
     params = index_params(index_type, total, index_dim, hnsw_m=hnsw_m, ef_construction=ef_construction,
                           ef_search=ef_search, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
+    store_dtype = resolve_rescore_store(rescore_store, index_type in COMPACT_TYPES, first_meta.dtype)
     faiss_index = new_faiss_index(index_type, index_dim, params)
     sample_rows = train_rows(index_type, total, index_dim, params)
-    if sample_rows:
-        faiss_index.train(stored(training_sample(vectors, sample_rows)))
-    for block in vectors:
-        for chunk in iter_float32_chunks(block):
-            faiss_index.add(stored(chunk))  # (chunk, index_dim) float32, read off the mmap
+    temp_dir = _new_temp_dir(out_dir)
+    try:
+        if sample_rows:
+            faiss_index.train(stored(training_sample(vectors, sample_rows)))
+        store = RescoreStoreWriter(temp_dir / RESCORE_FILE, total, index_dim, store_dtype) if store_dtype else None
+        try:
+            for block in vectors:
+                for chunk in iter_float32_chunks(block):
+                    chunk = stored(chunk)  # (chunk, index_dim) float32, read off the mmap
+                    faiss_index.add(chunk)
+                    if store is not None:
+                        store.write(chunk)
+        finally:
+            if store is not None:
+                store.close()
+    except OSError as error:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise LlaraError(f"cannot write index {out_dir}: {error.strerror or error}") from None
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     if whiten is not None:
         params = {**params, WHITENING_PARAM: whiten}
+    if store_dtype is not None:
+        params = {**params, RESCORE_PARAM: store_dtype}
 
     covered = tuple(sorted(shard.meta.shard_id for shard in shards))
     meta = IndexMeta(
@@ -318,7 +363,7 @@ def build_index(
         corpus_shards=covered if partial else None,
         corpus_shard_num=first_meta.shard_num if partial else None,
     )
-    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening)
+    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening, temp_dir)
     logger.info("indexed %d vectors of dim %d (%s%s) into %s", total, dim, index_type.value,
                 f", whitened to {whiten}" if whiten is not None else "", out_dir)
     return meta
@@ -347,11 +392,14 @@ def load_index(directory: str | Path) -> DenseIndex:
         if not (directory / name).is_file():
             raise UsageError(f"{directory}: missing {name} (not a faiss index directory)")
     meta = load_index_meta(directory)
-    try:
-        faiss_index = faiss.read_index(str(directory / INDEX_FILE))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{directory / INDEX_FILE}: not a readable faiss index ({reason})") from None
+    if meta.index_type in BINARY_TYPES:
+        faiss_index = read_binary_index(directory, INDEX_FILE, meta.params.get(WHITENING_PARAM) or meta.embedding.dim)
+    else:
+        try:
+            faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise UsageError(f"{directory / INDEX_FILE}: not a readable faiss index ({reason})") from None
     doc_ids = read_ids(directory / DOCID_FILE)
     if len(doc_ids) != faiss_index.ntotal:
         raise UsageError(
@@ -367,4 +415,8 @@ def load_index(directory: str | Path) -> DenseIndex:
         raise UsageError(f"{directory}: index does not use inner product (faiss metric {faiss_index.metric_type})")
     check_checksums(directory, meta.embedding.extra)  # last: the checks above name a specific fault first
     apply_search_params(faiss_index, meta.index_type, meta.params)
-    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, whitening=whitening)
+    store_dtype = meta.params.get(RESCORE_PARAM)
+    rescore_vectors = open_rescore_vectors(directory, len(doc_ids), stored_dim, store_dtype) \
+        if store_dtype is not None else None
+    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, whitening=whitening,
+                      rescore_vectors=rescore_vectors)

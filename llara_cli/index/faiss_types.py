@@ -1,6 +1,7 @@
 """The faiss index kinds ``llara index`` builds, their parameters, and the bounded training sample.
 
-Seven kinds, all inner product:
+Ten kinds, all inner product (the compact ones, ``int8`` and the two binary kinds, live in
+:mod:`llara_cli.index.quantized`):
 
 ========== =========================================== ===================
 kind       faiss                                       bytes per vector
@@ -12,7 +13,16 @@ hnsw       ``IndexHNSWFlat``                           ``4 * dim + 8 * M``
 ivf-fp16   ``IndexIVFScalarQuantizer(QT_fp16)``        ``2 * dim + 8``
 ivf-sq8    ``IndexIVFScalarQuantizer(QT_8bit)``        ``dim + 8``
 ivfpq      ``IndexIVFPQ``                              ``pq_m + 8``
+int8       ``IndexScalarQuantizer(QT_8bit)``, quantile ``dim``
+           calibrated
+binary     ``IndexBinaryFlat`` of sign bits (Hamming)  ``ceil(dim / 8)``
+binary-    ``IndexBinaryHNSW`` of sign bits            ``ceil(dim / 8) + 8 * M``
+hnsw
 ========== =========================================== ===================
+
+The compact kinds (``int8``, ``binary``, ``binary-hnsw``, ``ivfpq``) keep a float copy of the vectors beside
+the index by default (``vectors.npy``, read by memory map), which ``llara search`` rescores their candidates
+with (:mod:`llara_cli.search.rescoring`).
 
 Training (IVF centroids, the 8-bit quantizer's ranges, PQ codebooks) uses a seeded uniform sample of rows read
 from the (mmap-ed) shards in chunks, capped at ``TRAIN_SAMPLE_MAX_BYTES``: the corpus never has to fit in memory.
@@ -59,9 +69,16 @@ class IndexType(str, Enum):
     IVF_FP16 = "ivf-fp16"
     IVF_SQ8 = "ivf-sq8"
     IVFPQ = "ivfpq"
+    INT8 = "int8"
+    BINARY = "binary"
+    BINARY_HNSW = "binary-hnsw"
 
 
 IVF_TYPES = frozenset({IndexType.IVF_FP16, IndexType.IVF_SQ8, IndexType.IVFPQ})
+BINARY_TYPES = frozenset({IndexType.BINARY, IndexType.BINARY_HNSW})
+HNSW_TYPES = frozenset({IndexType.HNSW, IndexType.BINARY_HNSW})
+# The kinds whose candidates ``llara search`` rescores with the float vectors by default (a compact code).
+COMPACT_TYPES = frozenset({IndexType.INT8, IndexType.IVFPQ, *BINARY_TYPES})
 _SCALAR_QUANTIZERS = {  # index type -> faiss ScalarQuantizer attribute name
     IndexType.FLAT_FP16: "QT_fp16", IndexType.FLAT_SQ8: "QT_8bit",
     IndexType.IVF_FP16: "QT_fp16", IndexType.IVF_SQ8: "QT_8bit",
@@ -113,7 +130,7 @@ def index_params(
             raise UsageError(f"{name} must be positive, got {value}")
     if nprobe is not None and nprobe < 1:
         raise UsageError(f"nprobe must be positive, got {nprobe}")
-    if index_type is IndexType.HNSW:
+    if index_type in HNSW_TYPES:
         return {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
     if index_type not in IVF_TYPES:
         return {}
@@ -144,7 +161,16 @@ def new_faiss_index(index_type: IndexType, dim: int, params: Mapping[str, int]) 
     """An empty (untrained where training applies) faiss inner-product index of ``index_type``."""
     import faiss
 
+    from llara_cli.index.quantized import BinarySignIndex, new_int8_index
+
     metric = faiss.METRIC_INNER_PRODUCT
+    if index_type is IndexType.INT8:
+        return new_int8_index(dim)
+    if index_type is IndexType.BINARY:
+        return BinarySignIndex.new(dim)
+    if index_type is IndexType.BINARY_HNSW:
+        return BinarySignIndex.new(dim, hnsw_m=params["hnsw_m"], ef_construction=params["ef_construction"],
+                                   ef_search=params["ef_search"])
     if index_type is IndexType.FLAT:
         return faiss.IndexFlatIP(dim)
     if index_type is IndexType.HNSW:
@@ -170,8 +196,8 @@ def train_rows(index_type: IndexType, n_vectors: int, dim: int, params: Mapping[
     """How many sampled rows to train ``index_type`` on (0: needs no training)."""
     if index_type in IVF_TYPES:
         wanted = params["nlist"] * TRAIN_POINTS_PER_CENTROID
-    elif index_type is IndexType.FLAT_SQ8:
-        wanted = SQ8_TRAIN_ROWS
+    elif index_type in (IndexType.FLAT_SQ8, IndexType.INT8, *BINARY_TYPES):
+        wanted = SQ8_TRAIN_ROWS  # the 8-bit ranges, or the sign thresholds (per-dimension medians)
     else:
         return 0
     return min(wanted, max_train_rows(n_vectors, dim))
@@ -179,7 +205,7 @@ def train_rows(index_type: IndexType, n_vectors: int, dim: int, params: Mapping[
 
 def apply_search_params(faiss_index: Any, index_type: IndexType, params: Mapping[str, Any]) -> None:
     """Set the stored search-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF) on a faiss index."""
-    if index_type is IndexType.HNSW and "ef_search" in params:
+    if index_type in HNSW_TYPES and "ef_search" in params:
         faiss_index.hnsw.efSearch = int(params["ef_search"])
     elif index_type in IVF_TYPES and "nprobe" in params:
         faiss_index.nprobe = int(params["nprobe"])

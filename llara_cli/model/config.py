@@ -1,7 +1,9 @@
 """``llara_config.json``: what a saved llara model needs besides its HF files.
 
 The prompt family, pooling and normalisation it embeds with, and the query/passage lengths it was trained with
-(``llara encode`` and ``llara search`` use those by default), its training stage and base model.
+(``llara encode`` and ``llara search`` use those by default), its training stage and base model, and the
+embedding prefix dims it was trained for (``mrl_dims``, ``llara finetune --mrl-dims``; see
+:mod:`llara_cli.encode.truncation`).
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class LlaraConfig:
     stage: Stage = Stage.BASE
     llara_version: str = __version__
     prompt_layout: int = int(CURRENT_LAYOUT)  # core.prompts.PromptLayout; absent from a file: LEGACY_LAYOUT
+    mrl_dims: tuple[int, ...] | None = None  # Matryoshka: the prefix dims finetuning trained, full dim first
 
     @property
     def pooling(self) -> Pooling:
@@ -80,6 +83,10 @@ class LlaraConfig:
         payload["prompt_family"] = self.prompt_family.value
         payload["stage"] = self.stage.value
         payload["pooling"] = self.pooling.value
+        if self.mrl_dims is None:
+            payload.pop("mrl_dims")  # files of models trained without it stay as they were
+        else:
+            payload["mrl_dims"] = list(self.mrl_dims)
         return payload
 
     @classmethod
@@ -91,6 +98,11 @@ class LlaraConfig:
         if "stage" in values:
             values["stage"] = _parse_stage(values["stage"])
         values["prompt_layout"] = int(parse_layout(values.get("prompt_layout", LEGACY_LAYOUT)))
+        if values.get("mrl_dims") is not None:
+            dims = values["mrl_dims"]
+            if not isinstance(dims, list) or not all(isinstance(dim, int) and dim > 0 for dim in dims):
+                raise UsageError(f"{LLARA_CONFIG_FILE}: mrl_dims must be a list of positive integers, got {dims!r}")
+            values["mrl_dims"] = tuple(dims)
         return cls(**values)
 
     def save(self, model_dir: str | Path) -> None:

@@ -39,6 +39,8 @@ class DenseSearchJob:
     dtype: str = "fp32"  # or auto (core.precision)
     trust_remote_code: bool = False
     tag: str = DENSE_RUN_TAG
+    dim: int | None = None  # query prefix dim; must equal the index's (encode.truncation)
+    rescore_factor: int | None = None  # compact indexes: candidates per result rescored (search.rescoring)
 
 
 def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:  # noqa: ANN001
@@ -67,11 +69,13 @@ class DenseSearcher:
 
     def __init__(self, index: str | Path | Sequence[str | Path], *, model: str | None = None,
                  prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
-                 batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False) -> None:
+                 batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False,
+                 dim: int | None = None, rescore_factor: int | None = None) -> None:
         from llara_cli.encode.encoder import LlaraEncoder
         from llara_cli.runtime.precision import resolve_dtype
         from llara_cli.index.faiss_index import load_index
         from llara_cli.core.batching import check_batch_size
+        from llara_cli.search.rescoring import check_rescorable
         from llara_cli.search.sharded import resolve_index_shards
 
         check_batch_size(batch_size)
@@ -83,20 +87,35 @@ class DenseSearcher:
         check_weights_fingerprint(self.meta.embedding.extra, model, weights_fingerprint(model), self.shard_dirs[0])
         self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
                                          trust_remote_code=trust_remote_code)
-        if self.encoder.dim != self.meta.embedding.dim:
-            raise UsageError(f"model {model} gives {self.encoder.dim}-dimensional embeddings; "
-                             f"the index holds {self.meta.embedding.dim}")
+        self.query_dim = self._query_dim(dim, model)
+        check_rescorable(self.shard_dirs, self.shard_metas, rescore_factor)
+        self.rescore_factor = rescore_factor
         self.max_length = max_length
         self.batch_size = batch_size
+
+    def _query_dim(self, requested: int | None, model: str) -> int:
+        """The dim queries are cut to: the index's (a prefix of the model's when the index was truncated)."""
+        from llara_cli.encode.truncation import TRUNCATED_FROM_FIELD, resolve_query_dim, warn_if_not_trained_for
+
+        embedding = self.meta.embedding
+        query_dim = resolve_query_dim(requested, embedding.dim, self.encoder.dim,
+                                      embedding.extra.get(TRUNCATED_FROM_FIELD), f"the index {self.shard_dirs[0]}")
+        warn_if_not_trained_for(self.encoder.config, model, query_dim, self.encoder.dim)
+        return query_dim
 
     @property
     def num_docs(self) -> int:
         return sum(shard.embedding.count for shard in self.shard_metas)
 
     def encode_queries(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None):  # noqa: ANN201
-        """Query embeddings ``(n_queries, dim)`` float32, as the searcher scores them."""
-        return self.encoder.encode_queries(list(texts), batch_size=self.batch_size, max_length=self.max_length,
-                                           on_batch=on_batch)
+        """Query embeddings ``(n_queries, dim)`` float32, as the searcher scores them (cut to the index's dim)."""
+        vectors = self.encoder.encode_queries(list(texts), batch_size=self.batch_size, max_length=self.max_length,
+                                              on_batch=on_batch)  # (n_queries, encoder dim)
+        if self.query_dim != vectors.shape[1]:
+            from llara_cli.encode.truncation import truncate_vectors
+
+            vectors = truncate_vectors(vectors, self.query_dim, self.meta.embedding.normalize)  # (n, query_dim)
+        return vectors
 
     def release_model(self) -> None:
         """Drop the query encoder (its memory goes back before shards are read); ``search_vectors`` still works."""
@@ -110,8 +129,9 @@ class DenseSearcher:
 
         check_finite(vectors, list(query_ids), f"{source} (overflow? try --dtype fp32)")
         if self.index is not None:
-            return search_index(self.index, vectors, list(query_ids), k=k)
-        return search_index_shards(self.shard_dirs, vectors, list(query_ids), k=k)
+            return search_index(self.index, vectors, list(query_ids), k=k, rescore_factor=self.rescore_factor)
+        return search_index_shards(self.shard_dirs, vectors, list(query_ids), k=k,
+                                   rescore_factor=self.rescore_factor)
 
     def batch_search(self, texts: Sequence[str], query_ids: Sequence[str], k: int = DEFAULT_K,
                      on_batch: Callable[[int], None] | None = None) -> dict[str, list[tuple[str, float]]]:
@@ -129,7 +149,8 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     returns the number of queries."""
     searcher = DenseSearcher(job.index_dir, model=job.model, prompt_family=job.prompt_family, dtype=job.dtype,
                              max_length=job.max_length, batch_size=job.batch_size,
-                             trust_remote_code=job.trust_remote_code)
+                             trust_remote_code=job.trust_remote_code, dim=job.dim,
+                             rescore_factor=job.rescore_factor)
     queries = queries_for_search(job.queries, job.split)
     warn_if_swapped(len(queries), searcher.num_docs, job.index_dir)
     if on_start is not None:

@@ -12,6 +12,9 @@ score one float32 ulp apart in a whole index and in a shard of it, enough to cha
 Flat results are therefore rescored with faiss' per-pair ``fvec_inner_products_by_idx`` (the same SIMD dot
 product wherever the document sits; ``n_queries * k * dim`` flops, small beside the search), so a search
 over index shards writes exactly the run of one flat index (:mod:`llara_cli.search.sharded`).
+
+A compact index (``int8``, binary, IVF-PQ) with a float store is searched for ``k * rescore_factor``
+candidates, which are rescored with the float vectors and cut to ``k`` (:mod:`llara_cli.search.rescoring`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from llara_cli.encode.embedding_store import check_finite
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import IVF_TYPES, DenseIndex, IndexType
+from llara_cli.index.faiss_types import HNSW_TYPES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +53,7 @@ def _search_parameters(index: DenseIndex, ef_search: int | None, nprobe: int | N
 
     if ef_search is not None and ef_search < 1 or nprobe is not None and nprobe < 1:
         raise UsageError(f"ef_search and nprobe must be positive, got ef_search={ef_search}, nprobe={nprobe}")
-    if index.index_type is IndexType.HNSW and ef_search is not None:
+    if index.index_type in HNSW_TYPES and ef_search is not None:
         return faiss.SearchParametersHNSW(efSearch=ef_search)
     if index.index_type in IVF_TYPES and nprobe is not None:
         return faiss.SearchParametersIVF(nprobe=nprobe)
@@ -82,15 +86,24 @@ def search_rows(
     *,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    rescore_factor: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, rows)``, each ``(n_queries, min(k, ntotal))``, best first; empty slots have row ``MISSING_ID``."""
+    """``(scores, rows)``, each ``(n_queries, min(k, ntotal))``, best first; empty slots have row ``MISSING_ID``.
+
+    ``rescore_factor`` (default: the kind's, when the index has a float store; 1: no rescoring) fetches
+    ``k * rescore_factor`` candidates and rescores them with the float vectors.
+    """
     import numpy as np
+
+    from llara_cli.search.rescoring import rescore_candidates, resolve_rescore_factor
 
     if k < 1 or batch_size < 1:
         raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
     params = _search_parameters(index, ef_search, nprobe)
+    factor = resolve_rescore_factor(index, rescore_factor)
     configure_flat_search(int(index.faiss_index.d))
     k = min(k, index.ntotal)
+    fetch = min(k * factor, index.ntotal)
     scores = np.empty((len(query_vectors), k), dtype=np.float32)  # (n_queries, k)
     rows = np.empty((len(query_vectors), k), dtype=np.int64)  # (n_queries, k)
     if k == 0:
@@ -98,8 +111,10 @@ def search_rows(
     for start in range(0, len(query_vectors), batch_size):
         batch = np.ascontiguousarray(query_vectors[start:start + batch_size], dtype=np.float32)  # (batch, dim)
         batch = index.prepare_queries(batch)  # (batch, stored dim): whitened for a whitened index
-        batch_scores, batch_rows = index.faiss_index.search(batch, k, params=params)  # (batch, k) each
-        if index.index_type is IndexType.FLAT:
+        batch_scores, batch_rows = index.faiss_index.search(batch, fetch, params=params)  # (batch, fetch) each
+        if factor > 1:
+            batch_scores, batch_rows = rescore_candidates(index.rescore_vectors, batch, batch_rows, k)
+        elif index.index_type is IndexType.FLAT:
             batch_scores, batch_rows = _rescore_per_pair(index.faiss_index, batch, batch_rows)
         scores[start:start + len(batch)], rows[start:start + len(batch)] = batch_scores, batch_rows
     return scores, rows
@@ -127,14 +142,17 @@ def search_index(
     *,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    rescore_factor: int | None = None,
 ) -> dict[str, list[tuple[str, float]]]:
     """Top-``k`` documents per query by inner product, best first: ``{query_id: [(doc_id, score), ...]}``.
 
     ``k`` above the index size is clamped; slots faiss leaves empty are dropped. ``ef_search`` (HNSW) and
-    ``nprobe`` (IVF) override the values stored with the index for this call only.
+    ``nprobe`` (IVF) override the values stored with the index for this call only; ``rescore_factor`` as in
+    :func:`search_rows`.
     """
     query_vectors = check_queries(index, query_vectors, query_ids)
-    scores, rows = search_rows(index, query_vectors, k, batch_size, ef_search=ef_search, nprobe=nprobe)
+    scores, rows = search_rows(index, query_vectors, k, batch_size, ef_search=ef_search, nprobe=nprobe,
+                               rescore_factor=rescore_factor)
     doc_ids = index.doc_ids
     return {
         query_id: [(doc_ids[row], score) for row, score in zip(query_rows, query_scores) if row != MISSING_ID]

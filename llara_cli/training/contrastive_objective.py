@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 
 from llara_cli.core.contrastive import (
     contrastive_accuracy, contrastive_loss_from_embeddings, distributed_world_size,
-    gather_with_grad,
+    gather_with_grad, matryoshka_contrastive_loss,
 )
 from llara_cli.model.embedding_pass import embed_side
 from llara_cli.core.prompts import Side
@@ -73,7 +73,8 @@ class ContrastiveModel(nn.Module):
     accepts_loss_kwargs = False  # the HF Trainer divides the loss by the accumulation steps itself
 
     def __init__(self, causal_lm: nn.Module, *, group_size: int, temperature: float = DEFAULT_TEMPERATURE,
-                 normalized: bool = True, in_batch: bool = True, cross_device: bool = True) -> None:
+                 normalized: bool = True, in_batch: bool = True, cross_device: bool = True,
+                 mrl_dims: Sequence[int] | None = None, mrl_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.causal_lm = causal_lm
         self.group_size = group_size
@@ -81,6 +82,8 @@ class ContrastiveModel(nn.Module):
         self.normalized = normalized
         self.in_batch = in_batch
         self.cross_device = cross_device
+        self.mrl_dims = tuple(mrl_dims) if mrl_dims else None  # Matryoshka: full dim first, then the prefixes
+        self.mrl_weights = tuple(mrl_weights) if mrl_weights else None
 
     @property
     def config(self):  # noqa: ANN201 - HF Trainer reads model.config
@@ -96,11 +99,20 @@ class ContrastiveModel(nn.Module):
         if self.cross_device and self.in_batch and distributed_world_size() > 1:
             query_embeddings = gather_with_grad(query_embeddings)  # (world * n_queries, dim)
             passage_embeddings = gather_with_grad(passage_embeddings)  # (world * n_queries * group_size, dim)
-        loss = contrastive_loss_from_embeddings(query_embeddings, passage_embeddings, self.temperature,
-                                                group_size=self.group_size, in_batch=self.in_batch)
+        loss = self.loss(query_embeddings, passage_embeddings)
         accuracy = contrastive_accuracy(query_embeddings, passage_embeddings, group_size=self.group_size,
                                         in_batch=self.in_batch)
         return {"loss": loss, "accuracy": accuracy}
+
+
+    def loss(self, query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor) -> torch.Tensor:
+        """InfoNCE of the embeddings, or its weighted sum over the Matryoshka prefixes (``mrl_dims``)."""
+        if self.mrl_dims is None:
+            return contrastive_loss_from_embeddings(query_embeddings, passage_embeddings, self.temperature,
+                                                    group_size=self.group_size, in_batch=self.in_batch)
+        return matryoshka_contrastive_loss(query_embeddings, passage_embeddings, self.temperature, self.mrl_dims,
+                                           self.mrl_weights, group_size=self.group_size, in_batch=self.in_batch,
+                                           normalize=self.normalized)
 
 
 def freeze_unused_head(causal_lm: nn.Module) -> None:

@@ -30,7 +30,9 @@ from transformers import PrinterCallback
 from llara_cli.data.finetune import TrainingData, TrainingExample, drop_without_negatives
 from llara_cli.errors import UsageError
 from llara_cli.training._trainer import AdaptationTrainer, count_tokens
-from llara_cli.training.finetune_config import FINETUNE_CONFIG_FILE, FinetuneConfig, FinetuneResult
+from llara_cli.training.finetune_config import (
+    FINETUNE_CONFIG_FILE, FinetuneConfig, FinetuneResult, matryoshka_dims,
+)
 from llara_cli.training.run_config import training_arguments
 from llara_cli.training.run_directory import (
     check_destination, finished_training, fresh_final_dir, publish_checkpoint, publish_final_dir, resumed_step,
@@ -195,15 +197,18 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     model.causal_lm.config.use_cache = False
     if not config.lora:
         freeze_unused_head(model.causal_lm)
+    mrl_dims, mrl_weights = matryoshka_dims(config.mrl_dims, config.mrl_weights, model.dim)
     objective = ContrastiveModel(model.causal_lm, group_size=config.group_size, temperature=config.temperature,
                                  normalized=model.config.normalize, in_batch=config.in_batch_negatives,
-                                 cross_device=config.cross_device_negatives)
+                                 cross_device=config.cross_device_negatives, mrl_dims=mrl_dims,
+                                 mrl_weights=mrl_weights)
     dataset = ContrastiveDataset(examples, config.group_size, config.seed)
     collator = ContrastiveCollator(model.tokenizer, model.prompt_format, config.query_max_length,
                                    config.passage_max_length)
     finetuned_config = dataclasses.replace(  # the lengths trained with become the model's encoding defaults
         model.config, stage=Stage.FINETUNED, base_model=model.config.base_model or config.model,
         query_max_length=config.query_max_length, passage_max_length=config.passage_max_length,
+        mrl_dims=mrl_dims,  # the prefix dims `llara encode --dim` may cut to without a warning
     )
     callbacks = [RunCallback(JsonlLog(config.run_dir / TRAIN_LOG_FILE), fingerprint, config.save_total_limit, on_log),
                  EpochCallback(dataset)]

@@ -32,7 +32,7 @@ FINGERPRINT_FIELDS = (
     "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
     "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
     "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
-    "attn_implementation",
+    "attn_implementation", "mrl_dims", "mrl_weights",
 )
 
 
@@ -75,11 +75,15 @@ class FinetuneConfig(TrainingRunConfig):
     lora_dropout: float = 0.1
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     merge: bool = False
+    mrl_dims: tuple[int, ...] | None = None  # Matryoshka prefix dims (the full dim is always trained too)
+    mrl_weights: tuple[float, ...] | None = None  # one per trained dim, full dim first; default 1 each
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.negatives_from = Path(self.negatives_from) if self.negatives_from else None
         self.lora_targets = tuple(self.lora_targets)
+        self.mrl_dims = tuple(int(dim) for dim in self.mrl_dims) if self.mrl_dims else None
+        self.mrl_weights = tuple(float(weight) for weight in self.mrl_weights) if self.mrl_weights else None
         self.prompt_family = parse_family(self.prompt_family) if self.prompt_family else None
         if self.group_size is None:
             import torch
@@ -117,6 +121,35 @@ class FinetuneConfig(TrainingRunConfig):
         if not self.lora_targets or not all(target.strip() for target in self.lora_targets):
             raise UsageError("--lora-targets needs at least one module name (or all-linear)")
         self.mining.validate()
+        if self.mrl_weights is not None and self.mrl_dims is None:
+            raise UsageError("--mrl-weights needs --mrl-dims")
+        if self.mrl_dims is not None:
+            if any(dim < 1 for dim in self.mrl_dims) or len(set(self.mrl_dims)) != len(self.mrl_dims):
+                raise UsageError(f"--mrl-dims must be distinct positive dims, got {','.join(map(str, self.mrl_dims))}")
+            if self.mrl_weights is not None and any(not weight > 0 for weight in self.mrl_weights):
+                raise UsageError("--mrl-weights must be positive")
+
+
+def matryoshka_dims(dims: tuple[int, ...] | None, weights: tuple[float, ...] | None,
+                    full_dim: int) -> tuple[tuple[int, ...] | None, tuple[float, ...] | None]:
+    """The dims the Matryoshka loss trains, descending with the model's ``full_dim`` first (added when absent),
+    and one weight each (default 1). ``(None, None)`` without ``--mrl-dims``; a dim above ``full_dim`` or a
+    weight count that does not match is a UsageError."""
+    if not dims:
+        return None, None
+    too_large = [dim for dim in dims if dim > full_dim]
+    if too_large:
+        raise UsageError(f"--mrl-dims {','.join(map(str, too_large))} larger than the model's {full_dim}-dim embeddings")
+    trained = tuple(sorted({*dims, full_dim}, reverse=True))
+    if weights is None:
+        return trained, (1.0,) * len(trained)
+    if len(weights) == len(dims) and full_dim in dims:
+        by_dim = dict(zip(dims, weights))
+        return trained, tuple(by_dim[dim] for dim in trained)
+    if len(weights) == len(trained):
+        return trained, tuple(weights)
+    raise UsageError(f"--mrl-weights: {len(weights)} weights for the {len(trained)} trained dims "
+                     f"({','.join(map(str, trained))}, the full dim first)")
 
 
 

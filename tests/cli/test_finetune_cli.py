@@ -108,3 +108,33 @@ def test_bad_usage_is_one_line_with_exit_2(tiny_model_dir, collection, tmp_path,
     result = invoke("finetune", "--train", directory, "--model", tiny_model_dir, "--out", tmp_path / "o", *extra)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_mrl_finetuning_records_its_dims_and_encodes_a_prefix_without_warning(tiny_model_dir, collection, tmp_path,
+                                                                               caplog):
+    import logging
+
+    directory, run = collection
+    out = tmp_path / "mrl"
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", out, *TINY_RUN, "--mrl-dims", "32,16", "--mrl-weights", "1,0.5,0.5")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "llara_config.json").read_text())["mrl_dims"] == [64, 32, 16]
+    fingerprint = json.loads((out / "finetune_config.json").read_text())["settings"]
+    assert fingerprint["mrl_dims"] == [32, 16] and fingerprint["mrl_weights"] == [1.0, 0.5, 0.5]
+    with caplog.at_level(logging.WARNING):
+        assert invoke("encode", directory, "--model", out, "--out", tmp_path / "emb16", "--dim", 16).exit_code == 0
+    assert not [record for record in caplog.records if "was not trained for" in record.getMessage()]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--mrl-dims", "32,x"], "--mrl-dims must be comma-separated ints"),
+    (["--mrl-weights", "1,1"], "--mrl-weights needs --mrl-dims"),
+    (["--mrl-dims", "32,32"], "distinct positive dims"),
+])
+def test_bad_mrl_options_are_one_line_with_exit_2(tiny_model_dir, collection, tmp_path, extra, message):
+    directory, run = collection
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", tmp_path / "o", *extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

@@ -1,0 +1,108 @@
+"""Rescoring: a compact index proposes ``k * factor`` candidates, the float vectors order them.
+
+A binary or 8-bit index ranks by an approximation of the inner product; the true top ``k`` is almost always
+among its top ``k * factor`` (measured in ``benchmarks/scale.py`` and ``docs/benchmarks.md``). Those candidates
+are rescored with exact inner products against the index's float store (``vectors.npy``, a memory map:
+:mod:`llara_cli.index.rescore_store`), re-sorted, and cut to ``k``. With a float32 store the scores are the
+ones a flat index gives (the same per-pair SIMD dot product, :func:`faiss.fvec_inner_products_by_idx`).
+
+Only the candidate rows are read. They are gathered for a few queries at a time (at most
+``RESCORE_MAX_BYTES`` of float32 rows), and the pages the memory map touched are handed back to the kernel
+after each step, so resident memory stays the compact index plus a bounded buffer.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llara_cli.errors import UsageError
+from llara_cli.index.faiss_types import IndexType
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from llara_cli.index.faiss_index import DenseIndex
+
+logger = logging.getLogger(__name__)
+
+# Candidates fetched per wanted result when rescoring, by kind (benchmarks/scale.py: recall@10 >= 0.99 of
+# exact for binary at 10, >= 0.995 for int8 and IVF-PQ at 4, on 1024-d vectors).
+DEFAULT_RESCORE_FACTORS = {
+    IndexType.INT8: 4, IndexType.IVFPQ: 4, IndexType.BINARY: 10, IndexType.BINARY_HNSW: 10,
+}
+FALLBACK_RESCORE_FACTOR = 4  # a float index given a store explicitly
+RESCORE_MAX_BYTES = 64 << 20  # float32 candidate rows gathered at a time
+
+
+def resolve_rescore_factor(index: DenseIndex, factor: int | None) -> int:
+    """Candidates per result for ``index``: ``factor``, or the kind's default when it has a store (else 1).
+
+    An explicit ``factor`` above 1 on an index without a float store is refused: there is nothing to rescore
+    with, and silently returning the compact scores would hide it.
+    """
+    if factor is not None and factor < 1:
+        raise UsageError(f"rescore factor must be at least 1, got {factor}")
+    if index.rescore_vectors is None:
+        if factor is not None and factor > 1:
+            where = f"{index.path}" if index.path else "the index"
+            raise UsageError(f"{where} has no float vectors to rescore with (built with --rescore-store none); "
+                             "rebuild it with `llara index --rescore-store fp32`, or pass --rescore-factor 1")
+        return 1
+    if factor is not None:
+        return factor
+    return DEFAULT_RESCORE_FACTORS.get(index.index_type, FALLBACK_RESCORE_FACTOR)
+
+
+def check_rescorable(directories: Sequence[Path], metas: Sequence[Any], factor: int | None) -> None:
+    """Refuse an explicit ``factor`` above 1 for index (shards) without a float store, before any work."""
+    from llara_cli.index.rescore_store import RESCORE_PARAM
+
+    if factor is None or factor <= 1:
+        return
+    for directory, meta in zip(directories, metas):
+        if RESCORE_PARAM not in meta.params:
+            raise UsageError(f"{directory} has no float vectors to rescore with (built with --rescore-store none); "
+                             "rebuild it with `llara index --rescore-store fp32`, or pass --rescore-factor 1")
+
+
+def _release_pages(vectors: Any) -> None:
+    """Drop the pages of a memory-mapped store from this process (they stay in the page cache)."""
+    mapping = getattr(vectors, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def rescore_candidates(vectors: Any, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products of ``queries (n, dim)`` with their candidate ``rows (n, c)`` read from ``vectors``
+    (``(ntotal, dim)``, float32 or float16, usually a memory map); returns the best ``k`` ``(scores, rows)``,
+    each ``(n, min(k, c))``, best first (stable for ties); missing candidates (row < 0) score ``-inf``."""
+    import faiss
+    import numpy as np
+
+    queries = np.ascontiguousarray(queries, dtype=np.float32)  # (n, dim)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)  # (n, c)
+    n_queries, n_candidates = rows.shape
+    dim = queries.shape[1]
+    scores = np.full(rows.shape, -np.inf, dtype=np.float32)  # (n, c)
+    step = max(1, RESCORE_MAX_BYTES // max(1, n_candidates * dim * 4))  # queries per gather
+    for start in range(0, n_queries, step):
+        block_rows = rows[start:start + step]  # (b, c)
+        present = block_rows >= 0
+        unique_rows = np.unique(block_rows[present])  # sorted: the store is read front to back
+        if len(unique_rows) == 0:
+            continue
+        gathered = np.ascontiguousarray(vectors[unique_rows], dtype=np.float32)  # (u, dim)
+        _release_pages(vectors)
+        positions = np.where(present, np.searchsorted(unique_rows, block_rows), -1).astype(np.int64)  # (b, c)
+        block_queries = np.ascontiguousarray(queries[start:start + step])  # (b, dim)
+        block_scores = np.empty(block_rows.shape, dtype=np.float32)  # (b, c)
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(block_scores), faiss.swig_ptr(block_queries),
+                                         faiss.swig_ptr(gathered), faiss.swig_ptr(positions), dim,
+                                         block_rows.shape[0], n_candidates)
+        block_scores[~present] = -np.inf
+        scores[start:start + step] = block_scores
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (n, min(k, c))
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
