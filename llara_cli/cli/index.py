@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import OutDirOpt, OverwriteOpt
+from llara_cli.errors import UsageError
+from llara_cli.index.engines import Engine
 from llara_cli.index.faiss_index import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
@@ -14,6 +16,8 @@ from llara_cli.index.faiss_index import (
     IndexType,
     build_index,
 )
+
+DEFAULT_MILVUS_NPROBE = 16
 
 
 def index(
@@ -46,6 +50,15 @@ def index(
     whiten: Annotated[
         Optional[int], typer.Option("--whiten", min=1, metavar="DIM", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's (docs/results.md).")
     ] = None,
+    engine: Annotated[
+        Optional[Engine], typer.Option("--engine", help="Export to an external engine instead of faiss: milvus (embedded milvus-lite in --out, or a cluster with --engine-uri; --type flat, hnsw or ivf-sq8) or parquet (id, vector and llara's meta, for any engine to ingest). See docs/serve.md.")
+    ] = None,
+    engine_uri: Annotated[
+        Optional[str], typer.Option("--engine-uri", help="Milvus: a server or cluster, e.g. http://localhost:19530 (token from $LLARA_MILVUS_TOKEN); default: embedded in --out.")
+    ] = None,
+    collection: Annotated[
+        Optional[str], typer.Option("--collection", help="Milvus: the collection name (default: llara_ + the --out directory's name).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
@@ -55,7 +68,15 @@ def index(
     Example: [cyan]llara index runs/emb/shard-0 runs/emb/shard-1 --out runs/index --type hnsw --ef-search 256[/]
 
     One shard of a sharded index: [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]
+
+    Milvus, embedded (searched by `llara search --index` and `llara serve` like a faiss index): [cyan]llara index runs/emb --out runs/index-milvus --engine milvus[/]
     """
+    if engine is not None:
+        _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction, ef_search,
+                nlist, nprobe, partial, whiten, overwrite)
+        return
+    if engine_uri is not None or collection is not None:
+        raise UsageError("--engine-uri and --collection apply to --engine milvus")
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
@@ -63,6 +84,33 @@ def index(
     )
     whitened = f", whitened to {whiten}" if whiten is not None else ""
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
+
+
+def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,  # noqa: ANN001
+            ef_search, nlist, nprobe, partial, whiten, overwrite) -> None:  # noqa: ANN001
+    if partial or whiten is not None:
+        raise UsageError("--partial and --whiten are faiss options; an engine takes the whole corpus as encoded")
+    if engine is Engine.PARQUET:
+        if index_type is not IndexType.FLAT or engine_uri or collection:
+            raise UsageError("--engine parquet writes vectors only: no --type, --engine-uri or --collection")
+        from llara_cli.index.parquet_export import PARQUET_FILE, export_parquet
+
+        meta = export_parquet(embedding_dirs, out, overwrite=overwrite)
+        typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to {out / PARQUET_FILE}")
+        return
+    from llara_cli.index.milvus_engine import MilvusIndexType, build_milvus_index
+
+    try:
+        milvus_type = MilvusIndexType(index_type.value)
+    except ValueError:
+        choices = ", ".join(kind.value for kind in MilvusIndexType)
+        raise UsageError(f"--engine milvus builds {choices}, not {index_type.value}") from None
+    meta = build_milvus_index(embedding_dirs, out, milvus_type, uri=engine_uri, collection=collection, hnsw_m=hnsw_m,
+                              ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                              nprobe=nprobe if nprobe is not None else DEFAULT_MILVUS_NPROBE, overwrite=overwrite)
+    where = meta.params["uri"] if not meta.params["embedded"] else f"{out} (embedded)"
+    typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to Milvus collection "
+               f"{meta.params['collection']} ({milvus_type.value}) at {where}")
 
 
 def register(app: typer.Typer) -> None:

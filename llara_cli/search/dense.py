@@ -1,7 +1,7 @@
 """Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run.
 
-``index_dir`` is one index, or several index shards (or a directory of them) searched one at a time
-(:mod:`llara_cli.search.sharded`).
+``index_dir`` is one index, several index shards (or a directory of them) searched one at a time
+(:mod:`llara_cli.search.sharded`), or an external engine's index (:mod:`llara_cli.index.engines`).
 """
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
 from llara_cli.encode.embedding_store import check_finite, same_model
 from llara_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from llara_cli.encode.encoder import LlaraEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -65,24 +69,43 @@ class DenseSearcher:
 
     def __init__(self, index: str | Path | Sequence[str | Path], *, model: str | None = None,
                  prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
-                 batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False) -> None:
-        from llara_cli.encode.encoder import LlaraEncoder
-        from llara_cli.runtime.precision import resolve_dtype
+                 batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False,
+                 encoder: LlaraEncoder | None = None) -> None:
+        """``encoder``: a loaded :class:`LlaraEncoder` to encode queries with (one model shared by several
+        searchers, as Pyserini's searchers take a query encoder); it must be the index's model and prompt
+        family, and ``model``/``dtype``/``trust_remote_code`` are then not used. ``index`` may also be an
+        external engine's index directory (``llara index --engine milvus``, :mod:`llara_cli.index.engines`)."""
+        from llara_cli.index.engines import is_engine_dir, open_engine_index
         from llara_cli.index.faiss_index import load_index
         from llara_cli.search.sharded import resolve_index_shards
 
         paths = [index] if isinstance(index, (str, Path)) else list(index)
-        self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
-        self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
+        self.engine = open_engine_index(paths[0]) if len(paths) == 1 and is_engine_dir(paths[0]) else None
+        if self.engine is not None:  # vectors live in an external engine: searched there, not with faiss
+            self.shard_dirs, self.shard_metas, self.index = [Path(paths[0])], [self.engine.meta], None
+        else:
+            self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
+            self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: per search
         self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
-        model, family = check_query_encoder(self.meta, model, prompt_family)
-        self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
-                                         trust_remote_code=trust_remote_code)
+        if encoder is None:
+            encoder = self._load_encoder(model, prompt_family, dtype, trust_remote_code)
+        else:
+            check_query_encoder(self.meta, encoder.name, encoder.config.prompt_family.value)
+        self.encoder = encoder
         if self.encoder.dim != self.meta.embedding.dim:
-            raise UsageError(f"model {model} gives {self.encoder.dim}-dimensional embeddings; "
+            raise UsageError(f"model {self.encoder.name} gives {self.encoder.dim}-dimensional embeddings; "
                              f"the index holds {self.meta.embedding.dim}")
         self.max_length = max_length
         self.batch_size = batch_size
+
+    def _load_encoder(self, model: str | None, prompt_family: str | None, dtype: str,
+                      trust_remote_code: bool) -> LlaraEncoder:
+        from llara_cli.encode.encoder import LlaraEncoder
+        from llara_cli.runtime.precision import resolve_dtype
+
+        model, family = check_query_encoder(self.meta, model, prompt_family)
+        return LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
+                                 trust_remote_code=trust_remote_code)
 
     @property
     def num_docs(self) -> int:
@@ -104,6 +127,8 @@ class DenseSearcher:
         from llara_cli.search.sharded import search_index_shards
 
         check_finite(vectors, list(query_ids), f"{source} (overflow? try --dtype fp32)")
+        if self.engine is not None:
+            return self.engine.search(vectors, list(query_ids), k=k)
         if self.index is not None:
             return search_index(self.index, vectors, list(query_ids), k=k)
         return search_index_shards(self.shard_dirs, vectors, list(query_ids), k=k)
