@@ -69,6 +69,8 @@ def _client(uri: str) -> Any:
     except ImportError:
         raise LlaraError("the Milvus engine needs pymilvus (and milvus-lite to embed it): "
                          "pip install 'llara[milvus]'") from None
+    if is_embedded(uri):  # milvus-lite answers AllocTimestamp (asked by create_collection) with "not implemented",
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)  # which gRPC logs as an error: harmless
     try:
         return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
     except Exception as error:  # noqa: BLE001 - pymilvus raises its own MilvusException or gRPC errors

@@ -167,6 +167,7 @@ def create_app(service: SearchService, *, close_on_shutdown: bool = True) -> Fas
     app = FastAPI(title=SERVER_NAME, version=API_VERSION, lifespan=lifespan,
                   description=f"llara {__version__}: dense, BM25 and hybrid search, Pyserini-compatible routes")
     app.state.service = service
+    app.add_middleware(_BodyLimit, limit=service.config.max_body_bytes)
     api_key = service.config.api_key
 
     @app.middleware("http")

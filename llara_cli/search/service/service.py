@@ -65,15 +65,13 @@ class ServedIndex:
     paths: tuple[Path, ...] = ()
 
     def settings(self) -> dict[str, Any]:
-        """What Pyserini's ``/settings`` reports: ef_search, the query encoder, the query generator."""
+        """What Pyserini's ``/settings`` reports (its model wants strings: "" where a setting does not apply)."""
         if self.kind is IndexKind.DENSE:
             params = getattr(self.searcher.meta, "params", {}) or {}
-            ef_search = params.get("ef_search", params.get("search_params", {}).get("ef"))
-            return {"efSearch": None if ef_search is None else str(ef_search),
-                    "encoder": self.searcher.meta.embedding.model, "queryGenerator": None}
-        if self.kind is IndexKind.BM25:
-            return {"efSearch": None, "encoder": None, "queryGenerator": "BagOfWords"}
-        return {"efSearch": None, "encoder": None, "queryGenerator": "BagOfWords"}
+            ef_search = params.get("ef_search", (params.get("search_params") or {}).get("ef"))
+            return {"efSearch": "" if ef_search is None else str(ef_search),
+                    "encoder": self.searcher.meta.embedding.model, "queryGenerator": ""}
+        return {"efSearch": "", "encoder": None, "queryGenerator": "BagOfWords"}
 
 
 @dataclass
