@@ -9,6 +9,7 @@ whose batchers finish what is queued. The service refuses new requests (503) fro
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -59,12 +60,21 @@ def run_server(service: SearchService, *, log_level: str = "warning",
     server.service = service
     if on_started is not None:
         threading.Thread(target=_report_started, args=(server, on_started), daemon=True).start()
+    # uvicorn re-raises the signal it drained on, after restoring the handlers it found: these make that a
+    # clean exit (status 0) instead of a death by SIGTERM or a KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
     finally:
         service.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         raise LlaraError(f"could not serve on {config.host}:{config.port} (in use, or not an address of this machine?)")
+
+
+def _drained(signum, frame) -> None:  # noqa: ANN001
+    logger.info("stopped on signal %d after draining", signum)
 
 
 def _report_started(server, on_started) -> None:  # noqa: ANN001
