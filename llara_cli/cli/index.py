@@ -59,6 +59,12 @@ def index(
     collection: Annotated[
         Optional[str], typer.Option("--collection", help="Milvus: the collection name (default: llara_ + the --out directory's name).")
     ] = None,
+    engine_shards: Annotated[
+        Optional[int], typer.Option("--engine-shards", min=1, help="Milvus cluster: shards the collection's writes are split over.")
+    ] = None,
+    engine_replicas: Annotated[
+        Optional[int], typer.Option("--engine-replicas", min=1, help="Milvus cluster: in-memory replicas loaded on the query nodes (each costs the collection's memory).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
@@ -73,10 +79,10 @@ def index(
     """
     if engine is not None:
         _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction, ef_search,
-                nlist, nprobe, partial, whiten, overwrite)
+                nlist, nprobe, partial, whiten, overwrite, engine_shards, engine_replicas)
         return
-    if engine_uri is not None or collection is not None:
-        raise UsageError("--engine-uri and --collection apply to --engine milvus")
+    if engine_uri is not None or collection is not None or engine_shards or engine_replicas:
+        raise UsageError("--engine-uri, --collection, --engine-shards and --engine-replicas apply to --engine milvus")
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
@@ -87,12 +93,12 @@ def index(
 
 
 def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,  # noqa: ANN001
-            ef_search, nlist, nprobe, partial, whiten, overwrite) -> None:  # noqa: ANN001
+            ef_search, nlist, nprobe, partial, whiten, overwrite, shards, replicas) -> None:  # noqa: ANN001
     if partial or whiten is not None:
         raise UsageError("--partial and --whiten are faiss options; an engine takes the whole corpus as encoded")
     if engine is Engine.PARQUET:
-        if index_type is not IndexType.FLAT or engine_uri or collection:
-            raise UsageError("--engine parquet writes vectors only: no --type, --engine-uri or --collection")
+        if index_type is not IndexType.FLAT or engine_uri or collection or shards or replicas:
+            raise UsageError("--engine parquet writes vectors only: no --type or Milvus options")
         from llara_cli.index.parquet_export import PARQUET_FILE, export_parquet
 
         meta = export_parquet(embedding_dirs, out, overwrite=overwrite)
@@ -107,7 +113,8 @@ def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hns
         raise UsageError(f"--engine milvus builds {choices}, not {index_type.value}") from None
     meta = build_milvus_index(embedding_dirs, out, milvus_type, uri=engine_uri, collection=collection, hnsw_m=hnsw_m,
                               ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
-                              nprobe=nprobe if nprobe is not None else DEFAULT_MILVUS_NPROBE, overwrite=overwrite)
+                              nprobe=nprobe if nprobe is not None else DEFAULT_MILVUS_NPROBE, num_shards=shards,
+                              replicas=replicas, overwrite=overwrite)
     where = meta.params["uri"] if not meta.params["embedded"] else f"{out} (embedded)"
     typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to Milvus collection "
                f"{meta.params['collection']} ({milvus_type.value}) at {where}")

@@ -115,13 +115,17 @@ def build_milvus_index(
     ef_search: int = DEFAULT_EF_SEARCH,
     nlist: int | None = None,
     nprobe: int = DEFAULT_NPROBE,
+    num_shards: int | None = None,
+    replicas: int | None = None,
     overwrite: bool = False,
 ) -> EngineIndexMeta:
     """Insert the passage vectors and ids of ``llara encode``'s shards into a Milvus collection and write the
     engine index directory ``out_dir`` (``engine.json``, ``meta.json``; the milvus-lite file when embedded).
 
     ``uri`` None embeds Milvus in ``out_dir/milvus.db``; ``http://host:19530`` uses a server or cluster (the
-    collection is created there; ``overwrite`` drops one of the same name). Returns the recorded meta.
+    collection is created there; ``overwrite`` drops one of the same name). On a cluster, ``num_shards`` splits the
+    collection's writes over that many shards and ``replicas`` loads that many in-memory copies of it on the
+    query nodes (throughput and availability; each costs the collection's memory again). Returns the recorded meta.
     """
     import numpy as np
 
@@ -132,6 +136,8 @@ def build_milvus_index(
         raise UsageError("no embedding directories given")
     if out_dir.exists() and not overwrite:
         raise UsageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    if (num_shards or replicas) and uri is None:
+        raise UsageError("shards and replicas apply to a Milvus cluster (--engine-uri), not the embedded file")
     collection = collection or default_collection(out_dir)
     if not COLLECTION_NAME.fullmatch(collection):
         raise UsageError(f"Milvus collection name {collection!r}: letters, digits and _, not starting with a digit")
@@ -155,7 +161,8 @@ def build_milvus_index(
         schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=first.dim)
         index_params, build_params = _index_params(client, index_type, total, hnsw_m, ef_construction, nlist)
-        client.create_collection(collection, schema=schema, index_params=index_params)
+        client.create_collection(collection, schema=schema, index_params=index_params,
+                                 **({"num_shards": num_shards} if num_shards else {}))
         rows_per_insert = max(1, INSERT_BYTES // (4 * first.dim))
         for shard in shards:
             for start in range(0, len(shard.ids), rows_per_insert):
@@ -163,7 +170,7 @@ def build_milvus_index(
                 client.insert(collection, [{ID_FIELD: doc_id, VECTOR_FIELD: vector}
                                            for doc_id, vector in zip(shard.ids[start:start + rows_per_insert], block)])
         client.flush(collection)
-        client.load_collection(collection)
+        client.load_collection(collection, **({"replica_number": replicas} if replicas else {}))
     except UsageError:
         _close(client, client_uri)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -177,7 +184,7 @@ def build_milvus_index(
         {"nprobe": nprobe} if index_type is MilvusIndexType.IVF_SQ8 else {})
     params = {"uri": EMBEDDED_DB_FILE if embedded else uri, "embedded": embedded, "collection": collection,
               "index_type": index_type.value, "metric": "IP", "build_params": build_params,
-              "search_params": search_params, "count": total}
+              "search_params": search_params, "count": total, "shards": num_shards, "replicas": replicas}
     meta = EngineIndexMeta(embedding=merged_meta(first, total), engine=Engine.MILVUS, params=params)
     write_json(temp_dir / META_FILE, meta.embedding.to_dict())
     write_json(temp_dir / ENGINE_FILE, meta.to_dict())

@@ -77,6 +77,8 @@ def test_engine_exports_refuse_what_they_cannot_do(served_collection, milvus_dir
     assert result.exit_code == 2 and "faiss options" in result.output
     result = invoke("index", emb, "--out", tmp_path / "x", "--engine-uri", "http://localhost:19530")
     assert result.exit_code == 2 and "apply to --engine milvus" in result.output
+    result = invoke("index", emb, "--out", tmp_path / "x", "--engine", "milvus", "--engine-replicas", 2)
+    assert result.exit_code == 2 and "apply to a Milvus cluster" in result.output
     result = invoke("search", "--index", served_collection["index"], "--engine", "milvus", "--queries",
                     served_collection["collection"], "--out", tmp_path / "r.trec")
     assert result.exit_code == 2 and "is not a milvus index" in result.output
