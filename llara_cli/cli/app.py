@@ -111,9 +111,9 @@ def root(
 
 
 def _register_commands() -> None:
-    from llara_cli.cli import adapt, demo, encode, env, evaluate, export, finetune, index, mine, search
+    from llara_cli.cli import adapt, demo, encode, env, evaluate, export, finetune, index, mine, search, serve
 
-    for module in (adapt, finetune, mine, encode, index, search, evaluate, export, demo, env):
+    for module in (adapt, finetune, mine, encode, index, search, serve, evaluate, export, demo, env):
         module.register(app)
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import OutDirOpt, OverwriteOpt
+from llara_cli.errors import UsageError
+from llara_cli.index.engines import Engine
 from llara_cli.index.faiss_index import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
@@ -15,6 +17,8 @@ from llara_cli.index.faiss_index import (
     build_index,
 )
 from llara_cli.index.rescore_store import RescoreStore
+
+DEFAULT_MILVUS_NPROBE = 16
 
 
 def index(
@@ -50,6 +54,21 @@ def index(
     rescore_store: Annotated[
         RescoreStore, typer.Option("--rescore-store", help="A float copy of the vectors beside the index (vectors.npy, memory-mapped at search) for rescoring: auto (the compact kinds: the embeddings' precision; others: none), fp32, fp16 (half the disk), none.")
     ] = RescoreStore.AUTO,
+    engine: Annotated[
+        Optional[Engine], typer.Option("--engine", help="Export to an external engine instead of faiss: milvus (embedded milvus-lite in --out, or a cluster with --engine-uri; --type flat, hnsw or ivf-sq8) or parquet (id, vector and llara's meta, for any engine to ingest). See docs/serve.md.")
+    ] = None,
+    engine_uri: Annotated[
+        Optional[str], typer.Option("--engine-uri", help="Milvus: a server or cluster, e.g. http://localhost:19530 (token from $LLARA_MILVUS_TOKEN); default: embedded in --out.")
+    ] = None,
+    collection: Annotated[
+        Optional[str], typer.Option("--collection", help="Milvus: the collection name (default: llara_ + the --out directory's name).")
+    ] = None,
+    engine_shards: Annotated[
+        Optional[int], typer.Option("--engine-shards", min=1, help="Milvus cluster: shards the collection's writes are split over.")
+    ] = None,
+    engine_replicas: Annotated[
+        Optional[int], typer.Option("--engine-replicas", min=1, help="Milvus cluster: in-memory replicas loaded on the query nodes (each costs the collection's memory).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a faiss inner-product index (Pyserini layout: [cyan]index[/], [cyan]docid[/], [cyan]meta.json[/]).
@@ -61,7 +80,15 @@ def index(
     Binary codes (1/32 of flat's memory), rescored at search: [cyan]llara index emb/scifact --out index/scifact-bin --type binary[/]
 
     One shard of a sharded index: [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]
+
+    Milvus, embedded (searched by `llara search --index` and `llara serve` like a faiss index): [cyan]llara index runs/emb --out runs/index-milvus --engine milvus[/]
     """
+    if engine is not None:
+        _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction, ef_search,
+                nlist, nprobe, partial, whiten, overwrite, engine_shards, engine_replicas)
+        return
+    if engine_uri is not None or collection is not None or engine_shards or engine_replicas:
+        raise UsageError("--engine-uri, --collection, --engine-shards and --engine-replicas apply to --engine milvus")
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
@@ -70,6 +97,34 @@ def index(
     )
     whitened = f", whitened to {whiten}" if whiten is not None else ""
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
+
+
+def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,  # noqa: ANN001
+            ef_search, nlist, nprobe, partial, whiten, overwrite, shards, replicas) -> None:  # noqa: ANN001
+    if partial or whiten is not None:
+        raise UsageError("--partial and --whiten are faiss options; an engine takes the whole corpus as encoded")
+    if engine is Engine.PARQUET:
+        if index_type is not IndexType.FLAT or engine_uri or collection or shards or replicas:
+            raise UsageError("--engine parquet writes vectors only: no --type or Milvus options")
+        from llara_cli.index.parquet_export import PARQUET_FILE, export_parquet
+
+        meta = export_parquet(embedding_dirs, out, overwrite=overwrite)
+        typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to {out / PARQUET_FILE}")
+        return
+    from llara_cli.index.milvus_engine import MilvusIndexType, build_milvus_index
+
+    try:
+        milvus_type = MilvusIndexType(index_type.value)
+    except ValueError:
+        choices = ", ".join(kind.value for kind in MilvusIndexType)
+        raise UsageError(f"--engine milvus builds {choices}, not {index_type.value}") from None
+    meta = build_milvus_index(embedding_dirs, out, milvus_type, uri=engine_uri, collection=collection, hnsw_m=hnsw_m,
+                              ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                              nprobe=nprobe if nprobe is not None else DEFAULT_MILVUS_NPROBE, num_shards=shards,
+                              replicas=replicas, overwrite=overwrite)
+    where = meta.params["uri"] if not meta.params["embedded"] else f"{out} (embedded)"
+    typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to Milvus collection "
+               f"{meta.params['collection']} ({milvus_type.value}) at {where}")
 
 
 def register(app: typer.Typer) -> None:

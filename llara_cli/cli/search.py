@@ -22,6 +22,7 @@ def search(
     out: OutFileOpt,
     queries: QueriesOpt = None,
     index: Annotated[Optional[list[Path]], typer.Option("--index", "-i", help="Dense: an index built by `llara index`; repeat it for index shards (or give a directory of shards), searched one at a time and merged exactly.")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="Dense: the --index is an external engine's (`llara index --engine milvus`); detected from the directory, this makes sure of it.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
     bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
@@ -91,6 +92,10 @@ def search(
                 if bm25:
                     _bm25(corpus, queries, out, bm25_index, k, k1, b, split)
                 else:
+                    if engine is not None:
+                        from llara_cli.index.engines import check_engine_dirs
+
+                        check_engine_dirs(index, engine)
                     _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
                            trust_remote_code, dim, rescore_factor)
     if as_json:

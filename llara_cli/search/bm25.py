@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -171,6 +172,8 @@ class Bm25Searcher:
         self.index_dir = build_bm25_index(corpus, index_dir, threads=threads)
         manifest = read_manifest(self.index_dir) or {}
         self.num_docs = manifest.get("documents") if isinstance(manifest.get("documents"), int) else None
+        self._lucene: _LuceneBm25 | None = None  # opened by the first search(), kept open
+        self._open_lock = threading.Lock()
 
     def batch_search(self, texts: Sequence[str], query_ids: Sequence[str], k: int = DEFAULT_K) -> Results:
         """``{query_id: [(doc_id, score), ...]}``, best first, ``k`` per query (blank queries: no results)."""
@@ -180,8 +183,41 @@ class Bm25Searcher:
         return bm25_search(self.index_dir, queries, k=k, k1=self.k1, b=self.b, threads=self.threads)
 
     def search(self, text: str, k: int = DEFAULT_K) -> list[tuple[str, float]]:
-        """The top ``k`` ``(doc_id, score)`` of one query, best first."""
-        return self.batch_search([text], [SINGLE_QUERY_ID], k=k)[SINGLE_QUERY_ID]
+        """The top ``k`` ``(doc_id, score)`` of one query, best first (a blank query: no results).
+
+        The index stays open between calls (as Pyserini's ``LuceneSearcher`` keeps it), so a service answering
+        one query at a time pays no index open per query; safe to call from several threads at once.
+        """
+        check_bm25_params(k, self.k1, self.b)
+        if not text.strip():
+            return []
+        lucene = self._open_index()  # starts the JVM (with Anserini) before jnius is imported
+        from jnius import JavaException
+
+        try:
+            return lucene.search(text, k)
+        except JavaException as error:
+            raise LlaraError(f"BM25 search of {self.index_dir} failed: {java_error_message(error)}") from None
+
+    def _open_index(self) -> _LuceneBm25:
+        with self._open_lock:
+            if self._lucene is None:
+                start_jvm()
+                from jnius import JavaException
+
+                try:
+                    self._lucene = _LuceneBm25(self.index_dir, self.k1, self.b)
+                except JavaException as error:
+                    raise LlaraError(f"cannot open the Lucene index {self.index_dir}: "
+                                     f"{java_error_message(error)}") from None
+            return self._lucene
+
+    def close(self) -> None:
+        """Close the index kept open by :meth:`search` (it reopens on the next call)."""
+        with self._open_lock:
+            if self._lucene is not None:
+                self._lucene.close()
+                self._lucene = None
 
 
 def run_bm25(

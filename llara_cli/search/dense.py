@@ -1,7 +1,7 @@
 """Dense search end to end: encode queries with the index's own model and prompt, search, write a TREC run.
 
-``index_dir`` is one index, or several index shards (or a directory of them) searched one at a time
-(:mod:`llara_cli.search.sharded`).
+``index_dir`` is one index, several index shards (or a directory of them) searched one at a time
+(:mod:`llara_cli.search.sharded`), or an external engine's index (:mod:`llara_cli.index.engines`).
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
@@ -16,6 +17,9 @@ from llara_cli.encode.embedding_store import check_finite, same_model
 from llara_cli.index.integrity import check_weights_fingerprint
 from llara_cli.model.fingerprint import weights_fingerprint
 from llara_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from llara_cli.encode.encoder import LlaraEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +74,15 @@ class DenseSearcher:
     def __init__(self, index: str | Path | Sequence[str | Path], *, model: str | None = None,
                  prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
                  batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False,
-                 dim: int | None = None, rescore_factor: int | None = None) -> None:
-        from llara_cli.encode.encoder import LlaraEncoder
-        from llara_cli.runtime.precision import resolve_dtype
+                 dim: int | None = None, rescore_factor: int | None = None,
+                 encoder: LlaraEncoder | None = None) -> None:
+        """``encoder``: a loaded :class:`LlaraEncoder` to encode queries with (one model shared by several
+        searchers, as Pyserini's searchers take a query encoder); it must be the index's model and prompt
+        family, and ``model``/``dtype``/``trust_remote_code`` are then not used. ``index`` may also be an
+        external engine's index directory (``llara index --engine milvus``, :mod:`llara_cli.index.engines`).
+        ``dim``: cut queries to this prefix (the index's dim by default); ``rescore_factor``: candidates per
+        result rescored with the float store of a compact index (:mod:`llara_cli.search.rescoring`)."""
+        from llara_cli.index.engines import is_engine_dir, open_engine_index
         from llara_cli.index.faiss_index import load_index
         from llara_cli.core.batching import check_batch_size
         from llara_cli.search.rescoring import check_rescorable
@@ -80,18 +90,34 @@ class DenseSearcher:
 
         check_batch_size(batch_size)
         paths = [index] if isinstance(index, (str, Path)) else list(index)
-        self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
-        self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: read per search
+        self.engine = open_engine_index(paths[0]) if len(paths) == 1 and is_engine_dir(paths[0]) else None
+        if self.engine is not None:  # vectors live in an external engine: searched there, not with faiss
+            self.shard_dirs, self.shard_metas, self.index = [Path(paths[0])], [self.engine.meta], None
+        else:
+            self.shard_dirs, self.shard_metas = resolve_index_shards([Path(path) for path in paths])
+            self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: per search
         self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
-        model, family = check_query_encoder(self.meta, model, prompt_family)
-        check_weights_fingerprint(self.meta.embedding.extra, model, weights_fingerprint(model), self.shard_dirs[0])
-        self.encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
-                                         trust_remote_code=trust_remote_code)
-        self.query_dim = self._query_dim(dim, model)
+        if encoder is None:
+            encoder = self._load_encoder(model, prompt_family, dtype, trust_remote_code)
+        else:
+            check_query_encoder(self.meta, encoder.name, encoder.config.prompt_family.value)
+        check_weights_fingerprint(self.meta.embedding.extra, encoder.name, weights_fingerprint(encoder.name),
+                                  self.shard_dirs[0])
+        self.encoder = encoder
+        self.query_dim = self._query_dim(dim, encoder.name)
         check_rescorable(self.shard_dirs, self.shard_metas, rescore_factor)
         self.rescore_factor = rescore_factor
         self.max_length = max_length
         self.batch_size = batch_size
+
+    def _load_encoder(self, model: str | None, prompt_family: str | None, dtype: str,
+                      trust_remote_code: bool) -> LlaraEncoder:
+        from llara_cli.encode.encoder import LlaraEncoder
+        from llara_cli.runtime.precision import resolve_dtype
+
+        model, family = check_query_encoder(self.meta, model, prompt_family)
+        return LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
+                                 trust_remote_code=trust_remote_code)
 
     def _query_dim(self, requested: int | None, model: str) -> int:
         """The dim queries are cut to: the index's (a prefix of the model's when the index was truncated)."""
@@ -128,6 +154,8 @@ class DenseSearcher:
         from llara_cli.search.sharded import search_index_shards
 
         check_finite(vectors, list(query_ids), f"{source} (overflow? try --dtype fp32)")
+        if self.engine is not None:
+            return self.engine.search(vectors, list(query_ids), k=k)
         if self.index is not None:
             return search_index(self.index, vectors, list(query_ids), k=k, rescore_factor=self.rescore_factor)
         return search_index_shards(self.shard_dirs, vectors, list(query_ids), k=k,

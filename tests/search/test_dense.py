@@ -33,3 +33,22 @@ def test_dense_searcher_returns_the_run_that_llara_search_writes(index_dir, beir
 def test_dense_searcher_refuses_another_model_than_the_indexes(index_dir):
     with pytest.raises(UsageError, match="same model"):
         DenseSearcher(index_dir, model="smollm2-135m")
+
+
+def test_a_searcher_handed_an_encoder_searches_as_one_that_loads_its_own(index_dir, tiny_model_dir):
+    from llara_cli.encode.encoder import LlaraEncoder
+
+    own = DenseSearcher(index_dir, dtype="fp32")
+    encoder = LlaraEncoder.load(str(tiny_model_dir), dtype="fp32")
+    handed = DenseSearcher(index_dir, encoder=encoder)
+    assert handed.encoder is encoder
+    assert handed.batch_search(list(QUERIES.values()), list(QUERIES), k=3) == own.batch_search(
+        list(QUERIES.values()), list(QUERIES), k=3)
+
+
+def test_a_handed_encoder_of_another_family_is_refused(index_dir, tiny_model_dir):
+    from llara_cli.encode.encoder import LlaraEncoder
+
+    encoder = LlaraEncoder.load(str(tiny_model_dir), dtype="fp32", prompt_family="flagembedding")
+    with pytest.raises(UsageError, match="prompt family"):
+        DenseSearcher(index_dir, encoder=encoder)

@@ -1,0 +1,51 @@
+"""HybridSearcher: BM25 and dense fused in memory equal `llara search --fuse` of their runs."""
+from __future__ import annotations
+
+import pytest
+
+from llara_cli.data.runs import group_run, read_run
+from llara_cli.errors import UsageError
+from llara_cli.search.bm25 import Bm25Searcher
+from llara_cli.search.dense import DenseSearcher
+from llara_cli.search.hybrid import HybridSearcher, as_run_scores
+from tests.cli.test_pipeline_cli import invoke
+from tests.search.service.conftest import ALL_QUERIES, served_collection  # noqa: F401 - a fixture
+
+DEPTH = 5
+
+
+@pytest.mark.java
+def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_path):  # noqa: F811
+    collection = served_collection["collection"]
+    assert invoke("search", "--index", served_collection["index"], "--queries", collection, "--out",
+                  tmp_path / "dense.trec", "--k", DEPTH, "--dtype", "fp32").exit_code == 0
+    assert invoke("search", "--bm25", "--corpus", served_collection["corpus"], "--queries", collection, "--out",
+                  tmp_path / "bm25.trec", "--k", DEPTH).exit_code == 0
+    assert invoke("search", "--fuse", tmp_path / "bm25.trec", "--fuse", tmp_path / "dense.trec", "--out",
+                  tmp_path / "fused.trec", "--k", DEPTH).exit_code == 0
+    hybrid = HybridSearcher(Bm25Searcher(served_collection["corpus"]), DenseSearcher(served_collection["index"],
+                                                                                     dtype="fp32"), depth=DEPTH)
+    found = hybrid.batch_search(list(ALL_QUERIES.values()), list(ALL_QUERIES))
+    expected = group_run(read_run(tmp_path / "fused.trec"))
+    assert as_run_scores({query_id: hits for query_id, hits in found.items() if hits}) == expected
+    assert as_run_scores({"q1": hybrid.search(ALL_QUERIES["q1"], k=2)}) == {"q1": expected["q1"][:2]}
+    hybrid.bm25.close()
+
+
+def test_bm25_searcher_keeps_its_index_open_and_answers_as_batch_search(served_collection):  # noqa: F811
+    searcher = Bm25Searcher(served_collection["corpus"])
+    texts, ids = list(ALL_QUERIES.values()), list(ALL_QUERIES)
+    batch = searcher.batch_search(texts, ids, k=3)
+    assert {query_id: searcher.search(text, k=3) for query_id, text in zip(ids, texts)} == batch
+    assert searcher._lucene is not None and searcher.search("   ", k=3) == []
+    searcher.close()
+    assert searcher._lucene is None and searcher.search(texts[0], k=3) == batch[ids[0]]  # reopens
+    searcher.close()
+
+
+def test_run_precision_and_weights_are_checked():
+    assert as_run_scores({"q": [("d", 0.12345649), ("e", 1 / 3)]}) == {"q": [("d", 0.123456), ("e", 0.333333)]}
+    with pytest.raises(UsageError):
+        HybridSearcher(None, None, dense_weight=1.5)
+    with pytest.raises(UsageError):
+        HybridSearcher(None, None, depth=0)
