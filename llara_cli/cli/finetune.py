@@ -76,6 +76,13 @@ def finetune(
     merge: Annotated[bool, typer.Option(
         "--merge", help="Write merged weights (a plain model directory) instead of the adapter.",
         rich_help_panel=TRAINING)] = _default("merge"),
+    chunk_size: Annotated[Optional[int], typer.Option(
+        "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
+        "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
+        "largest chunk that fits; 0: off.", rich_help_panel=TRAINING)] = None,
+    memory_check: Annotated[bool, typer.Option(
+        "--memory-check/--no-memory-check", help="Refuse a run whose estimated peak memory exceeds the machine's "
+        "(--no-memory-check: warn and start anyway).", rich_help_panel=TRAINING)] = True,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
     lora_settings: dict[str, Any] | None = None,
     data_settings: dict[str, Any] | None = None,
@@ -101,11 +108,11 @@ def finetune(
         query_max_length=query_max_length, passage_max_length=passage_max_length, group_size=group_size,
         in_batch_negatives=in_batch_negatives, cross_device_negatives=cross_device_negatives,
         temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
-        lora_targets=_split_targets(lora_targets), merge=merge,
+        lora_targets=_split_targets(lora_targets), merge=merge, chunk_size=chunk_size, memory_check=memory_check,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
     with step_progress("finetuning") as on_log:
-        result = run_finetuning(config, on_log=on_log)
+        result = run_finetuning(config, on_log=_printing_plan(on_log))
     if not is_main_process():
         return
     if result.dropped_without_negatives:
@@ -116,6 +123,21 @@ def finetune(
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
     typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss}, {config.precision} -> {kind} "
                f"in {out}")
+
+
+def _printing_plan(on_log):  # noqa: ANN001, ANN202
+    """``on_log`` that also prints the run's plan (memory, chunk size) before training starts."""
+    if on_log is None:
+        return None
+
+    def on_record(record: dict[str, Any]) -> None:
+        if record.get("event") == "plan":
+            for line in record["lines"]:
+                typer.echo(line, err=True)
+            return
+        on_log(record)
+
+    return on_record
 
 
 def register(app: typer.Typer) -> None:

@@ -129,6 +129,9 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     from accelerate import PartialState
 
     state = PartialState()
+    plan = _plan_memory(config, source, distributed=args.world_size > 1)
+    if on_log is not None and state.is_main_process:
+        on_log({"event": "plan", "lines": [plan.describe(), *plan.notes]})
     per_step = config.batch_size * args.world_size
     if len(examples) < per_step:
         raise UsageError(f"{len(examples)} training queries do not fill one batch of {config.batch_size} x "
@@ -164,6 +167,28 @@ def _check_model(config: FinetuneConfig) -> ModelSource:
     return source
 
 
+def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool):  # noqa: ANN202 - MemoryPlan
+    """Choose the cached loss's chunk size (when unset) and refuse a run that cannot fit; sets
+    ``config.chunk_size`` to the plan's (0: off)."""
+    from llara_cli.model.adapters import adapter_base_model
+    from llara_cli.model.resolve import is_peft_adapter_dir, resolve_model
+    from llara_cli.training.memory_plan import model_shape, plan_finetune_memory
+
+    if distributed and config.chunk_size:
+        raise UsageError("--chunk-size (the cached contrastive loss) runs in one process; drop it under torchrun")
+    model_dir, adapter_dir = source.model_dir, source.adapter_dir
+    while model_dir is None:  # an adapter directory: its base model's sizes
+        base = adapter_base_model(adapter_dir)
+        if is_peft_adapter_dir(base):
+            adapter_dir = Path(base)
+        else:
+            model_dir = resolve_model(base)
+    plan = plan_finetune_memory(config, model_shape(model_dir), distributed=distributed)
+    config.chunk_size = plan.chunk_size
+    logger.info("%s", plan.describe())
+    return plan
+
+
 def _training_arguments(config: FinetuneConfig):  # noqa: ANN202 - transformers.TrainingArguments
     return training_arguments(
         config, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
@@ -195,9 +220,15 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     model.causal_lm.config.use_cache = False
     if not config.lora:
         freeze_unused_head(model.causal_lm)
-    objective = ContrastiveModel(model.causal_lm, group_size=config.group_size, temperature=config.temperature,
-                                 normalized=model.config.normalize, in_batch=config.in_batch_negatives,
-                                 cross_device=config.cross_device_negatives)
+    objective_settings = dict(group_size=config.group_size, temperature=config.temperature,
+                              normalized=model.config.normalize, in_batch=config.in_batch_negatives,
+                              cross_device=config.cross_device_negatives)
+    if config.chunk_size:  # the cached contrastive loss: bounded activation memory, the same gradients
+        from llara_cli.training.cached_contrastive import CachedContrastiveModel
+
+        objective = CachedContrastiveModel(model.causal_lm, chunk_size=config.chunk_size, **objective_settings)
+    else:
+        objective = ContrastiveModel(model.causal_lm, **objective_settings)
     dataset = ContrastiveDataset(examples, config.group_size, config.seed)
     collator = ContrastiveCollator(model.tokenizer, model.prompt_format, config.query_max_length,
                                    config.passage_max_length)

@@ -45,9 +45,14 @@ class FinetuneConfig(TrainingRunConfig):
     ``corpus`` override (or replace) the parts of a collection. ``batch_size`` (a :class:`TrainingRunConfig`
     setting, like the schedule and checkpoints) counts queries per process. ``group_size`` (1 positive + n-1
     negatives) defaults to 16 on GPU, 4 on CPU; ``learning_rate`` to 1e-4 with LoRA, 1e-5 without.
+    ``chunk_size`` turns on the cached contrastive loss (:mod:`llara_cli.training.cached_contrastive`): that many
+    texts per forward pass, same gradients; ``None`` lets the memory plan (:mod:`llara_cli.training.memory_plan`)
+    choose (off when the whole batch fits), ``0`` keeps it off. Neither it nor ``gradient_checkpointing`` changes
+    the trained weights beyond float rounding, so a resume may change them.
     """
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
+    RUN_CONFIG_FILE: ClassVar[str] = FINETUNE_CONFIG_FILE  # a killed run's <out>.partial names it so too
 
     train: Path | str | None = None
     queries: Path | str | None = None
@@ -75,6 +80,8 @@ class FinetuneConfig(TrainingRunConfig):
     lora_dropout: float = 0.1
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     merge: bool = False
+    chunk_size: int | None = None  # texts per pass of the cached loss; None: chosen by the memory plan, 0: off
+    memory_check: bool = True  # refuse a run the memory plan says cannot fit (False: warn only)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +106,8 @@ class FinetuneConfig(TrainingRunConfig):
 
     def validate(self) -> None:
         self.validate_run_settings()
+        if self.chunk_size is not None and self.chunk_size < 0:
+            raise UsageError(f"--chunk-size must be 0 (off) or positive, got {self.chunk_size}")
         for name in ("group_size", "lora_r"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
