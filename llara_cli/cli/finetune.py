@@ -8,9 +8,9 @@ import typer
 
 from llara_cli.cli.options import (
     DATA, DEFAULT_MODEL, LORA_OPTIONS, MINING_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, PromptFamilyOpt,
-    config_default, options_of, with_options,
+    config_default, explicit_options, options_of, with_options,
 )
-from llara_cli.cli.progress import is_main_process, step_progress
+from llara_cli.cli.progress import is_main_process, printing_first, step_progress
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
 
@@ -20,6 +20,8 @@ TrainOpt = Annotated[
                  "name (positives from its qrels, negatives mined from --negatives-from).", rich_help_panel=DATA),
 ]
 LORA_TARGET_SEPARATOR = ","
+RECIPE_PARAMETERS = {name: name for name in ("learning_rate", "max_steps", "batch_size", "group_size",
+                                             "query_max_length", "passage_max_length", "temperature")}
 
 
 def _default(name: str):  # noqa: ANN202
@@ -37,6 +39,7 @@ def _split_targets(text: str) -> tuple[str, ...]:
 @with_options(options_of(FinetuneConfig, LORA_OPTIONS), "lora_settings")
 @with_options(MINING_OPTIONS, "data_settings")
 def finetune(
+    ctx: typer.Context,
     out: OutDirOpt,
     train: TrainOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
@@ -46,13 +49,15 @@ def finetune(
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option(
         "--query-max-length", min=8, help="Tokens per query, prompt included (saved with the model: the default "
-        "of encode and search).")] = _default("query_max_length"),
+        "of encode and search). Default: the model's (its llara_config.json, else its recipe: 32).",
+        show_default=False)] = _default("query_max_length"),
     passage_max_length: Annotated[int, typer.Option(
         "--passage-max-length", min=8, help="Tokens per passage, prompt included (saved with the model: the "
-        "default of encode).")] = _default("passage_max_length"),
+        "default of encode). Default: the model's (its llara_config.json, else its recipe: smollm2-135m 128, "
+        "7B-class 196).", show_default=False)] = _default("passage_max_length"),
     group_size: Annotated[Optional[int], typer.Option(
-        "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: 16 on GPU, 4 on "
-        "CPU.", rich_help_panel=TRAINING)] = None,
+        "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: the model's "
+        "recipe (smollm2-135m: 2), else 16 on GPU, 4 on CPU.", rich_help_panel=TRAINING)] = None,
     in_batch_negatives: Annotated[bool, typer.Option(
         "--in-batch-negatives/--no-in-batch-negatives", help="Score each query against every passage of the batch.",
         rich_help_panel=TRAINING)] = _default("in_batch_negatives"),
@@ -68,7 +73,7 @@ def finetune(
         "--max-steps", min=1, help="Stop after this many optimizer steps (overrides --epochs).",
         rich_help_panel=TRAINING)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
-        "--lr", help="Peak learning rate. Default: 1e-4 with LoRA, 1e-5 with --full.",
+        "--lr", help="Peak learning rate. Default: the model's recipe with LoRA (1e-4), 1e-5 with --full.",
         rich_help_panel=TRAINING)] = None,
     lora_targets: Annotated[str, typer.Option(
         "--lora-targets", help="Comma-separated module names, or all-linear (every attention and MLP projection).",
@@ -102,6 +107,7 @@ def finetune(
       [cyan]llara finetune --train scifact-train.jsonl --group-size 8 --max-steps 200 --out out/ft --merge[/]
     """
     from llara_cli.training.finetune import run_finetuning
+    from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
 
     config = FinetuneConfig(
         out_dir=out, train=train, negatives_from=negatives_from, model=model, prompt_family=prompt_family,
@@ -111,8 +117,9 @@ def finetune(
         lora_targets=_split_targets(lora_targets), merge=merge, chunk_size=chunk_size, memory_check=memory_check,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
+    config, choices = apply_recipe(config, FINETUNE, explicit_options(ctx, RECIPE_PARAMETERS))
     with step_progress("finetuning") as on_log:
-        result = run_finetuning(config, on_log=_printing_plan(on_log))
+        result = run_finetuning(config, on_log=printing_first(describe_choices(model, choices), on_log))
     if not is_main_process():
         return
     if result.dropped_without_negatives:
@@ -123,21 +130,6 @@ def finetune(
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
     typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss}, {config.precision} -> {kind} "
                f"in {out}")
-
-
-def _printing_plan(on_log):  # noqa: ANN001, ANN202
-    """``on_log`` that also prints the run's plan (memory, chunk size) before training starts."""
-    if on_log is None:
-        return None
-
-    def on_record(record: dict[str, Any]) -> None:
-        if record.get("event") == "plan":
-            for line in record["lines"]:
-                typer.echo(line, err=True)
-            return
-        on_log(record)
-
-    return on_record
 
 
 def register(app: typer.Typer) -> None:

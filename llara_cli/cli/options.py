@@ -35,6 +35,16 @@ def config_default(config_class: type, name: str) -> Any:
     return next(spec.default for spec in dataclasses.fields(config_class) if spec.name == name)
 
 
+def explicit_options(context: typer.Context | None, names: dict[str, str]) -> set[str]:
+    """The config fields (values of ``names``, keyed by the command's parameter names) the user set on the command
+    line or through the environment: a model's recipe fills the others (:mod:`llara_cli.training.recipes`)."""
+    if context is None:  # called as a function: every value is the caller's
+        return set(names.values())
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    sources = {parameter: context.get_parameter_source(parameter) for parameter in names}
+    return {names[parameter] for parameter, source in sources.items() if source is not None and source.name in given}
+
+
 def run_default(name: str) -> Any:
     """A :class:`TrainingRunConfig` default (``llara adapt`` and ``llara finetune`` share them)."""
     return config_default(TrainingRunConfig, name)
