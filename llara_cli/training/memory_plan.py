@@ -2,8 +2,8 @@
 
 Contrastive finetuning holds the activations of every text of the batch until the backward pass:
 ``batch x (1 + group)`` texts of up to ``passage_max_length`` tokens, through every layer. On the embedded
-135M model that is about 1.8 MB per token (LoRA with dropout, bf16 autocast): ``--batch-size 8 --group-size 8`` at
-196 tokens is ~12,800 tokens, ~23 GB -- the kernel killed it on a 24 GiB machine. This module estimates the peak
+135M model that is about 1.4 MB per token (LoRA with dropout, bf16 autocast): ``--batch-size 8 --group-size 8`` at
+196 tokens is ~12,800 tokens, ~18.5 GiB -- the kernel killed it on a 24 GiB machine shared with other work. This module estimates the peak
 *before* any weight is loaded (:func:`estimate_finetune_memory`, from the model's ``config.json`` alone) and
 plans the run (:func:`plan_finetune_memory`): with ``chunk_size`` unset it turns on the cached contrastive loss
 (:mod:`llara_cli.training.cached_contrastive`) at the largest chunk that fits in half the available memory; a
@@ -36,14 +36,15 @@ __all__ = ["MemoryEstimate", "MemoryPlan", "ModelShape", "available_memory_bytes
 logger = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
-RUNTIME_BYTES = int(0.9 * GIB)  # python, torch, transformers, tokenizer, the Trainer: measured before any weights
+RUNTIME_BYTES = int(0.7 * GIB)  # python, torch, transformers, tokenizer, the Trainer (fitted intercept)
 # Activation bytes per token and decoder layer kept for the backward pass, as multiples of the hidden and MLP
-# widths (fitted on the embedded model; see the module docstring). LoRA dropout keeps an fp32 copy of each
-# adapted projection's input, hence the larger hidden factor.
-HIDDEN_FACTOR_LORA_DROPOUT = 64
-HIDDEN_FACTOR = 36
-MLP_FACTOR = 16
-ATTENTION_BYTES = 4  # per token, head and key position (the attention weights of the math kernel)
+# widths: fitted on the embedded model with LoRA (dropout 0.1) in bf16 autocast, 47.7 KB per token and layer
+# (1.43 MB per token over 30 layers; benchmarks/results/finetune_memory.md). Without dropout LoRA keeps no fp32
+# copy of each adapted projection's input: the smaller hidden factor (not measured: an estimate).
+HIDDEN_FACTOR_LORA_DROPOUT = 46
+HIDDEN_FACTOR = 22
+MLP_FACTOR = 11
+ATTENTION_BYTES = 2  # per token, head and key position (the attention weights of the math kernel)
 CHECKPOINT_HIDDEN_FACTOR = 4  # gradient checkpointing keeps each layer's fp32 input only
 AUTO_CHUNK_SHARE = 0.5  # the automatic chunk keeps the estimate within this share of the available memory
 WARN_SHARE = 0.8  # above this share of the available memory: a warning
