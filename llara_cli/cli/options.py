@@ -122,6 +122,12 @@ NumNegativesOpt = Annotated[int, typer.Option("--num-negatives", min=1, help="Ha
                                               rich_help_panel=DATA)]
 MinRelevanceOpt = Annotated[int, typer.Option("--min-relevance", help="Judgements >= this are positives.",
                                               rich_help_panel=DATA)]
+AbsoluteMarginOpt = Annotated[Optional[float], typer.Option(
+    "--absolute-margin", help="Drop candidates the run scores above (positive's score - this): likely unjudged "
+    "positives.", rich_help_panel=DATA)]
+RelativeMarginOpt = Annotated[Optional[float], typer.Option(
+    "--relative-margin", help="Drop candidates the run scores above positive's score x (1 - this), e.g. 0.05 "
+    "(positive scores: cosine or BM25).", rich_help_panel=DATA)]
 
 # ----------------------------------------------------------------------------- training (adapt and finetune)
 
@@ -190,6 +196,7 @@ MINING_OPTIONS: OptionGroup = {  # finetune and mine: the collection's parts and
     "queries": (QueriesPartOpt, None), "qrels": (QrelsPartOpt, None), "corpus": (CorpusPartOpt, None),
     "split": (TrainSplitOpt, DEFAULT_SPLIT), "skip": (SkipOpt, DEFAULT_SKIP), "depth": (DepthOpt, DEFAULT_DEPTH),
     "num_negatives": (NumNegativesOpt, DEFAULT_NUM_NEGATIVES), "min_relevance": (MinRelevanceOpt, DEFAULT_MIN_RELEVANCE),
+    "absolute_margin": (AbsoluteMarginOpt, None), "relative_margin": (RelativeMarginOpt, None),
 }
 
 

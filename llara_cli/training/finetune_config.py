@@ -28,7 +28,8 @@ DEFAULT_LORA_TARGETS = (ALL_LINEAR,)  # every attention and MLP projection of th
 FINETUNE_CONFIG_FILE = "finetune_config.json"
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
-    "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "query_max_length",
+    "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "absolute_margin",
+    "relative_margin", "query_max_length",
     "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
     "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
     "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
@@ -64,6 +65,8 @@ class FinetuneConfig(TrainingRunConfig):
     depth: int = DEFAULT_DEPTH
     num_negatives: int = DEFAULT_NUM_NEGATIVES
     min_relevance: int = DEFAULT_MIN_RELEVANCE
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
     model: str = DEFAULT_MODEL
     prompt_family: PromptFamily | None = None
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH
@@ -102,7 +105,8 @@ class FinetuneConfig(TrainingRunConfig):
     @property
     def mining(self) -> MiningSettings:
         return MiningSettings(skip=self.skip, depth=self.depth, num_negatives=self.num_negatives, seed=self.seed,
-                              min_relevance=self.min_relevance)
+                              min_relevance=self.min_relevance, absolute_margin=self.absolute_margin,
+                              relative_margin=self.relative_margin)
 
     def validate(self) -> None:
         self.validate_run_settings()
