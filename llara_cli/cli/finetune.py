@@ -81,6 +81,15 @@ def finetune(
     merge: Annotated[bool, typer.Option(
         "--merge", help="Write merged weights (a plain model directory) instead of the adapter.",
         rich_help_panel=TRAINING)] = _default("merge"),
+    pairs_from: Annotated[Optional[str], typer.Option(
+        "--pairs-from", help="corpus: train on pairs the corpus gives by itself, no labels (title -> body, or two "
+        "random crops of a document); hard negatives from --negatives-from (a run of the pseudo-queries, ids = "
+        "document ids) or else from the model's own dense run over the corpus.", rich_help_panel=DATA)] = None,
+    pair_source: Annotated[str, typer.Option(
+        "--pair-source", help="auto (title where a document has one, else crops), title or crops.",
+        rich_help_panel=DATA)] = _default("pair_source"),
+    max_pairs: Annotated[Optional[int], typer.Option(
+        "--max-pairs", min=1, help="Use the first N documents' pairs only.", rich_help_panel=DATA)] = None,
     chunk_size: Annotated[Optional[int], typer.Option(
         "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
         "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
@@ -105,6 +114,12 @@ def finetune(
       [cyan]llara mine --train data/scifact --run bm25-train.trec --out scifact-train.jsonl[/]
 
       [cyan]llara finetune --train scifact-train.jsonl --group-size 8 --max-steps 200 --out out/ft --merge[/]
+
+    No labels at all: pairs from the corpus itself, negatives from the adapted model's own run:
+
+      [cyan]llara finetune --pairs-from corpus --train data/cranfield --model out/adapted --max-steps 100 --out out/ft-pairs[/]
+
+    The settings start from the model's recipe and are printed first with where each value came from (a flag wins); a batch that would not fit in memory is trained with the cached contrastive loss (--chunk-size) or refused before any weight is loaded.
     """
     from llara_cli.training.finetune import run_finetuning
     from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
@@ -115,6 +130,7 @@ def finetune(
         in_batch_negatives=in_batch_negatives, cross_device_negatives=cross_device_negatives,
         temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
         lora_targets=_split_targets(lora_targets), merge=merge, chunk_size=chunk_size, memory_check=memory_check,
+        pairs_from=pairs_from, pair_source=pair_source, max_pairs=max_pairs,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
     config, choices = apply_recipe(config, FINETUNE, explicit_options(ctx, RECIPE_PARAMETERS))

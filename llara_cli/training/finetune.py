@@ -69,7 +69,7 @@ class FinetuneTrainer(AdaptationTrainer):
 def data_identity(config: FinetuneConfig) -> dict[str, Any]:
     """The training inputs as a resume sees them: absolute paths and sizes."""
     identity: dict[str, Any] = {}
-    for name in ("train", "queries", "qrels", "corpus", "negatives_from"):
+    for name in ("train", "queries", "qrels", "corpus", "negatives_from"):  # (pairs: the corpus is train's)
         value = getattr(config, name)
         if value is None:
             continue
@@ -89,11 +89,58 @@ def examples_digest(examples: Sequence[TrainingExample]) -> str:
 
 
 def load_examples(config: FinetuneConfig) -> TrainingData:
-    """The training data ``config`` names: a training jsonl, or a collection with negatives mined from a run."""
+    """The training data ``config`` names: a training jsonl, a collection with negatives mined from a run, or
+    (``pairs_from="corpus"``) the corpus's own pairs with negatives from a run or from the model's own run."""
     from llara_cli.data.finetune import load_training_data
 
+    if config.pairs_from:
+        return load_corpus_pairs(config)
     return load_training_data(config.train, queries=config.queries, qrels=config.qrels, corpus=config.corpus,
                               split=config.split, negatives_from=config.negatives_from, mining=config.mining)
+
+
+def load_corpus_pairs(config: FinetuneConfig) -> TrainingData:
+    """Unsupervised pairs of the corpus (title -> body, or two crops); with a group, hard negatives mined from
+    ``negatives_from`` (a run of the pseudo-queries, whose ids are the documents') or else from the model's own
+    dense run (:mod:`llara_cli.training.own_run`)."""
+    from llara_cli.data.collections import resolve_corpus
+    from llara_cli.data.corpus_pairs import corpus_pairs
+
+    source = config.corpus or config.train
+    if source is None:
+        raise UsageError("--pairs-from corpus needs the corpus: --train DIR (a BEIR directory or collection name) "
+                         "or --corpus FILE")
+    corpus = resolve_corpus(source)
+    data = corpus_pairs(corpus, source=config.pair_source, seed=config.seed, max_pairs=config.max_pairs)
+    if config.group_size == 1:
+        return data
+    if config.negatives_from is not None:
+        return _mine_pairs_from_run(data, corpus, config)
+    from llara_cli.training.own_run import mine_from_own_run
+
+    return mine_from_own_run(data, config.model, corpus, config.mining, query_max_length=config.query_max_length,
+                             passage_max_length=config.passage_max_length,
+                             trust_remote_code=config.trust_remote_code, on_progress=logger.warning)
+
+
+def _mine_pairs_from_run(data: TrainingData, corpus: Path, config: FinetuneConfig) -> TrainingData:
+    from llara_cli.data.corpus import read_corpus
+    from llara_cli.data.finetune import Passage, mine_negatives
+    from llara_cli.data.runs import group_run, read_run
+
+    run = group_run(read_run(config.negatives_from))
+    positives = {example.query_id: [passage.doc_id for passage in example.positives] for example in data.examples}
+    if not set(run) & set(positives):
+        raise UsageError(f"{config.negatives_from}: the run has none of the pseudo-queries (their ids are the "
+                         "documents' ids)")
+    negatives = mine_negatives(run, positives, config.mining)
+    texts = {document.doc_id: document.text for document in read_corpus(corpus)}
+    examples = [example._replace(negatives=tuple(Passage(doc_id, texts[doc_id])
+                                                 for doc_id in negatives.get(example.query_id, ()) if doc_id in texts))
+                for example in data.examples]
+    mined = TrainingData(examples, source=f"{data.source} + {config.negatives_from}")
+    mined.stats = {**data.stats, "negatives": sum(len(example.negatives) for example in examples)}
+    return mined
 
 
 def usable_examples(data: TrainingData, group_size: int) -> tuple[list[TrainingExample], int]:

@@ -26,10 +26,11 @@ LORA_LEARNING_RATE = 1e-4
 FULL_LEARNING_RATE = 1e-5
 DEFAULT_LORA_TARGETS = (ALL_LINEAR,)  # every attention and MLP projection of the decoder (not the LM head)
 FINETUNE_CONFIG_FILE = "finetune_config.json"
+PAIRS_FROM_CORPUS = "corpus"
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
     "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "absolute_margin",
-    "relative_margin", "query_max_length",
+    "relative_margin", "pairs_from", "pair_source", "max_pairs", "query_max_length",
     "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
     "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
     "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
@@ -61,6 +62,9 @@ class FinetuneConfig(TrainingRunConfig):
     corpus: Path | str | None = None
     split: str = DEFAULT_SPLIT
     negatives_from: Path | None = None
+    pairs_from: str | None = None  # "corpus": unsupervised pairs of the corpus (llara_cli.data.corpus_pairs)
+    pair_source: str = "auto"
+    max_pairs: int | None = None
     skip: int = DEFAULT_SKIP
     depth: int = DEFAULT_DEPTH
     num_negatives: int = DEFAULT_NUM_NEGATIVES
@@ -110,6 +114,10 @@ class FinetuneConfig(TrainingRunConfig):
 
     def validate(self) -> None:
         self.validate_run_settings()
+        if self.pairs_from not in (None, PAIRS_FROM_CORPUS):
+            raise UsageError(f"--pairs-from {self.pairs_from!r}: only {PAIRS_FROM_CORPUS!r} is known")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise UsageError(f"--max-pairs must be at least 1, got {self.max_pairs}")
         if self.chunk_size is not None and self.chunk_size < 0:
             raise UsageError(f"--chunk-size must be 0 (off) or positive, got {self.chunk_size}")
         for name in ("group_size", "lora_r"):
