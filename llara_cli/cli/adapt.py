@@ -7,15 +7,17 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, MaxLengthOpt, ModelOpt, OutDirOpt, config_default,
-    options_of, with_options,
+    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, config_default,
+    explicit_options, options_of, with_options,
 )
-from llara_cli.cli.progress import is_main_process, step_progress
+from llara_cli.cli.progress import is_main_process, printing_first, step_progress
 from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.core.prompts import PromptFamily
 from llara_cli.training.adapt import AdaptConfig
 
 OBJECTIVE = "Objective"
+RECIPE_PARAMETERS = {"lr": "learning_rate", "max_steps": "max_steps", "batch_size": "batch_size",
+                     "max_length": "max_length", "prompt_family": "prompt_family", "objective": "objective"}
 AdaptPromptFamilyOpt = Annotated[Optional[PromptFamily], typer.Option(
     "--prompt-family", help="paper or flagembedding; default: the model's saved family; for a plain model, flagembedding (the "
     "released code's form, measured better than the paper's from 100 steps on: docs/adapt.md).")]
@@ -28,6 +30,7 @@ def _default(name: str):  # noqa: ANN202
 @with_options(RUN_OPTIONS, "run_settings")
 @with_options(options_of(AdaptConfig, LORA_OPTIONS), "lora_settings")
 def adapt(
+    ctx: typer.Context,
     corpus: Annotated[Path, typer.Option(
         "--corpus", "-c", help="Unlabeled text: a corpus (jsonl, BEIR dir, tsv), plain text (one document a line), "
         "the released pretraining jsonl, or native {\"text\",\"next\"} jsonl.", rich_help_panel=DATA)],
@@ -39,7 +42,9 @@ def adapt(
     joint: Annotated[bool, typer.Option(
         "--joint/--no-joint", help="One forward pass per example for EBAE and EBAR (--no-joint: two passes, "
         "for ablation).")] = _default("joint"),
-    max_length: MaxLengthOpt = _default("max_length"),
+    max_length: Annotated[int, typer.Option(
+        "--max-length", min=8, help="Maximum tokens per text, prompt included. Default: the model's recipe "
+        "(smollm2-135m: 128; 7B-class: 512).", show_default=False)] = _default("max_length"),
     max_input_tokens: Annotated[Optional[int], typer.Option(
         "--max-input-tokens", min=1, help="Longest input span in tokens; default: all that fits in --max-length.",
         rich_help_panel=DATA)] = None,
@@ -49,9 +54,11 @@ def adapt(
     shuffle_buffer: Annotated[int, typer.Option(
         "--shuffle-buffer", min=1, help="Examples held for the streaming shuffle (1: file order).",
         rich_help_panel=DATA)] = _default("shuffle_buffer"),
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Optimizer steps.",
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Optimizer steps. Default: the model's "
+                                           "recipe (smollm2-135m: 200; 7B-class: 1000).", show_default=False,
                                            rich_help_panel=TRAINING)] = _default("max_steps"),
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (paper: 1e-5).",
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate. Default: the model's recipe (smollm2-135m: "
+                                      "1e-4, measured best; 7B-class: the paper's 1e-5).", show_default=False,
                                       rich_help_panel=TRAINING)] = _default("learning_rate"),
     objective: Annotated[str, typer.Option(
         "--objective", help="paper (BoW losses only, as the paper) or released (the authors' code: next-token loss "
@@ -89,8 +96,10 @@ def adapt(
 
       [cyan]torchrun --nproc_per_node 2 --no-python llara adapt --corpus data/scifact --out runs/ddp --batch-size 4[/]
 
-    The defaults are the released code's form (flagembedding prompts, released objective); the paper's prompts and
-    BoW-only loss are --prompt-family paper --objective paper.
+    The defaults are the model's recipe, printed at the start with where each value came from (a flag wins):
+    smollm2-135m gets its measured best (200 steps of 8 x 128 tokens at lr 1e-4), 7B-class models the paper's
+    lr 1e-5 at 1000 steps of 512 tokens; both in the released code's form (flagembedding prompts, released
+    objective); the paper's prompts and BoW-only loss are --prompt-family paper --objective paper.
 
     The paper setting (Llama-2-7B, 10k steps, global batch 256 = 8 GPUs x 8 x 4, length 1024, lr 1e-5):
 
@@ -101,6 +110,7 @@ def adapt(
     (docs/adapt.md: data formats, resume, DeepSpeed/FSDP configs.)
     """
     from llara_cli.training.adapt import run_adaptation
+    from llara_cli.training.recipes import ADAPT, apply_recipe, describe_choices
 
     _quiet_transformers()
     config = AdaptConfig(
@@ -110,9 +120,10 @@ def adapt(
         lm_loss_weight=lm_loss_weight, bow_scale=bow_scale, remove_stop_words=remove_stop_words,
         exclude_special_targets=exclude_special_targets, deepspeed=deepspeed, **(lora_settings or {}), **(run_settings or {}),
     )
+    config, choices = apply_recipe(config, ADAPT, explicit_options(ctx, RECIPE_PARAMETERS))
     try:
         with step_progress("adapting") as on_log:
-            result = run_adaptation(config, on_log=on_log)
+            result = run_adaptation(config, on_log=printing_first(describe_choices(model, choices), on_log))
     except KeyboardInterrupt:
         _report_interruption(config.run_dir)
         raise typer.Exit(EXIT_INTERRUPTED) from None

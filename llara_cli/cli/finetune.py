@@ -9,9 +9,9 @@ import typer
 from llara_cli.core.prompts import MIN_MAX_LENGTH
 from llara_cli.cli.options import (
     DATA, DEFAULT_MODEL, LORA_OPTIONS, MINING_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, PromptFamilyOpt,
-    config_default, options_of, with_options,
+    config_default, explicit_options, options_of, with_options,
 )
-from llara_cli.cli.progress import is_main_process, step_progress
+from llara_cli.cli.progress import is_main_process, printing_first, step_progress
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
 
@@ -21,6 +21,8 @@ TrainOpt = Annotated[
                  "name (positives from its qrels, negatives mined from --negatives-from).", rich_help_panel=DATA),
 ]
 LORA_TARGET_SEPARATOR = ","
+RECIPE_PARAMETERS = {name: name for name in ("learning_rate", "max_steps", "batch_size", "group_size",
+                                             "query_max_length", "passage_max_length", "temperature")}
 
 
 def _default(name: str):  # noqa: ANN202
@@ -48,6 +50,7 @@ def _split_targets(text: str) -> tuple[str, ...]:
 @with_options(options_of(FinetuneConfig, LORA_OPTIONS), "lora_settings")
 @with_options(MINING_OPTIONS, "data_settings")
 def finetune(
+    ctx: typer.Context,
     out: OutDirOpt,
     train: TrainOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
@@ -57,13 +60,15 @@ def finetune(
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option(
         "--query-max-length", min=MIN_MAX_LENGTH, help="Tokens per query, prompt included (saved with the model: the default "
-        "of encode and search).")] = _default("query_max_length"),
+        "of encode and search). Default: the model's (its llara_config.json, else its recipe: 32).",
+        show_default=False)] = _default("query_max_length"),
     passage_max_length: Annotated[int, typer.Option(
         "--passage-max-length", min=MIN_MAX_LENGTH, help="Tokens per passage, prompt included (saved with the model: the "
-        "default of encode).")] = _default("passage_max_length"),
+        "default of encode). Default: the model's (its llara_config.json, else its recipe: smollm2-135m 128, "
+        "7B-class 196).", show_default=False)] = _default("passage_max_length"),
     group_size: Annotated[Optional[int], typer.Option(
-        "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: 16 on GPU, 4 on "
-        "CPU.", rich_help_panel=TRAINING)] = None,
+        "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: the model's "
+        "recipe (smollm2-135m: 2), else 16 on GPU, 4 on CPU.", rich_help_panel=TRAINING)] = None,
     in_batch_negatives: Annotated[bool, typer.Option(
         "--in-batch-negatives/--no-in-batch-negatives", help="Score each query against every passage of the batch.",
         rich_help_panel=TRAINING)] = _default("in_batch_negatives"),
@@ -79,7 +84,7 @@ def finetune(
         "--max-steps", min=1, help="Stop after this many optimizer steps (overrides --epochs).",
         rich_help_panel=TRAINING)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
-        "--lr", help="Peak learning rate. Default: 1e-4 with LoRA, 1e-5 with --full.",
+        "--lr", help="Peak learning rate. Default: the model's recipe with LoRA (1e-4), 1e-5 with --full.",
         rich_help_panel=TRAINING)] = None,
     lora_targets: Annotated[str, typer.Option(
         "--lora-targets", help="Comma-separated module names, or all-linear (every attention and MLP projection).",
@@ -94,6 +99,22 @@ def finetune(
     mrl_weights: Annotated[Optional[str], typer.Option(
         "--mrl-weights", help="Matryoshka: one loss weight per trained dim, full dim first (default 1 each).",
         rich_help_panel=TRAINING)] = None,
+    pairs_from: Annotated[Optional[str], typer.Option(
+        "--pairs-from", help="corpus: train on pairs the corpus gives by itself, no labels (title -> body, or two "
+        "random crops of a document); hard negatives from --negatives-from (a run of the pseudo-queries, ids = "
+        "document ids) or else from the model's own dense run over the corpus.", rich_help_panel=DATA)] = None,
+    pair_source: Annotated[str, typer.Option(
+        "--pair-source", help="auto (title where a document has one, else crops), title or crops.",
+        rich_help_panel=DATA)] = _default("pair_source"),
+    max_pairs: Annotated[Optional[int], typer.Option(
+        "--max-pairs", min=1, help="Use the first N documents' pairs only.", rich_help_panel=DATA)] = None,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
+        "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
+        "largest chunk that fits; 0: off.", rich_help_panel=TRAINING)] = None,
+    memory_check: Annotated[bool, typer.Option(
+        "--memory-check/--no-memory-check", help="Refuse a run whose estimated peak memory exceeds the machine's "
+        "(--no-memory-check: warn and start anyway).", rich_help_panel=TRAINING)] = True,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
     lora_settings: dict[str, Any] | None = None,
     data_settings: dict[str, Any] | None = None,
@@ -113,8 +134,15 @@ def finetune(
       [cyan]llara finetune --train scifact-train.jsonl --group-size 8 --max-steps 200 --out out/ft --merge[/]
 
       [cyan]llara finetune --train scifact-train.jsonl --mrl-dims 288,144,64 --max-steps 200 --out out/mrl --merge[/] (Matryoshka; then `llara encode --dim 144`)
+
+    No labels at all: pairs from the corpus itself, negatives from the adapted model's own run:
+
+      [cyan]llara finetune --pairs-from corpus --train data/cranfield --model out/adapted --max-steps 100 --out out/ft-pairs[/]
+
+    The settings start from the model's recipe and are printed first with where each value came from (a flag wins); a batch that would not fit in memory is trained with the cached contrastive loss (--chunk-size) or refused before any weight is loaded.
     """
     from llara_cli.training.finetune import run_finetuning
+    from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
 
     config = FinetuneConfig(
         out_dir=out, train=train, negatives_from=negatives_from, model=model, prompt_family=prompt_family,
@@ -123,10 +151,13 @@ def finetune(
         temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
         lora_targets=_split_targets(lora_targets), merge=merge,
         mrl_dims=_parse_numbers("--mrl-dims", mrl_dims, int), mrl_weights=_parse_numbers("--mrl-weights", mrl_weights, float),
+        chunk_size=chunk_size, memory_check=memory_check,
+        pairs_from=pairs_from, pair_source=pair_source, max_pairs=max_pairs,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
+    config, choices = apply_recipe(config, FINETUNE, explicit_options(ctx, RECIPE_PARAMETERS))
     with step_progress("finetuning") as on_log:
-        result = run_finetuning(config, on_log=on_log)
+        result = run_finetuning(config, on_log=printing_first(describe_choices(model, choices), on_log))
     if not is_main_process():
         return
     if result.dropped_without_negatives:

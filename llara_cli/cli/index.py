@@ -49,7 +49,10 @@ def index(
         bool, typer.Option("--partial", help="Index only some embedding shards of the corpus: one shard of a sharded index for `llara search`.")
     ] = False,
     whiten: Annotated[
-        Optional[int], typer.Option("--whiten", min=1, metavar="DIM", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's (docs/results.md).")
+        Optional[str], typer.Option("--whiten", metavar="DIM|auto", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's, and hurts others (docs/results.md). auto: choose whether and to what DIM without labels, by how well the corpus's own pseudo-queries (titles, crops) find their documents (needs --corpus).")
+    ] = None,
+    corpus: Annotated[
+        Optional[Path], typer.Option("--corpus", help="The corpus the embeddings are of (for --whiten auto): its pseudo-queries are encoded with the embeddings' model.")
     ] = None,
     rescore_store: Annotated[
         RescoreStore, typer.Option("--rescore-store", help="A float copy of the vectors beside the index (vectors.npy, memory-mapped at search) for rescoring: auto (the compact kinds: the embeddings' precision; others: none), fp32, fp16 (half the disk), none.")
@@ -82,6 +85,8 @@ def index(
     One shard of a sharded index: [cyan]llara index emb/msmarco/shard-003 --partial --out index/msmarco/shard-003[/]
 
     Milvus, embedded (searched by `llara search --index` and `llara serve` like a faiss index): [cyan]llara index runs/emb --out runs/index-milvus --engine milvus[/]
+
+    Whiten only where it helps, chosen without labels: [cyan]llara index runs/emb --corpus data/cranfield --whiten auto --out runs/index[/]
     """
     if engine is not None:
         _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction, ef_search,
@@ -89,13 +94,14 @@ def index(
         return
     if engine_uri is not None or collection is not None or engine_shards or engine_replicas:
         raise UsageError("--engine-uri, --collection, --engine-shards and --engine-replicas apply to --engine milvus")
+    whiten_dim = _whitening_dim(whiten, embedding_dirs, corpus)
     meta = build_index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial, whiten=whiten,
+        nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial, whiten=whiten_dim,
         rescore_store=rescore_store,
     )
-    whitened = f", whitened to {whiten}" if whiten is not None else ""
+    whitened = f", whitened to {whiten_dim}" if whiten_dim is not None else ""
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
 
 
@@ -125,6 +131,29 @@ def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hns
     where = meta.params["uri"] if not meta.params["embedded"] else f"{out} (embedded)"
     typer.echo(f"exported {meta.embedding.count} vectors of dim {meta.embedding.dim} to Milvus collection "
                f"{meta.params['collection']} ({milvus_type.value}) at {where}")
+
+
+def _whitening_dim(whiten: str | None, embedding_dirs: list[Path], corpus: Path | None) -> int | None:
+    """The --whiten value as a dimension: a number, or ``auto`` chosen on the corpus's pseudo-queries."""
+    from llara_cli.errors import UsageError
+
+    if whiten is None:
+        return None
+    if whiten.strip().lower() != "auto":
+        try:
+            dim = int(whiten)
+        except ValueError:
+            raise UsageError(f"--whiten {whiten!r}: expected a dimension or auto") from None
+        if dim < 1:
+            raise UsageError(f"--whiten {dim}: must be at least 1")
+        return dim
+    if corpus is None:
+        raise UsageError("--whiten auto needs --corpus: the corpus the embeddings are of (its pseudo-queries)")
+    from llara_cli.index.whitening_choice import choose_index_whitening
+
+    choice = choose_index_whitening(embedding_dirs, corpus)
+    typer.echo(f"--whiten auto: {choice.describe()}", err=True)
+    return choice.dim
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,8 @@ def mine(
 
       [cyan]llara mine --train data/scifact --run bm25-train.trec --out scifact-train.jsonl[/]
 
+      [cyan]llara mine --train data/scifact --run dense-train.trec --relative-margin 0.05 --out scifact-train.jsonl[/]  (drop candidates scored within 5% of the positive: likely unjudged positives)
+
       [cyan]llara mine --queries q.tsv --qrels qrels.train.tsv --corpus collection.tsv --run dense.trec --skip 5 --depth 100 --out train.jsonl.gz[/]
     """
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data, write_training_file
@@ -43,8 +45,10 @@ def mine(
     data = mine_training_data(files, run, settings)
     write_training_file(out, data.examples)
     stats = data.stats
+    dropped = (f", {stats['dropped_by_margin']} candidates within the margin of a positive dropped"
+               if "dropped_by_margin" in stats else "")
     typer.echo(f"{stats['queries']} queries, {stats['negatives']} negatives "
-               f"({stats['queries_without_negatives']} queries without any) -> {out}")
+               f"({stats['queries_without_negatives']} queries without any{dropped}) -> {out}")
 
 
 def register(app: typer.Typer) -> None:

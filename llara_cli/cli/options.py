@@ -37,6 +37,16 @@ def config_default(config_class: type, name: str) -> Any:
     return next(spec.default for spec in dataclasses.fields(config_class) if spec.name == name)
 
 
+def explicit_options(context: typer.Context | None, names: dict[str, str]) -> set[str]:
+    """The config fields (values of ``names``, keyed by the command's parameter names) the user set on the command
+    line or through the environment: a model's recipe fills the others (:mod:`llara_cli.training.recipes`)."""
+    if context is None:  # called as a function: every value is the caller's
+        return set(names.values())
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    sources = {parameter: context.get_parameter_source(parameter) for parameter in names}
+    return {names[parameter] for parameter, source in sources.items() if source is not None and source.name in given}
+
+
 def run_default(name: str) -> Any:
     """A :class:`TrainingRunConfig` default (``llara adapt`` and ``llara finetune`` share them)."""
     return config_default(TrainingRunConfig, name)
@@ -117,6 +127,12 @@ NumNegativesOpt = Annotated[int, typer.Option("--num-negatives", min=1, help="Ha
                                               rich_help_panel=DATA)]
 MinRelevanceOpt = Annotated[int, typer.Option("--min-relevance", help="Judgements >= this are positives.",
                                               rich_help_panel=DATA)]
+AbsoluteMarginOpt = Annotated[Optional[float], typer.Option(
+    "--absolute-margin", help="Drop candidates the run scores above (positive's score - this): likely unjudged "
+    "positives.", rich_help_panel=DATA)]
+RelativeMarginOpt = Annotated[Optional[float], typer.Option(
+    "--relative-margin", help="Drop candidates the run scores above positive's score x (1 - this), e.g. 0.05 "
+    "(positive scores: cosine or BM25).", rich_help_panel=DATA)]
 
 # ----------------------------------------------------------------------------- training (adapt and finetune)
 
@@ -185,6 +201,7 @@ MINING_OPTIONS: OptionGroup = {  # finetune and mine: the collection's parts and
     "queries": (QueriesPartOpt, None), "qrels": (QrelsPartOpt, None), "corpus": (CorpusPartOpt, None),
     "split": (TrainSplitOpt, DEFAULT_SPLIT), "skip": (SkipOpt, DEFAULT_SKIP), "depth": (DepthOpt, DEFAULT_DEPTH),
     "num_negatives": (NumNegativesOpt, DEFAULT_NUM_NEGATIVES), "min_relevance": (MinRelevanceOpt, DEFAULT_MIN_RELEVANCE),
+    "absolute_margin": (AbsoluteMarginOpt, None), "relative_margin": (RelativeMarginOpt, None),
 }
 
 

@@ -48,6 +48,28 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def printing_first(lines: list[str], on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN201
+    """``on_log`` that first prints ``lines`` (a run's settings) to stderr when the run's first record arrives --
+    after the cheap checks, so a bad option stays a one-line error -- and prints the lines of ``plan`` records
+    (memory, chunk size) instead of passing them on."""
+    if on_log is None:
+        return None
+    pending = list(lines)
+
+    def on_record(record: dict[str, Any]) -> None:
+        import typer
+
+        while pending:
+            typer.echo(pending.pop(0), err=True)
+        if record.get("event") == "plan":
+            for line in record.get("lines", ()):
+                typer.echo(line, err=True)
+            return
+        on_log(record)
+
+    return on_record
+
+
 @contextlib.contextmanager
 def step_progress(verb: str) -> Iterator[Callable[[dict[str, Any]], None] | None]:
     """Yields an ``on_log`` callback driving a bar over optimizer steps (loss, accuracy if logged, tokens/s, ETA)

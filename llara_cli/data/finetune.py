@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,13 +71,22 @@ class TrainingExample(NamedTuple):
 
 @dataclass(frozen=True)
 class MiningSettings:
-    """How hard negatives are drawn from a run: ranks ``skip + 1 .. depth``, ``num_negatives`` of them."""
+    """How hard negatives are drawn from a run: ranks ``skip + 1 .. depth``, ``num_negatives`` of them.
+
+    Score-aware filtering (as sentence-transformers' ``mine_hard_negatives``) drops candidates scored too close
+    to the query's positive -- likely unjudged relevant documents: with ``absolute_margin`` a candidate must score
+    at most ``positive - absolute_margin``, with ``relative_margin`` at most ``positive * (1 - relative_margin)``
+    (both: both). The positive's score is the run's score of the best-scored judged positive; a query whose
+    positives the run did not retrieve is not filtered (its positive's score is unknown).
+    """
 
     skip: int = DEFAULT_SKIP
     depth: int = DEFAULT_DEPTH
     num_negatives: int = DEFAULT_NUM_NEGATIVES
     seed: int = 42
     min_relevance: int = DEFAULT_MIN_RELEVANCE
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
 
     def validate(self) -> None:
         if self.skip < 0:
@@ -85,10 +95,26 @@ class MiningSettings:
             raise UsageError(f"--depth ({self.depth}) must be greater than --skip ({self.skip})")
         if self.num_negatives < 1:
             raise UsageError(f"--num-negatives must be at least 1, got {self.num_negatives}")
+        if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
+            raise UsageError(f"--relative-margin must be in [0, 1), got {self.relative_margin}")
+        if self.absolute_margin is not None and not math.isfinite(self.absolute_margin):
+            raise UsageError(f"--absolute-margin must be a finite number, got {self.absolute_margin}")
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float | None]:
         return {"skip": self.skip, "depth": self.depth, "num_negatives": self.num_negatives, "seed": self.seed,
-                "min_relevance": self.min_relevance}
+                "min_relevance": self.min_relevance, "absolute_margin": self.absolute_margin,
+                "relative_margin": self.relative_margin}
+
+    def score_ceiling(self, positive_score: float | None) -> float | None:
+        """The highest score a negative may have given its positive's (None: no filter)."""
+        if positive_score is None:
+            return None
+        ceilings = []
+        if self.absolute_margin is not None:
+            ceilings.append(positive_score - self.absolute_margin)
+        if self.relative_margin is not None:
+            ceilings.append(positive_score * (1 - self.relative_margin))
+        return min(ceilings) if ceilings else None
 
 
 @dataclass
@@ -217,18 +243,29 @@ def _query_rng(seed: int, query_id: str) -> random.Random:
 
 
 def mine_negatives(run: Mapping[str, Sequence[tuple[str, float]]], positives: Mapping[str, Iterable[str]],
-                   settings: MiningSettings = MiningSettings()) -> dict[str, list[str]]:
+                   settings: MiningSettings = MiningSettings(), counts: dict[str, int] | None = None,
+                   ) -> dict[str, list[str]]:
     """Sample hard negatives for every query of ``positives`` from ``run`` (``{query_id: [(doc_id, score)]}``
     best first, as :func:`llara_cli.data.runs.group_run` returns); the sampled ids keep their run order.
 
-    A query absent from the run, or with no candidate left, maps to ``[]``.
+    A query absent from the run, or with no candidate left, maps to ``[]``. Candidates scored above the
+    settings' margin to the positive are dropped (:meth:`MiningSettings.score_ceiling`); ``counts``, when given,
+    receives ``dropped_by_margin`` (candidates dropped) and ``queries_without_positive_score``.
     """
+    counts = {} if counts is None else counts
+    counts.update(dropped_by_margin=0, queries_without_positive_score=0)
     settings.validate()
     mined: dict[str, list[str]] = {}
     for query_id, judged in positives.items():
         excluded = set(judged)
         ranked = run.get(query_id, ())
-        candidates = [doc_id for doc_id, _ in ranked[settings.skip:settings.depth] if doc_id not in excluded]
+        scores = dict(ranked)
+        positive_scores = [scores[doc_id] for doc_id in excluded if doc_id in scores]
+        ceiling = settings.score_ceiling(max(positive_scores) if positive_scores else None)
+        window = [(doc_id, score) for doc_id, score in ranked[settings.skip:settings.depth] if doc_id not in excluded]
+        candidates = [doc_id for doc_id, score in window if ceiling is None or score <= ceiling]
+        counts["dropped_by_margin"] += len(window) - len(candidates)
+        counts["queries_without_positive_score"] += int(not positive_scores and ranked != ())
         count = min(settings.num_negatives, len(candidates))
         chosen = sorted(_query_rng(settings.seed, query_id).sample(range(len(candidates)), count))
         mined[query_id] = [candidates[index] for index in chosen]
@@ -314,7 +351,8 @@ def mine_training_data(files: CollectionFiles, run_path: str | Path, settings: M
     run = group_run(read_run(run_path))
     if not set(run) & set(positives):
         raise UsageError(f"{run_path}: the run has none of the {len(positives)} judged queries of {files.qrels}")
-    negatives = mine_negatives(run, positives, settings)
+    margin_counts: dict[str, int] = {}
+    negatives = mine_negatives(run, positives, settings, margin_counts)
     queries = {query.query_id: query.text for query in read_queries(files.queries)}
     wanted = {doc_id for ids in (*positives.values(), *negatives.values()) for doc_id in ids}
     examples = build_training_examples(queries, _texts_of(files.corpus, wanted), positives, negatives,
@@ -326,6 +364,7 @@ def mine_training_data(files: CollectionFiles, run_path: str | Path, settings: M
         "negatives": sum(len(example.negatives) for example in examples),
         "queries_not_in_run": sum(1 for query_id in positives if query_id not in run),
         "queries_without_negatives": data.without_negatives,
+        **(margin_counts if settings.score_ceiling(0.0) is not None else {}),
     }
     if data.without_negatives:
         logger.warning("%d of %d queries have no hard negative (absent from the run, or every candidate judged "

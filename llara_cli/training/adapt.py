@@ -69,6 +69,7 @@ class AdaptConfig(TrainingRunConfig):
     """
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
+    RUN_CONFIG_FILE: ClassVar[str] = "adapt_config.json"
 
     corpus: Path
     model: str = DEFAULT_MODEL

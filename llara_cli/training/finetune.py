@@ -71,7 +71,7 @@ class FinetuneTrainer(AdaptationTrainer):
 def data_identity(config: FinetuneConfig) -> dict[str, Any]:
     """The training inputs as a resume sees them: absolute paths and sizes."""
     identity: dict[str, Any] = {}
-    for name in ("train", "queries", "qrels", "corpus", "negatives_from"):
+    for name in ("train", "queries", "qrels", "corpus", "negatives_from"):  # (pairs: the corpus is train's)
         value = getattr(config, name)
         if value is None:
             continue
@@ -91,11 +91,58 @@ def examples_digest(examples: Sequence[TrainingExample]) -> str:
 
 
 def load_examples(config: FinetuneConfig) -> TrainingData:
-    """The training data ``config`` names: a training jsonl, or a collection with negatives mined from a run."""
+    """The training data ``config`` names: a training jsonl, a collection with negatives mined from a run, or
+    (``pairs_from="corpus"``) the corpus's own pairs with negatives from a run or from the model's own run."""
     from llara_cli.data.finetune import load_training_data
 
+    if config.pairs_from:
+        return load_corpus_pairs(config)
     return load_training_data(config.train, queries=config.queries, qrels=config.qrels, corpus=config.corpus,
                               split=config.split, negatives_from=config.negatives_from, mining=config.mining)
+
+
+def load_corpus_pairs(config: FinetuneConfig) -> TrainingData:
+    """Unsupervised pairs of the corpus (title -> body, or two crops); with a group, hard negatives mined from
+    ``negatives_from`` (a run of the pseudo-queries, whose ids are the documents') or else from the model's own
+    dense run (:mod:`llara_cli.training.own_run`)."""
+    from llara_cli.data.collections import resolve_corpus
+    from llara_cli.data.corpus_pairs import corpus_pairs
+
+    source = config.corpus or config.train
+    if source is None:
+        raise UsageError("--pairs-from corpus needs the corpus: --train DIR (a BEIR directory or collection name) "
+                         "or --corpus FILE")
+    corpus = resolve_corpus(source)
+    data = corpus_pairs(corpus, source=config.pair_source, seed=config.seed, max_pairs=config.max_pairs)
+    if config.group_size == 1:
+        return data
+    if config.negatives_from is not None:
+        return _mine_pairs_from_run(data, corpus, config)
+    from llara_cli.training.own_run import mine_from_own_run
+
+    return mine_from_own_run(data, config.model, corpus, config.mining, query_max_length=config.query_max_length,
+                             passage_max_length=config.passage_max_length,
+                             trust_remote_code=config.trust_remote_code, on_progress=logger.warning)
+
+
+def _mine_pairs_from_run(data: TrainingData, corpus: Path, config: FinetuneConfig) -> TrainingData:
+    from llara_cli.data.corpus import read_corpus
+    from llara_cli.data.finetune import Passage, mine_negatives
+    from llara_cli.data.runs import group_run, read_run
+
+    run = group_run(read_run(config.negatives_from))
+    positives = {example.query_id: [passage.doc_id for passage in example.positives] for example in data.examples}
+    if not set(run) & set(positives):
+        raise UsageError(f"{config.negatives_from}: the run has none of the pseudo-queries (their ids are the "
+                         "documents' ids)")
+    negatives = mine_negatives(run, positives, config.mining)
+    texts = {document.doc_id: document.text for document in read_corpus(corpus)}
+    examples = [example._replace(negatives=tuple(Passage(doc_id, texts[doc_id])
+                                                 for doc_id in negatives.get(example.query_id, ()) if doc_id in texts))
+                for example in data.examples]
+    mined = TrainingData(examples, source=f"{data.source} + {config.negatives_from}")
+    mined.stats = {**data.stats, "negatives": sum(len(example.negatives) for example in examples)}
+    return mined
 
 
 def usable_examples(data: TrainingData, group_size: int) -> tuple[list[TrainingExample], int]:
@@ -131,6 +178,9 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     from accelerate import PartialState
 
     state = PartialState()
+    plan = _plan_memory(config, source, distributed=args.world_size > 1)
+    if on_log is not None and state.is_main_process:
+        on_log({"event": "plan", "lines": [plan.describe(), *plan.notes]})
     per_step = config.batch_size * args.world_size
     if len(examples) < per_step:
         raise UsageError(f"{len(examples)} training queries do not fill one batch of {config.batch_size} x "
@@ -166,6 +216,28 @@ def _check_model(config: FinetuneConfig) -> ModelSource:
     return source
 
 
+def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool):  # noqa: ANN202 - MemoryPlan
+    """Choose the cached loss's chunk size (when unset) and refuse a run that cannot fit; sets
+    ``config.chunk_size`` to the plan's (0: off)."""
+    from llara_cli.model.adapters import adapter_base_model
+    from llara_cli.model.resolve import is_peft_adapter_dir, resolve_model
+    from llara_cli.training.memory_plan import model_shape, plan_finetune_memory
+
+    if distributed and config.chunk_size:
+        raise UsageError("--chunk-size (the cached contrastive loss) runs in one process; drop it under torchrun")
+    model_dir, adapter_dir = source.model_dir, source.adapter_dir
+    while model_dir is None:  # an adapter directory: its base model's sizes
+        base = adapter_base_model(adapter_dir)
+        if is_peft_adapter_dir(base):
+            adapter_dir = Path(base)
+        else:
+            model_dir = resolve_model(base)
+    plan = plan_finetune_memory(config, model_shape(model_dir), distributed=distributed)
+    config.chunk_size = plan.chunk_size
+    logger.info("%s", plan.describe())
+    return plan
+
+
 def _training_arguments(config: FinetuneConfig):  # noqa: ANN202 - transformers.TrainingArguments
     return training_arguments(
         config, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
@@ -198,10 +270,15 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     if not config.lora:
         freeze_unused_head(model.causal_lm)
     mrl_dims, mrl_weights = matryoshka_dims(config.mrl_dims, config.mrl_weights, model.dim)
-    objective = ContrastiveModel(model.causal_lm, group_size=config.group_size, temperature=config.temperature,
-                                 normalized=model.config.normalize, in_batch=config.in_batch_negatives,
-                                 cross_device=config.cross_device_negatives, mrl_dims=mrl_dims,
-                                 mrl_weights=mrl_weights)
+    objective_settings = dict(group_size=config.group_size, temperature=config.temperature,
+                              normalized=model.config.normalize, in_batch=config.in_batch_negatives,
+                              cross_device=config.cross_device_negatives, mrl_dims=mrl_dims, mrl_weights=mrl_weights)
+    if config.chunk_size:  # the cached contrastive loss: bounded activation memory, the same gradients
+        from llara_cli.training.cached_contrastive import CachedContrastiveModel
+
+        objective = CachedContrastiveModel(model.causal_lm, chunk_size=config.chunk_size, **objective_settings)
+    else:
+        objective = ContrastiveModel(model.causal_lm, **objective_settings)
     dataset = ContrastiveDataset(examples, config.group_size, config.seed)
     collator = ContrastiveCollator(model.tokenizer, model.prompt_format, config.query_max_length,
                                    config.passage_max_length)

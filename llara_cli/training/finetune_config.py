@@ -26,9 +26,11 @@ LORA_LEARNING_RATE = 1e-4
 FULL_LEARNING_RATE = 1e-5
 DEFAULT_LORA_TARGETS = (ALL_LINEAR,)  # every attention and MLP projection of the decoder (not the LM head)
 FINETUNE_CONFIG_FILE = "finetune_config.json"
+PAIRS_FROM_CORPUS = "corpus"
 # Settings that change the trained weights: a resume must match them exactly.
 FINGERPRINT_FIELDS = (
-    "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "query_max_length",
+    "model", "prompt_family", "split", "skip", "depth", "num_negatives", "min_relevance", "absolute_margin",
+    "relative_margin", "pairs_from", "pair_source", "max_pairs", "query_max_length",
     "passage_max_length", "group_size", "in_batch_negatives", "cross_device_negatives", "temperature", "batch_size",
     "grad_accum", "epochs", "max_steps", "learning_rate", "warmup_ratio", "scheduler", "weight_decay",
     "max_grad_norm", "optim", "bf16", "precision", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
@@ -45,9 +47,14 @@ class FinetuneConfig(TrainingRunConfig):
     ``corpus`` override (or replace) the parts of a collection. ``batch_size`` (a :class:`TrainingRunConfig`
     setting, like the schedule and checkpoints) counts queries per process. ``group_size`` (1 positive + n-1
     negatives) defaults to 16 on GPU, 4 on CPU; ``learning_rate`` to 1e-4 with LoRA, 1e-5 without.
+    ``chunk_size`` turns on the cached contrastive loss (:mod:`llara_cli.training.cached_contrastive`): that many
+    texts per forward pass, same gradients; ``None`` lets the memory plan (:mod:`llara_cli.training.memory_plan`)
+    choose (off when the whole batch fits), ``0`` keeps it off. Neither it nor ``gradient_checkpointing`` changes
+    the trained weights beyond float rounding, so a resume may change them.
     """
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
+    RUN_CONFIG_FILE: ClassVar[str] = FINETUNE_CONFIG_FILE  # a killed run's <out>.partial names it so too
 
     train: Path | str | None = None
     queries: Path | str | None = None
@@ -55,10 +62,15 @@ class FinetuneConfig(TrainingRunConfig):
     corpus: Path | str | None = None
     split: str = DEFAULT_SPLIT
     negatives_from: Path | None = None
+    pairs_from: str | None = None  # "corpus": unsupervised pairs of the corpus (llara_cli.data.corpus_pairs)
+    pair_source: str = "auto"
+    max_pairs: int | None = None
     skip: int = DEFAULT_SKIP
     depth: int = DEFAULT_DEPTH
     num_negatives: int = DEFAULT_NUM_NEGATIVES
     min_relevance: int = DEFAULT_MIN_RELEVANCE
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
     model: str = DEFAULT_MODEL
     prompt_family: PromptFamily | None = None
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH
@@ -77,6 +89,8 @@ class FinetuneConfig(TrainingRunConfig):
     merge: bool = False
     mrl_dims: tuple[int, ...] | None = None  # Matryoshka prefix dims (the full dim is always trained too)
     mrl_weights: tuple[float, ...] | None = None  # one per trained dim, full dim first; default 1 each
+    chunk_size: int | None = None  # texts per pass of the cached loss; None: chosen by the memory plan, 0: off
+    memory_check: bool = True  # refuse a run the memory plan says cannot fit (False: warn only)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,10 +113,17 @@ class FinetuneConfig(TrainingRunConfig):
     @property
     def mining(self) -> MiningSettings:
         return MiningSettings(skip=self.skip, depth=self.depth, num_negatives=self.num_negatives, seed=self.seed,
-                              min_relevance=self.min_relevance)
+                              min_relevance=self.min_relevance, absolute_margin=self.absolute_margin,
+                              relative_margin=self.relative_margin)
 
     def validate(self) -> None:
         self.validate_run_settings()
+        if self.pairs_from not in (None, PAIRS_FROM_CORPUS):
+            raise UsageError(f"--pairs-from {self.pairs_from!r}: only {PAIRS_FROM_CORPUS!r} is known")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise UsageError(f"--max-pairs must be at least 1, got {self.max_pairs}")
+        if self.chunk_size is not None and self.chunk_size < 0:
+            raise UsageError(f"--chunk-size must be 0 (off) or positive, got {self.chunk_size}")
         for name in ("group_size", "lora_r"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

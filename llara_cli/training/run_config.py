@@ -54,6 +54,7 @@ class TrainingRunConfig:
     attn_implementation: str = "sdpa"
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = ()  # the settings that change the weights: a resume must match
+    RUN_CONFIG_FILE: ClassVar[str] = "run_config.json"  # the settings file in the run and model directories
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)

@@ -90,6 +90,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
     from llara_cli.storage.locks import output_lock
 
     run_dir = config.run_dir
+    config_file = config.RUN_CONFIG_FILE
     lock = output_lock(run_dir) if is_main else contextlib.nullcontext()
     with lock:
         existing = last_checkpoint(run_dir)
@@ -101,7 +102,8 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
                 "pass --resume to continue it, or --overwrite to start over"
             )
         elif existing is not None:
-            check_resumable(run_dir, fingerprint)
+            saved = config_file if (run_dir / config_file).is_file() else RUN_CONFIG_FILE  # finetune runs before
+            check_resumable(run_dir, fingerprint, saved)  # they had their own name wrote adapt_config.json
         elif config.resume:
             logger.warning("nothing to resume in %s: starting from scratch", run_dir)
         log = JsonlLog(run_dir / TRAIN_LOG_FILE)
@@ -110,7 +112,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
             if existing is None:
                 clear_run_directory(run_dir)
             remove_incomplete_checkpoints(run_dir)
-            write_run_config(run_dir, fingerprint, config.settings())
+            write_run_config(run_dir, fingerprint, config.settings(), config_file)
             if existing is not None:
                 log.truncate_after(resumed_step(existing) or 0)
         barrier()
@@ -121,7 +123,7 @@ def run_directory(config: TrainingRunConfig, fingerprint: dict[str, Any], *, is_
                 clear_run_directory(run_dir, keep_lock=False)  # nothing worth resuming: leave nothing behind
             raise
         finally:
-            if is_main and run_dir.is_dir() and not (run_dir / RUN_CONFIG_FILE).exists():
+            if is_main and run_dir.is_dir() and not (run_dir / config_file).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # finished (or failed early): nothing left to resume
 
 
@@ -146,16 +148,18 @@ def fresh_final_dir(config: TrainingRunConfig, state) -> Path:  # noqa: ANN001 -
 
 
 def publish_final_dir(config: TrainingRunConfig, final_dir: Path, state, *,  # noqa: ANN001
-                      saved_config_name: str = RUN_CONFIG_FILE) -> None:
-    """Add the log and settings (as ``saved_config_name``), then rename ``final_dir`` to ``out_dir``."""
+                      saved_config_name: str | None = None) -> None:
+    """Add the log and settings (as ``saved_config_name``, default the run's own name), then rename ``final_dir``
+    to ``out_dir``."""
     if state.is_main_process:
-        copied: Mapping[str, str] = {TRAIN_LOG_FILE: TRAIN_LOG_FILE, RUN_CONFIG_FILE: saved_config_name}
+        copied: Mapping[str, str] = {TRAIN_LOG_FILE: TRAIN_LOG_FILE,
+                                     config.RUN_CONFIG_FILE: saved_config_name or config.RUN_CONFIG_FILE}
         publish_run(config.run_dir, final_dir, config.out_dir, keep_checkpoints=config.keep_checkpoints,
                     copied_files=copied)
 
 
 def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, state, *,  # noqa: ANN001
-                       merge_lora: bool, saved_config_name: str = RUN_CONFIG_FILE) -> None:
+                       merge_lora: bool, saved_config_name: str | None = None) -> None:
     """Publish the complete checkpoint of the last step as the final model, without training.
 
     With ``merge_lora`` a LoRA checkpoint's adapters are loaded and merged into plain weights; otherwise the

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 CHECKPOINT_MARKER = "llara_checkpoint.json"
-RUN_CONFIG_FILE = "adapt_config.json"
+RUN_CONFIG_FILE = "adapt_config.json"  # adapt's; each run config names its own (TrainingRunConfig.RUN_CONFIG_FILE)
 TRAIN_LOG_FILE = "train_log.jsonl"
 DIFFERENCES_SHOWN = 3
 
@@ -81,11 +81,11 @@ def describe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -
     return [f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in keys if saved.get(key) != current.get(key)]
 
 
-def check_resumable(run_dir: str | Path, fingerprint: Mapping[str, Any]) -> None:
-    """Refuse (UsageError) to resume a run whose saved hyperparameters differ from the current ones."""
-    path = Path(run_dir) / RUN_CONFIG_FILE
+def check_resumable(run_dir: str | Path, fingerprint: Mapping[str, Any], config_file: str = RUN_CONFIG_FILE) -> None:
+    """Refuse (UsageError) to resume a run whose saved hyperparameters (``config_file``) differ from the current ones."""
+    path = Path(run_dir) / config_file
     if not path.is_file():
-        raise UsageError(f"cannot resume from {run_dir}: {RUN_CONFIG_FILE} is missing (not a llara adapt run?)")
+        raise UsageError(f"cannot resume from {run_dir}: {config_file} is missing (not a run of this command?)")
     saved = read_json(path).get("fingerprint", {})
     differences = describe_differences(saved, json.loads(json.dumps(dict(fingerprint))))
     if differences:
@@ -97,8 +97,9 @@ def check_resumable(run_dir: str | Path, fingerprint: Mapping[str, Any]) -> None
         )
 
 
-def write_run_config(run_dir: str | Path, fingerprint: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-    write_json(Path(run_dir) / RUN_CONFIG_FILE, {"fingerprint": dict(fingerprint), "settings": dict(settings)})
+def write_run_config(run_dir: str | Path, fingerprint: Mapping[str, Any], settings: Mapping[str, Any],
+                     config_file: str = RUN_CONFIG_FILE) -> None:
+    write_json(Path(run_dir) / config_file, {"fingerprint": dict(fingerprint), "settings": dict(settings)})
 
 
 # ------------------------------------------------------------------------------------------------- jsonl log

@@ -32,6 +32,7 @@ def test_adapt_writes_a_model_that_encode_loads(tiny_model_dir, corpus, tmp_path
                     "--max-steps", "2", "--batch-size", "2", "--save-steps", "1")
     assert result.exit_code == 0, result.output
     assert "adapted" in result.stdout and str(out) in result.stdout
+    assert "max_steps 2 (flag)" in result.stderr and "learning_rate 1e-05 (llara default)" in result.stderr
     assert LlaraConfig.load(out).stage == "adapted"
     assert LlaraEncoder.load(str(out)).encode_passages(["river city"]).shape == (1, 64)
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

@@ -138,3 +138,24 @@ def test_bad_mrl_options_are_one_line_with_exit_2(tiny_model_dir, collection, tm
                     "--out", tmp_path / "o", *extra)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_finetune_prints_its_settings_and_memory_plan(tiny_model_dir, collection, tmp_path):
+    directory, run = collection
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", tmp_path / "ft", *TINY_RUN, "--chunk-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "group_size 2 (flag)" in result.output and "temperature 0.01 (llara default)" in result.output
+    assert "memory: estimated peak" in result.output and "cached loss, 3 texts a pass" in result.output
+    assert json.loads((tmp_path / "ft" / "finetune_config.json").read_text())["settings"]["chunk_size"] == 3
+
+
+def test_a_run_that_cannot_fit_is_refused_before_loading_weights(tiny_model_dir, collection, tmp_path, monkeypatch):
+    import llara_cli.training.memory_plan as memory_plan
+
+    monkeypatch.setattr(memory_plan, "available_memory_bytes", lambda: 1024 ** 2)  # a 1 MiB machine
+    directory, run = collection
+    result = invoke("finetune", "--train", directory, "--negatives-from", run, "--model", tiny_model_dir,
+                    "--out", tmp_path / "ft", *TINY_RUN, "--chunk-size", "0")
+    assert result.exit_code == 2 and "--chunk-size" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "ft.partial").exists()

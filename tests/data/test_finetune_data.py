@@ -157,7 +157,33 @@ def test_mining_is_deterministic_per_query_and_keeps_run_order(tmp_path):
     assert mine_negatives(run, positives, MiningSettings(skip=2, depth=50, num_negatives=5, seed=12)) != mined
 
 
+def test_a_margin_to_the_positive_drops_candidates_scored_too_close(tmp_path):
+    run = run_of(RUN, tmp_path)  # q1: positive d2 at 8.0; candidates d1 9.0, d3 7.0, d4 6.0, d5 5.0, d6 4.0
+    positives = {"q1": ["d2"], "q2": ["d6"], "q3": ["d1"]}
+    wide = dict(skip=0, depth=10, num_negatives=10)
+    counts = {}
+    absolute = mine_negatives(run, positives, MiningSettings(absolute_margin=1.5, **wide), counts)
+    assert absolute["q1"] == ["d4", "d5", "d6"]  # at most 8.0 - 1.5 = 6.5
+    assert absolute["q2"] == []  # d5 at 2.0 > 3.0 - 1.5
+    assert counts == {"dropped_by_margin": 3, "queries_without_positive_score": 0}
+    relative = mine_negatives(run, positives, MiningSettings(relative_margin=0.3, **wide))
+    assert relative["q1"] == ["d5", "d6"]  # at most 8.0 x 0.7 = 5.6
+    both = mine_negatives(run, positives, MiningSettings(absolute_margin=2.5, relative_margin=0.2, **wide))
+    assert both["q1"] == ["d5", "d6"]  # min(5.5, 6.4)
+    assert mine_negatives(run, positives, MiningSettings(**wide))["q1"] == ["d1", "d3", "d4", "d5", "d6"]
+
+
+def test_a_positive_the_run_missed_leaves_the_candidates_unfiltered(tmp_path):
+    run = run_of(RUN, tmp_path)
+    counts = {}
+    mined = mine_negatives(run, {"q2": ["d9"]}, MiningSettings(skip=0, depth=10, num_negatives=10,
+                                                                absolute_margin=0.0), counts)
+    assert mined["q2"] == ["d6", "d5"] and counts["queries_without_positive_score"] == 1
+
+
 @pytest.mark.parametrize(("settings", "message"), [
+    (MiningSettings(relative_margin=1.0), "--relative-margin"),
+    (MiningSettings(absolute_margin=float("nan")), "--absolute-margin"),
     (MiningSettings(skip=-1), "--skip"),
     (MiningSettings(skip=5, depth=5), "--depth"),
     (MiningSettings(num_negatives=0), "--num-negatives"),

@@ -222,6 +222,8 @@ def test_resume_after_an_interrupt_ends_with_the_uninterrupted_adapter(tiny_mode
         run_finetuning(config, on_log=interrupt_at(3))
     assert not out.exists()
     assert (config.run_dir / "checkpoint-2" / CHECKPOINT_MARKER).is_file()
+    assert (config.run_dir / "finetune_config.json").is_file()  # named after the command, not adapt_config.json
+    assert not (config.run_dir / "adapt_config.json").exists()
     with pytest.raises(UsageError, match="--resume"):
         run_finetuning(settings(train_file, tiny_model_dir, out))
     with pytest.raises(UsageError, match="temperature"):
@@ -233,6 +235,18 @@ def test_resume_after_an_interrupt_ends_with_the_uninterrupted_adapter(tiny_mode
                           tensors(uninterrupted / "adapter_model.safetensors")) < 1e-6
     steps = [record["step"] for record in log_records(out / TRAIN_LOG_FILE) if record["event"] == "step"]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_run_directory_of_an_older_version_resumes(tiny_model_dir, train_file, tmp_path):
+    """Before finetuning named its settings file after itself, a killed run left adapt_config.json."""
+    out = tmp_path / "old"
+    config = settings(train_file, tiny_model_dir, out)
+    with pytest.raises(Interrupt):
+        run_finetuning(config, on_log=interrupt_at(3))
+    (config.run_dir / "finetune_config.json").rename(config.run_dir / "adapt_config.json")
+    result = run_finetuning(settings(train_file, tiny_model_dir, out, resume=True))
+    assert result.resumed_from_step == 2 and (out / "finetune_config.json").is_file()
+    assert not (out / "adapt_config.json").exists()
 
 
 def test_a_crash_while_publishing_is_resumed_without_another_step(tiny_model_dir, train_file, tmp_path, monkeypatch):

@@ -1,0 +1,230 @@
+"""Will a finetuning run fit in memory? A pre-flight estimate of its peak, and the cached-loss chunk that makes it fit.
+
+Contrastive finetuning holds the activations of every text of the batch until the backward pass:
+``batch x (1 + group)`` texts of up to ``passage_max_length`` tokens, through every layer. On the embedded
+135M model that is about 1.4 MB per token (LoRA with dropout, bf16 autocast): ``--batch-size 8 --group-size 8`` at
+196 tokens is ~12,800 tokens, ~18.5 GiB -- the kernel killed it on a 24 GiB machine shared with other work. This module estimates the peak
+*before* any weight is loaded (:func:`estimate_finetune_memory`, from the model's ``config.json`` alone) and
+plans the run (:func:`plan_finetune_memory`): with ``chunk_size`` unset it turns on the cached contrastive loss
+(:mod:`llara_cli.training.cached_contrastive`) at the largest chunk that fits in half the available memory; a
+run whose estimate exceeds the available memory is refused (UsageError) or, with ``memory_check`` off, warned
+about.
+
+The estimate is a model of the process's resident memory -- the runtime, the fp32 weights (and their bf16
+autocast copies), gradients and AdamW state of the trainable ones, and the activations per token and layer of a
+Llama-style decoder (hidden and MLP widths) -- with its constants fitted to the measured peaks of
+``benchmarks/finetune_memory.py`` on the embedded model (results in ``benchmarks/results/finetune_memory.md``).
+It is a guard against the impossible, not a promise: other decoders and other kernels may differ.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llara_cli.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llara_cli.training.finetune_config import FinetuneConfig
+
+__all__ = ["MemoryEstimate", "MemoryPlan", "ModelShape", "available_memory_bytes", "estimate_finetune_memory",
+           "model_shape", "plan_finetune_memory"]
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+RUNTIME_BYTES = int(0.7 * GIB)  # python, torch, transformers, tokenizer, the Trainer (fitted intercept)
+# Activation bytes per token and decoder layer kept for the backward pass, as multiples of the hidden and MLP
+# widths: fitted on the embedded model with LoRA (dropout 0.1) in bf16 autocast, 47.7 KB per token and layer
+# (1.43 MB per token over 30 layers; benchmarks/results/finetune_memory.md). Without dropout LoRA keeps no fp32
+# copy of each adapted projection's input: the smaller hidden factor (not measured: an estimate).
+HIDDEN_FACTOR_LORA_DROPOUT = 46
+HIDDEN_FACTOR = 22
+MLP_FACTOR = 11
+ATTENTION_BYTES = 2  # per token, head and key position (the attention weights of the math kernel)
+CHECKPOINT_HIDDEN_FACTOR = 4  # gradient checkpointing keeps each layer's fp32 input only
+AUTO_CHUNK_SHARE = 0.5  # the automatic chunk keeps the estimate within this share of the available memory
+WARN_SHARE = 0.8  # above this share of the available memory: a warning
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs of a decoder: its sizes, read from ``config.json``."""
+
+    parameters: int
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    tied_embeddings: bool
+    vocab: int
+
+
+def model_shape(model_dir: str | Path) -> ModelShape:
+    """The sizes of the decoder in ``model_dir`` (its ``config.json``; an adapter directory: its base's)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    config = config.get("text_config", config)
+    hidden = int(config["hidden_size"])
+    layers = int(config["num_hidden_layers"])
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    intermediate = int(config.get("intermediate_size") or 4 * hidden)
+    vocab = int(config["vocab_size"])
+    tied = bool(config.get("tie_word_embeddings", False))
+    kv_dim = hidden // heads * kv_heads
+    per_layer = hidden * (2 * hidden + 2 * kv_dim) + 3 * hidden * intermediate + 2 * hidden
+    parameters = layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
+    return ModelShape(parameters, layers, hidden, intermediate, heads, tied, vocab)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The estimated peak resident memory of one run, in bytes, and its parts."""
+
+    runtime_bytes: int
+    weights_bytes: int
+    training_state_bytes: int  # gradients + AdamW moments of the trainable weights
+    activation_bytes: int
+    tokens_in_graph: int  # the tokens whose activations are held at once
+
+    @property
+    def total_bytes(self) -> int:
+        return self.runtime_bytes + self.weights_bytes + self.training_state_bytes + self.activation_bytes
+
+
+def _lora_parameters(shape: ModelShape, rank: int) -> int:
+    """LoRA A and B of every attention and MLP projection (all-linear)."""
+    kv_dim = shape.hidden  # an upper bound (grouped-query attention has narrower k/v)
+    per_layer = rank * ((shape.hidden + shape.hidden) * 2 + (shape.hidden + kv_dim) * 2
+                        + (shape.hidden + shape.intermediate) * 3)
+    return shape.layers * per_layer
+
+
+def _activation_bytes_per_token_layer(config: FinetuneConfig, shape: ModelShape, sequence: int) -> int:
+    hidden_factor = HIDDEN_FACTOR_LORA_DROPOUT if config.lora and config.lora_dropout > 0 else HIDDEN_FACTOR
+    return hidden_factor * shape.hidden + MLP_FACTOR * shape.intermediate + ATTENTION_BYTES * shape.heads * sequence
+
+
+def estimate_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, chunk_size: int | None = None) -> MemoryEstimate:
+    """The peak resident memory of ``llara finetune`` with ``config`` on a model of ``shape`` (CPU, one process).
+
+    ``chunk_size`` overrides ``config.chunk_size`` (``None`` or ``0``: the whole batch in one graph).
+    """
+    chunk = config.chunk_size if chunk_size is None else chunk_size
+    group = config.group_size or 1
+    query_tokens = config.batch_size * config.query_max_length
+    passage_tokens = config.batch_size * group * config.passage_max_length
+    if chunk:  # one chunk of the longer side at a time
+        tokens = min(chunk, config.batch_size * group) * config.passage_max_length
+    else:
+        tokens = query_tokens + passage_tokens
+    per_token_layer = _activation_bytes_per_token_layer(config, shape, config.passage_max_length)
+    if config.gradient_checkpointing:  # every layer's input, plus one layer recomputed at a time
+        activations = tokens * (shape.layers * CHECKPOINT_HIDDEN_FACTOR * shape.hidden + per_token_layer)
+    else:
+        activations = tokens * shape.layers * per_token_layer
+    mixed = config.precision in ("bf16", "fp16")
+    weights = shape.parameters * (4 + (2 if mixed else 0))  # fp32 weights, and autocast's half-precision copies
+    if config.lora:
+        trainable = _lora_parameters(shape, config.lora_r)
+    else:
+        trainable = shape.parameters - (0 if shape.tied_embeddings else shape.vocab * shape.hidden)  # head frozen
+    return MemoryEstimate(RUNTIME_BYTES, weights, trainable * 12, activations, tokens)
+
+
+def available_memory_bytes() -> int:
+    """Memory this process may still use: what the kernel reports available (and the cgroup allows), plus what
+    the process already holds."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(0, available) + _own_rss_bytes()
+
+
+def _own_rss_bytes() -> int:
+    try:
+        for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a run will do about memory: its chunk size (0: off), the estimate, the memory available."""
+
+    chunk_size: int
+    estimate: MemoryEstimate
+    available_bytes: int
+    chosen: bool = False  # the chunk size was chosen here (``chunk_size`` unset)
+    notes: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        chunk = f"cached loss, {self.chunk_size} texts a pass" if self.chunk_size else "whole batch in one pass"
+        how = " (chosen to fit)" if self.chosen and self.chunk_size else ""
+        return (f"memory: estimated peak {self.estimate.total_bytes / GIB:.1f} GiB of "
+                f"{self.available_bytes / GIB:.1f} GiB available; {chunk}{how}")
+
+
+def plan_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, available_bytes: int | None = None,
+                         distributed: bool = False) -> MemoryPlan:
+    """Choose the chunk size (when ``config.chunk_size`` is None) and check that the run fits.
+
+    Raises UsageError when even the planned run's estimate exceeds ``available_bytes`` and ``config.memory_check``
+    is on (with it off, the plan carries a warning note). Under ``distributed`` (several processes) nothing is
+    chosen: the cached loss runs in one process only.
+    """
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    chosen = config.chunk_size is None
+    chunk = config.chunk_size or 0
+    if chosen and not distributed:
+        chunk = _fitting_chunk(config, shape, int(available * AUTO_CHUNK_SHARE))
+    estimate = estimate_finetune_memory(config, shape, chunk_size=chunk)
+    notes = []
+    if estimate.total_bytes > available:
+        advice = ("lower --batch-size/--group-size/--passage-max-length, or add --gradient-checkpointing"
+                  if chunk else "pass --chunk-size (the cached contrastive loss) or --gradient-checkpointing, or "
+                  "lower --batch-size/--group-size/--passage-max-length")
+        message = (f"this run needs about {estimate.total_bytes / GIB:.1f} GiB (estimated: "
+                   f"{estimate.tokens_in_graph:,} tokens in one graph) but {available / GIB:.1f} GiB are available; "
+                   f"{advice}")
+        if getattr(config, "memory_check", True):
+            raise UsageError(message + " (--no-memory-check starts it anyway)")
+        notes.append(message)
+    elif estimate.total_bytes > WARN_SHARE * available:
+        notes.append(f"this run may use {estimate.total_bytes / GIB:.1f} GiB of the {available / GIB:.1f} GiB "
+                     "available; other work on the machine could push it out of memory")
+    for note in notes:
+        logger.warning(note)
+    return MemoryPlan(chunk, estimate, available, chosen=chosen and chunk > 0, notes=tuple(notes))
+
+
+def _fitting_chunk(config: FinetuneConfig, shape: ModelShape, budget: int) -> int:
+    """0 when the whole batch fits in ``budget``; else the largest power-of-two chunk that does (at least 1)."""
+    if estimate_finetune_memory(config, shape, chunk_size=0).total_bytes <= budget:
+        return 0
+    texts = config.batch_size * (config.group_size or 1)
+    chunk = 1
+    while chunk * 2 < texts and estimate_finetune_memory(config, shape, chunk_size=chunk * 2).total_bytes <= budget:
+        chunk *= 2
+    return chunk
