@@ -152,7 +152,9 @@ KIND_RULES = {
                                      ("meta.json", "embeddings.npy", "ids.txt", "chunks", "progress.json",
                                       "shard-*", ".llara.lock")),
     OutputKind.FAISS_INDEX: _KindRule("an llara faiss index", "meta.json", ("index_type", "index_params"),
-                                      ("index", "docid", "meta.json", "whitening*")),
+                                      ("index", "docid", "meta.json", "whitening*",
+                                       "binary_thresholds.npy",  # index.quantized: a binary index's sign thresholds
+                                       "vectors.npy")),  # index.rescore_store: the float copy for rescoring
     OutputKind.BM25_INDEX: _KindRule("an llara BM25 index", "llara_bm25.json", ("kind", "corpus"), ("*",)),
     OutputKind.MODEL: _KindRule("an llara model", "llara_config.json", (), MODEL_ENTRIES),
 }
