@@ -1,8 +1,9 @@
 """``HybridSearcher``: BM25 and dense search fused in memory, as ``llara search --fuse bm25.trec dense.trec``
 fuses their run files (Pyserini's ``HybridSearcher`` in llara's terms).
 
-Each side retrieves ``depth`` documents; their scores are rounded to the 6 decimals a TREC run keeps, so the
-fusion sees exactly what ``llara search --fuse`` reads back from the two runs, and the fused lists equal that
+Each side retrieves ``depth`` documents; their scores pass through the TREC run's score format
+(:func:`llara_cli.data.runs.format_score`), so the fusion sees exactly what ``llara search --fuse`` reads back
+from the two runs, and the fused lists equal that
 command's run at ``--k depth`` (the robust BM25-anchored weight by default, or a tuned one:
 :mod:`llara_cli.search.anchored_fusion`).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from llara_cli.data.runs import format_score
 from llara_cli.errors import UsageError
 from llara_cli.search.anchored_fusion import ROBUST_DENSE_WEIGHT, anchored_fusion, anchored_weights
 from llara_cli.search.fusion import FUSION_DEPTH
@@ -18,14 +20,13 @@ from llara_cli.search.fusion import FUSION_DEPTH
 logger = logging.getLogger(__name__)
 
 Results = dict[str, list[tuple[str, float]]]
-RUN_SCORE_DECIMALS = 6  # what data.runs.format_run_lines writes
 SINGLE_QUERY_ID = "q"
 HYBRID_RUN_TAG = "llara-robust"
 
 
 def as_run_scores(results: Results) -> Results:
-    """Scores as a TREC run stores them (6 decimals), the precision ``llara search --fuse`` fuses."""
-    return {query_id: [(doc_id, float(f"{score:.{RUN_SCORE_DECIMALS}f}")) for doc_id, score in hits]
+    """Scores as a TREC run stores them, the precision ``llara search --fuse`` fuses."""
+    return {query_id: [(doc_id, float(format_score(score))) for doc_id, score in hits]
             for query_id, hits in results.items()}
 
 

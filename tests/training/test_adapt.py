@@ -163,10 +163,12 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tiny_model_dir, corpus, tmp_p
         with pytest.raises(error, match=message):
             run_adaptation(config)
         assert not config.out_dir.exists() and not config.run_dir.exists()
-    existing = tmp_path / "existing"
+    existing = tmp_path / "existing"  # an empty directory is a fine output; one holding anything else is not
     existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="--overwrite"):
         run_adaptation(settings(corpus, tiny_model_dir, existing))
+    assert (existing / "notes.txt").read_text() == "mine"
 
 
 def test_absent_7b_weights_fail_fast(corpus, tmp_path, monkeypatch):
