@@ -167,7 +167,7 @@ def _marker_holds(path: Path, keys: tuple[str, ...]) -> bool:
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or name.endswith(".lock"))
+    return name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock"))
 
 
 def _contains(outer: Path, inner: Path) -> bool:
