@@ -25,6 +25,8 @@ FILES_READ_FROM_DIRECTORIES = (
     "index", "docid", "meta.json", "embeddings.npy", "ids.txt", "llara_bm25.json",
 )
 ENTRIES_SHOWN = 5
+SYSTEM_ROOTS = (Path("/dev"), Path("/proc"), Path("/sys"))  # devices and kernel files: never an output
+SHARED_MEMORY = Path("/dev/shm")  # a tmpfs: an ordinary place for files
 
 
 def _same_path(first: Path, second: Path) -> bool:
@@ -55,6 +57,11 @@ def check_parent_is_directory(out: Path) -> None:
 def check_regular_target(out: Path) -> None:
     """Refuse an existing output that is not a regular file (a device, a FIFO, a socket, a ``/dev/std*`` link):
     replacing it by a file would destroy it (as root, ``/dev/null`` itself)."""
+    for path in (out.absolute(), out.resolve()):
+        if any(path == root or root in path.parents for root in SYSTEM_ROOTS) and not (
+                path == SHARED_MEMORY or SHARED_MEMORY in path.parents):
+            raise UsageError(f"{out} is under {path.parts[0]}{path.parts[1]}: llara writes its outputs as regular "
+                             "files, not into device or process paths")
     try:
         mode = out.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):

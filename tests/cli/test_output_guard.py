@@ -124,3 +124,19 @@ def test_a_search_rerun_removes_the_temp_run_a_killed_search_left(run_file, tmp_
     assert result.exit_code == 0, result.output
     assert out.is_file() and not left.exists() and other.exists()
     assert not (tmp_path / ".fused.trec.llara.lock").exists()
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "/dev/llara-new.trec", "/proc/self/fd/1"])
+def test_outputs_into_device_and_process_paths_are_refused(run_file, target):
+    run_file.with_name("b.trec").write_text(run_file.read_text())
+    result = invoke("search", "--fuse", run_file, "--fuse", run_file.with_name("b.trec"), "--out", target, "--overwrite")
+    assert_one_line_error(result, target, "not into device or process paths")
+    assert not os.path.exists("/dev/llara-new.trec")
+
+
+def test_a_run_with_a_control_character_id_names_its_line(collection, tmp_path):
+    run = tmp_path / "esc.trec"
+    run.write_text("q1 Q0 d1 1 2.0 a\nq1 Q0 d\x1b[2J 2 1.0 a\n")
+    result = invoke("evaluate", run, "--qrels", collection)
+    assert_one_line_error(result, f"{run}:2:", "U+001B")
+    assert "\x1b[2J" not in result.stderr
