@@ -49,7 +49,7 @@ def check_destination(config: TrainingRunConfig) -> None:
     out_dir = config.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} exists and is not a directory")
-    if out_dir.exists() and not config.overwrite and any(out_dir.iterdir()):
+    if out_dir.exists() and not config.overwrite:
         raise UsageError(f"{out_dir} already exists; pass --overwrite to replace it")
     check_output_directory(out_dir, OutputKind.MODEL, _input_paths(config), config.overwrite)
     for parent in out_dir.absolute().parents:
