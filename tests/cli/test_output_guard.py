@@ -140,3 +140,28 @@ def test_a_run_with_a_control_character_id_names_its_line(collection, tmp_path):
     result = invoke("evaluate", run, "--qrels", collection)
     assert_one_line_error(result, f"{run}:2:", "U+001B")
     assert "\x1b[2J" not in result.stderr
+
+
+def test_training_overwrite_replaces_its_own_model(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("the cell protein gene river city music\n" * 8)
+    out = tmp_path / "adapted"
+    arguments = ("adapt", "--corpus", corpus, "--model", tiny_model_dir, "--out", out, "--max-steps", "1",
+                 "--max-length", "48", "--batch-size", "2")
+    assert invoke(*arguments).exit_code == 0
+    first = tree(out)
+    result = invoke(*arguments, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert set(tree(out)) == set(first)
+
+
+def test_finetune_overwrite_replaces_its_own_adapter(tiny_model_dir, collection, run_file, tmp_path):
+    out = tmp_path / "ft"
+    arguments = ("finetune", "--train", collection, "--split", "test", "--negatives-from", run_file,
+                 "--model", tiny_model_dir, "--out", out, "--max-steps", "1", "--batch-size", "2",
+                 "--group-size", "1", "--lora-targets", "q_proj")
+    first = invoke(*arguments)
+    assert first.exit_code == 0, first.output
+    again = invoke(*arguments, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert (out / "adapter_model.safetensors").is_file()
