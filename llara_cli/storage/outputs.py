@@ -7,13 +7,13 @@ import fnmatch
 import json
 import logging
 import shutil
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import check_regular_target
 from llara_cli.storage.locks import sibling_lock
 
 logger = logging.getLogger(__name__)
@@ -25,8 +25,6 @@ FILES_READ_FROM_DIRECTORIES = (
     "index", "docid", "meta.json", "embeddings.npy", "ids.txt", "llara_bm25.json",
 )
 ENTRIES_SHOWN = 5
-SYSTEM_ROOTS = (Path("/dev"), Path("/proc"), Path("/sys"))  # devices and kernel files: never an output
-SHARED_MEMORY = Path("/dev/shm")  # a tmpfs: an ordinary place for files
 
 
 def _same_path(first: Path, second: Path) -> bool:
@@ -52,28 +50,6 @@ def check_parent_is_directory(out: Path) -> None:
             if not parent.is_dir():
                 raise UsageError(f"cannot write {out}: {parent} is not a directory")
             return
-
-
-def check_regular_target(out: Path) -> None:
-    """Refuse an existing output that is not a regular file (a device, a FIFO, a socket, a ``/dev/std*`` link):
-    replacing it by a file would destroy it (as root, ``/dev/null`` itself)."""
-    for path in (out.absolute(), out.resolve()):
-        if any(path == root or root in path.parents for root in SYSTEM_ROOTS) and not (
-                path == SHARED_MEMORY or SHARED_MEMORY in path.parents):
-            raise UsageError(f"{out} is under {path.parts[0]}{path.parts[1]}: llara writes its outputs as regular "
-                             "files, not into device or process paths")
-    try:
-        mode = out.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    except OSError as error:
-        raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
-    if stat.S_ISDIR(mode):
-        return  # reported by the caller, which knows whether it writes a file or a directory
-    if not stat.S_ISREG(mode):
-        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-        raise UsageError(f"{out} is {kind}, not a regular file: llara writes its outputs as regular files only")
 
 
 def check_output_file(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool) -> None:
