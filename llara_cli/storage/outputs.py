@@ -118,7 +118,7 @@ class OutputKind(str, Enum):
 
 @dataclass(frozen=True)
 class _KindRule:
-    what: str  # "a llara faiss index", as messages say it
+    what: str  # "an llara faiss index", as messages say it
     marker: str  # the file llara writes into every such directory
     marker_keys: tuple[str, ...]  # fields the marker (JSON) must hold
     entries: tuple[str, ...]  # the names (glob patterns) such a directory may hold; anything else is foreign
@@ -128,7 +128,7 @@ MODEL_ENTRIES = (
     "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
     "special_tokens_map.json", "added_tokens.json", "chat_template*", "vocab*", "merges.txt", "*.model",
     "llara_config.json", "adapt_config.json", "finetune_config.json", "adapter_config.json", "train_log.jsonl",
-    "README.md", "checkpoints", "llara_fingerprint.json",
+    "README.md", "checkpoints",
 )
 KIND_RULES = {
     OutputKind.EMBEDDINGS: _KindRule("an llara embedding directory", "meta.json", ("side", "dim"),
