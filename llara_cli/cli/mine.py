@@ -8,7 +8,7 @@ import typer
 
 from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
 from llara_cli.errors import UsageError
-from llara_cli.storage.outputs import check_output_file
+from llara_cli.storage.outputs import check_output_file, writing_output_file
 
 
 @with_options(MINING_OPTIONS, "data_settings")
@@ -41,7 +41,8 @@ def mine(
     files = collection_files(train, **collection)
     settings = MiningSettings(seed=seed, **parts)  # skip, depth, num_negatives, min_relevance
     data = mine_training_data(files, run, settings)
-    write_training_file(out, data.examples)
+    with writing_output_file(out):  # removes the temp file a killed mine of this output left
+        write_training_file(out, data.examples)
     stats = data.stats
     typer.echo(f"{stats['queries']} queries, {stats['negatives']} negatives "
                f"({stats['queries_without_negatives']} queries without any) -> {out}")
