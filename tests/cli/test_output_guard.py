@@ -165,3 +165,18 @@ def test_finetune_overwrite_replaces_its_own_adapter(tiny_model_dir, collection,
     again = invoke(*arguments, "--overwrite")
     assert again.exit_code == 0, again.output
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_adapt_overwrite_refuses_the_directory_its_model_alias_resolves_to(tiny_model_dir, tmp_path, monkeypatch):
+    import llara_cli.model.resolve as resolve_module
+
+    monkeypatch.setitem(resolve_module.MODEL_ALIASES, "tiny-alias", resolve_module.ModelAlias(
+        name="tiny-alias", description="the tiny test model", how_to_obtain="tests", hub_repo="tests/tiny"))
+    monkeypatch.setattr(resolve_module, "_resolve_from_hub_cache", lambda repo_id, label: tiny_model_dir)
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("the cell protein gene river city music\n" * 4)
+    before = tree(tiny_model_dir)
+    result = invoke("adapt", "--corpus", corpus, "--model", "tiny-alias", "--out", tiny_model_dir, "--overwrite",
+                    "--max-steps", "1", "--max-length", "48")
+    assert_one_line_error(result, "would replace the input")
+    assert tree(tiny_model_dir) == before
