@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from tests.cli.test_hardened_io import assert_one_line_error, invoke, tree, write_embeddings
-from tests.cli.test_hardened_io import collection, run_file  # noqa: F401 - fixtures
+from tests.cli.test_hardened_io import collection, run_file  # pytest fixtures, shared
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, build_index, load_index
-from tests.cli.test_hardened_io import assert_one_line_error, collection, invoke, tree, write_embeddings  # noqa: F401
+from tests.cli.test_hardened_io import assert_one_line_error, invoke, write_embeddings
+from tests.cli.test_hardened_io import collection  # a pytest fixture, shared
 from tests.conftest import build_tiny_model
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import llara_cli.index.lucene_index as lucene_index
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.index import lucene_index
 from llara_cli.index.lucene_index import MANIFEST_FILE, build_bm25_index, read_manifest
 
 DOCS = [{"_id": f"d{number}", "text": f"protein cell river document {number}"} for number in range(12)]

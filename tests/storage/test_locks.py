@@ -50,7 +50,7 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
-def hold_lock_in_another_process(kind: str, target) -> subprocess.Popen:  # noqa: ANN001
+def hold_lock_in_another_process(kind: str, target) -> subprocess.Popen:
     """A live process holding ``output_lock`` (kind "directory") or ``sibling_lock`` on ``target``."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, kind, str(target)], stdout=subprocess.PIPE, text=True,
                               env=_environment())
