@@ -6,6 +6,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -172,7 +173,9 @@ def check_output_directory(out: str | Path, kind: OutputKind, inputs: Iterable[s
     for given in inputs:
         if given is not None and str(given) and Path(given).exists() and _contains(out, Path(given)):
             raise UsageError(f"output {out} would replace the input {given}: write it elsewhere")
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():  # replacing it would replace the link, not what it points to: say so
+        raise UsageError(f"{out} is a symbolic link (to {os.readlink(out)}): give the directory itself")
+    if out.exists() and not out.is_dir():
         check_regular_target(out)
         raise UsageError(f"{out}: exists and is not a directory")
     if not out.exists():
