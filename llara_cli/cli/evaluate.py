@@ -16,7 +16,7 @@ from llara_cli.data.runs import read_run
 from llara_cli.errors import UsageError
 from llara_cli.evaluation import DEFAULT_MEASURES, evaluate_runs, plot_report, split_measure_names
 from llara_cli.evaluation.plots import is_llara_plot
-from llara_cli.storage.outputs import check_output_file
+from llara_cli.storage.outputs import check_output_file, writing_output_file
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -180,7 +180,8 @@ def evaluate(
     else:
         print_table(report_table(report))
     if plot is not None:
-        written = plot_report(report, plot)
+        with writing_output_file(plot):  # removes the temp file a killed plot of this output left
+            written = plot_report(report, plot)
         stderr.print(f"wrote {escape(str(written))}")
 
 

@@ -8,7 +8,7 @@ import typer
 
 from llara_cli.cli.options import MINING_OPTIONS, OutFileOpt, OverwriteOpt, SeedOpt, run_default, with_options
 from llara_cli.errors import UsageError
-from llara_cli.storage.outputs import check_output_file
+from llara_cli.storage.outputs import check_output_file, writing_output_file
 
 
 @with_options(MINING_OPTIONS, "data_settings")
@@ -43,7 +43,8 @@ def mine(
     files = collection_files(train, **collection)
     settings = MiningSettings(seed=seed, **parts)  # skip, depth, num_negatives, min_relevance
     data = mine_training_data(files, run, settings)
-    write_training_file(out, data.examples)
+    with writing_output_file(out):  # removes the temp file a killed mine of this output left
+        write_training_file(out, data.examples)
     stats = data.stats
     dropped = (f", {stats['dropped_by_margin']} candidates within the margin of a positive dropped"
                if "dropped_by_margin" in stats else "")

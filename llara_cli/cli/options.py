@@ -90,7 +90,7 @@ DimOpt = Annotated[Optional[int], typer.Option(
     "truncation, lossless-ish for a model finetuned with --mrl-dims; recorded in meta.json.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
 OutFileOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output that llara wrote for this command (never an input, a foreign directory or a special file).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, sampling).")]
 
 # ---------------------------------------------------------------------------------------- collections, qrels

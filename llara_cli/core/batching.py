@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from llara_cli.core.losses import IGNORE_INDEX
-from llara_cli.errors import UsageError
 from llara_cli.core.prompts import PromptedSequence, PromptFormat, Segment, Side
+from llara_cli.errors import UsageError
 
 PADDING_SIDES = ("right", "left")
 SIDE_INPUT_KEYS = ("input_ids", "segment_ids")  # what a side batch holds besides its pool mask

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from llara_cli.data.records import check_no_control
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import atomic_write, iter_jsonl
 
@@ -180,12 +181,15 @@ def parse_training_record(record: Mapping[str, Any], where: str) -> TrainingExam
         raise UsageError(f"{where}: the query must be a non-empty string")
     id_field = _first_present(record, QUERY_ID_FIELDS)
     query_id = None if id_field is None or record[id_field] is None else str(record[id_field])
+    check_no_control(query_id, where, "query")
     if _first_present(record, POSITIVE_FIELDS) is None:
         raise UsageError(f"{where}: no positives (expected 'pos' or 'positive_passages')")
     positives = _parse_passages(record, POSITIVE_FIELDS, where)
     if not positives:
         raise UsageError(f"{where}: empty 'pos': every query needs at least one positive passage")
     negatives = _parse_passages(record, NEGATIVE_FIELDS, where)
+    for passage in (*positives, *negatives):
+        check_no_control(passage.doc_id, where, "passage")
     return TrainingExample(query_id, query, positives, negatives)
 
 

@@ -49,6 +49,15 @@ def check_id(record_id: str, where: str, what: str = "") -> str:
     return record_id
 
 
+def check_no_control(record_id: str | None, where: str, what: str = "") -> str | None:
+    """Return ``record_id`` (or None) unless it holds a control character (ids a format allows to hold spaces)."""
+    control = CONTROL_CHARACTER.search(record_id) if record_id is not None else None
+    if control is not None:
+        raise UsageError(f"{where}: {what + ' ' if what else ''}id {record_id!r} contains the control character "
+                         f"U+{ord(control.group()):04X}")
+    return record_id
+
+
 def check_new_pair(seen: set[tuple[str, str]], query_id: str, doc_id: str, where: str, problem: str) -> None:
     """Remember ``(query_id, doc_id)``, or raise ``where: problem`` when this file already had the pair."""
     if (query_id, doc_id) in seen:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from llara_cli.data.records import check_new_pair, id_problem
+from llara_cli.data.records import CONTROL_CHARACTER, check_id, check_new_pair, id_problem
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import atomic_write, iter_lines
 
@@ -85,6 +85,9 @@ def read_run(path: str | Path) -> list[ScoredDoc]:
                 f"{path}:{line_number}: expected 6 columns 'qid Q0 docid rank score tag', got {len(fields)}"
             )
         query_id, _q0, doc_id, rank, score, _tag = fields
+        if CONTROL_CHARACTER.search(line):  # one search per line; the ids are checked only when it finds one
+            check_id(query_id, f"{path}:{line_number}", "query")
+            check_id(doc_id, f"{path}:{line_number}", "document")
         try:
             int(rank)
         except ValueError:

@@ -35,7 +35,7 @@ META_FILE = "meta.json"
 VECTOR_DTYPE = "float32"
 STORE_DTYPES = {"fp32": "float32", "fp16": "float16"}  # --store-dtype -> numpy dtype of embeddings.npy
 # Fields that must agree between shards merged into one index (and between queries and an index).
-COMPATIBILITY_FIELDS = ("model", "prompt_family", "pooling", "side", "dim", "normalize")
+COMPATIBILITY_FIELDS = ("model", "prompt_family", "pooling", "side", "dim", "normalize", "weights_fingerprint")
 # Shards of one corpus must also come from the same corpus file and the same split into shards.
 SHARD_FIELDS = ("source_sha256", "shard_num")
 EXAMPLES_SHOWN = 5

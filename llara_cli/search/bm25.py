@@ -139,7 +139,8 @@ def _batch_search(index_dir: Path, queries: Sequence[Query], k: int, k1: float, 
     try:
         lucene = _LuceneBm25(index_dir, k1, b)
     except JavaException as error:
-        raise LlaraError(f"cannot open the Lucene index {index_dir}: {java_error_message(error)}") from None
+        raise LlaraError(f"cannot open the Lucene index {index_dir}: {java_error_message(error)}"
+                         f"{damaged_hint(error)}") from None
     workers = min(threads, len(queries))
     try:
         if workers == 1:
@@ -152,9 +153,16 @@ def _batch_search(index_dir: Path, queries: Sequence[Query], k: int, k1: float, 
                 results.update(future.result())
         return results
     except JavaException as error:
-        raise LlaraError(f"BM25 search of {index_dir} failed: {java_error_message(error)}") from None
+        raise LlaraError(f"BM25 search of {index_dir} failed: {java_error_message(error)}{damaged_hint(error)}") from None
     finally:
         lucene.close()
+
+
+def damaged_hint(error: Exception) -> str:
+    """What to do when Lucene reports a damaged index: llara rebuilds a missing index on the next run."""
+    if "CorruptIndexException" in str(error) or "IndexFormatTooOld" in str(error):
+        return "; the index is damaged: delete that directory and run again (llara rebuilds it from the corpus)"
+    return ""
 
 
 class Bm25Searcher:

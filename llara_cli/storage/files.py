@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ GZIP_SUFFIX = ".gz"
 DEFAULT_FILE_MODE = 0o666  # like open(): the umask decides, not mkstemp's private 0600
 BYTE_ORDER_MARK = "\ufeff"  # some editors start UTF-8 files with it; every reader drops it
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SYSTEM_ROOTS = (Path("/dev"), Path("/proc"), Path("/sys"))  # devices and kernel files: never an output
+SHARED_MEMORY = Path("/dev/shm")  # a tmpfs: an ordinary place for files
 SHORT_WRITE_WORDS = ("requested and", "written")  # numpy's tofile() message for a short write (disk full)
 
 
@@ -80,6 +83,30 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield line_number, record
 
 
+def check_regular_target(out: str | Path) -> None:
+    """Refuse an output that is not, or would not be, a regular file: a device, a FIFO, a socket, a link to one
+    (``/dev/stdout``), any path under ``/dev`` (but ``/dev/shm``), ``/proc`` or ``/sys``. Replacing one by a file
+    would destroy it (as root, ``/dev/null`` itself)."""
+    out = Path(out)
+    for path in (out.absolute(), out.resolve()):
+        if any(path == root or root in path.parents for root in SYSTEM_ROOTS) and not (
+                path == SHARED_MEMORY or SHARED_MEMORY in path.parents):
+            raise UsageError(f"{out} is under {path.parts[0]}{path.parts[1]}: llara writes its outputs as regular "
+                             "files, not into device or process paths")
+    try:
+        mode = out.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        return  # reported by the caller, which knows whether it writes a file or a directory
+    if not stat.S_ISREG(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise UsageError(f"{out} is {kind}, not a regular file: llara writes its outputs as regular files only")
+
+
 def write_error(path: str | Path, error: OSError) -> LlaraError:
     """The one-line error for a failed write; a full disk (or quota) says so and names the directory."""
     path = Path(path)
@@ -97,6 +124,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     ``mode`` is ``"w"`` (UTF-8 text) or ``"wb"``; a ``.gz`` target is gzip-compressed.
     """
     path = Path(path)
+    check_regular_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -7,8 +7,10 @@ holder's pid only to name it in the refusal."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +51,15 @@ def _acquire(lock: Path, target: Path) -> int:
     """An open descriptor of ``lock`` holding its exclusive ``flock``; a live holder is refused."""
     while True:
         try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_RDWR, LOCK_FILE_MODE)
+            # never through a symlink (a planted link would have the pid written over its target), never a FIFO
+            descriptor = os.open(lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK, LOCK_FILE_MODE)
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise LlaraError(f"{lock} is a symbolic link, not llara's lock file: remove it") from None
             raise LlaraError(f"cannot write in {lock.parent}: {error.strerror or error}") from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise LlaraError(f"{lock} is not a regular file, not llara's lock file: remove it")
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -6,14 +6,15 @@ import contextlib
 import fnmatch
 import json
 import logging
+import os
 import shutil
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import check_regular_target
 from llara_cli.storage.locks import sibling_lock
 
 logger = logging.getLogger(__name__)
@@ -50,23 +51,6 @@ def check_parent_is_directory(out: Path) -> None:
             if not parent.is_dir():
                 raise UsageError(f"cannot write {out}: {parent} is not a directory")
             return
-
-
-def check_regular_target(out: Path) -> None:
-    """Refuse an existing output that is not a regular file (a device, a FIFO, a socket, a ``/dev/std*`` link):
-    replacing it by a file would destroy it (as root, ``/dev/null`` itself)."""
-    try:
-        mode = out.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    except OSError as error:
-        raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
-    if stat.S_ISDIR(mode):
-        return  # reported by the caller, which knows whether it writes a file or a directory
-    if not stat.S_ISREG(mode):
-        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-        raise UsageError(f"{out} is {kind}, not a regular file: llara writes its outputs as regular files only")
 
 
 def check_output_file(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool) -> None:
@@ -135,7 +119,7 @@ class OutputKind(str, Enum):
 
 @dataclass(frozen=True)
 class _KindRule:
-    what: str  # "a llara faiss index", as messages say it
+    what: str  # "an llara faiss index", as messages say it
     marker: str  # the file llara writes into every such directory
     marker_keys: tuple[str, ...]  # fields the marker (JSON) must hold
     entries: tuple[str, ...]  # the names (glob patterns) such a directory may hold; anything else is foreign
@@ -145,7 +129,7 @@ MODEL_ENTRIES = (
     "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
     "special_tokens_map.json", "added_tokens.json", "chat_template*", "vocab*", "merges.txt", "*.model",
     "llara_config.json", "adapt_config.json", "finetune_config.json", "adapter_config.json", "train_log.jsonl",
-    "README.md", "checkpoints", "llara_fingerprint.json",
+    "README.md", "checkpoints",
 )
 KIND_RULES = {
     OutputKind.EMBEDDINGS: _KindRule("an llara embedding directory", "meta.json", ("side", "dim"),
@@ -169,7 +153,7 @@ def _marker_holds(path: Path, keys: tuple[str, ...]) -> bool:
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or name.endswith(".lock"))
+    return name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock"))
 
 
 def _contains(outer: Path, inner: Path) -> bool:
@@ -191,7 +175,9 @@ def check_output_directory(out: str | Path, kind: OutputKind, inputs: Iterable[s
     for given in inputs:
         if given is not None and str(given) and Path(given).exists() and _contains(out, Path(given)):
             raise UsageError(f"output {out} would replace the input {given}: write it elsewhere")
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():  # replacing it would replace the link, not what it points to: say so
+        raise UsageError(f"{out} is a symbolic link (to {os.readlink(out)}): give the directory itself")
+    if out.exists() and not out.is_dir():
         check_regular_target(out)
         raise UsageError(f"{out}: exists and is not a directory")
     if not out.exists():

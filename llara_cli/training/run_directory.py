@@ -37,9 +37,20 @@ INPUT_FIELDS = ("corpus", "train", "queries", "qrels", "negatives_from", "model"
 
 
 def _input_paths(config: TrainingRunConfig) -> list[Path]:
-    """The local files and directories a training run reads (its model too, when it is a directory)."""
-    values = (getattr(config, name, None) for name in INPUT_FIELDS)
-    return [Path(value).expanduser() for value in values if value and Path(str(value)).expanduser().exists()]
+    """The local files and directories a training run reads: its model too, an alias or hub id as the directory
+    it resolves to (an ``--out`` onto the cached model is refused like one onto a model directory)."""
+    from llara_cli.model.files import is_peft_adapter_dir
+    from llara_cli.model.resolve import resolve_model
+
+    values = [getattr(config, name, None) for name in INPUT_FIELDS]
+    paths = [Path(str(value)).expanduser() for value in values if value and Path(str(value)).expanduser().exists()]
+    model = getattr(config, "model", None)
+    if model and not Path(str(model)).expanduser().exists() and not is_peft_adapter_dir(model):
+        try:
+            paths.append(resolve_model(str(model)))
+        except LlaraError:
+            pass  # reported where the model is loaded, with its own message
+    return paths
 
 
 def check_destination(config: TrainingRunConfig) -> None:
@@ -49,7 +60,7 @@ def check_destination(config: TrainingRunConfig) -> None:
     out_dir = config.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} exists and is not a directory")
-    if out_dir.exists() and not config.overwrite and any(out_dir.iterdir()):
+    if out_dir.exists() and not config.overwrite:
         raise UsageError(f"{out_dir} already exists; pass --overwrite to replace it")
     check_output_directory(out_dir, OutputKind.MODEL, _input_paths(config), config.overwrite)
     for parent in out_dir.absolute().parents:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from tests.cli.test_hardened_io import assert_one_line_error, invoke, tree, write_embeddings
-from tests.cli.test_hardened_io import collection, run_file  # noqa: F401 - fixtures
+from tests.cli.test_hardened_io import collection, run_file  # pytest fixtures, shared
 
 
 @pytest.fixture
@@ -124,3 +124,59 @@ def test_a_search_rerun_removes_the_temp_run_a_killed_search_left(run_file, tmp_
     assert result.exit_code == 0, result.output
     assert out.is_file() and not left.exists() and other.exists()
     assert not (tmp_path / ".fused.trec.llara.lock").exists()
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "/dev/llara-new.trec", "/proc/self/fd/1"])
+def test_outputs_into_device_and_process_paths_are_refused(run_file, target):
+    run_file.with_name("b.trec").write_text(run_file.read_text())
+    result = invoke("search", "--fuse", run_file, "--fuse", run_file.with_name("b.trec"), "--out", target, "--overwrite")
+    assert_one_line_error(result, target, "not into device or process paths")
+    assert not os.path.exists("/dev/llara-new.trec")
+
+
+def test_a_run_with_a_control_character_id_names_its_line(collection, tmp_path):
+    run = tmp_path / "esc.trec"
+    run.write_text("q1 Q0 d1 1 2.0 a\nq1 Q0 d\x1b[2J 2 1.0 a\n")
+    result = invoke("evaluate", run, "--qrels", collection)
+    assert_one_line_error(result, f"{run}:2:", "U+001B")
+    assert "\x1b[2J" not in result.stderr
+
+
+def test_training_overwrite_replaces_its_own_model(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("the cell protein gene river city music\n" * 8)
+    out = tmp_path / "adapted"
+    arguments = ("adapt", "--corpus", corpus, "--model", tiny_model_dir, "--out", out, "--max-steps", "1",
+                 "--max-length", "48", "--batch-size", "2")
+    assert invoke(*arguments).exit_code == 0
+    first = tree(out)
+    result = invoke(*arguments, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert set(tree(out)) == set(first)
+
+
+def test_finetune_overwrite_replaces_its_own_adapter(tiny_model_dir, collection, run_file, tmp_path):
+    out = tmp_path / "ft"
+    arguments = ("finetune", "--train", collection, "--split", "test", "--negatives-from", run_file,
+                 "--model", tiny_model_dir, "--out", out, "--max-steps", "1", "--batch-size", "2",
+                 "--group-size", "1", "--lora-targets", "q_proj")
+    first = invoke(*arguments)
+    assert first.exit_code == 0, first.output
+    again = invoke(*arguments, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_adapt_overwrite_refuses_the_directory_its_model_alias_resolves_to(tiny_model_dir, tmp_path, monkeypatch):
+    import llara_cli.model.resolve as resolve_module
+
+    monkeypatch.setitem(resolve_module.MODEL_ALIASES, "tiny-alias", resolve_module.ModelAlias(
+        name="tiny-alias", description="the tiny test model", how_to_obtain="tests", hub_repo="tests/tiny"))
+    monkeypatch.setattr(resolve_module, "_resolve_from_hub_cache", lambda repo_id, label: tiny_model_dir)
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("the cell protein gene river city music\n" * 4)
+    before = tree(tiny_model_dir)
+    result = invoke("adapt", "--corpus", corpus, "--model", "tiny-alias", "--out", tiny_model_dir, "--overwrite",
+                    "--max-steps", "1", "--max-length", "48")
+    assert_one_line_error(result, "would replace the input")
+    assert tree(tiny_model_dir) == before

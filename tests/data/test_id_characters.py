@@ -48,3 +48,13 @@ def test_query_ids_holding_a_slash_keep_their_positives():
                                        {"topic/1": ["d/1"]}, {"topic/1": ["d2"]})
     assert [(example.query_id, [passage.doc_id for passage in example.positives]) for example in examples] == [
         ("topic/1", ["d/1"])]
+
+
+def test_a_training_line_with_a_control_character_id_names_its_line(tmp_path):
+    from llara_cli.data.finetune import read_training_file
+
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"query_id": "q1", "query": "a", "pos": ["b"]}) + "\n"
+                     + json.dumps({"query_id": "q\x1b2", "query": "a", "pos": ["b"]}) + "\n")
+    with pytest.raises(UsageError, match=rf"{train}:2: query id 'q\\x1b2' contains the control character U\+001B"):
+        list(read_training_file(train))

@@ -11,7 +11,8 @@ import pytest
 
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, build_index, load_index
-from tests.cli.test_hardened_io import assert_one_line_error, collection, invoke, tree, write_embeddings  # noqa: F401
+from tests.cli.test_hardened_io import assert_one_line_error, invoke, write_embeddings
+from tests.cli.test_hardened_io import collection  # a pytest fixture, shared
 from tests.conftest import build_tiny_model
 
 
@@ -68,3 +69,16 @@ def test_a_model_retrained_in_place_is_refused_naming_both_fingerprints(tiny_mod
     result = invoke("search", "--index", tmp_path / "index", "--queries", collection, "--out", tmp_path / "b.trec")
     assert_one_line_error(result, f"the weights of {model} changed", "retrained in place")
     assert not (tmp_path / "b.trec").exists()
+
+
+def test_shards_encoded_with_different_weights_are_not_merged(tmp_path):
+    from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+
+    for shard, fingerprint in ((0, "aaaa"), (1, "bbbb")):
+        vectors = np.eye(4, 8, k=shard, dtype=np.float32)  # (4, dim)
+        meta = EmbeddingMeta(model="m", prompt_family="paper", pooling="last8", side="passage", dim=8, max_length=64,
+                             normalize=True, count=4, source_sha256="abc", shard_id=shard, shard_num=2,
+                             extra={"weights_fingerprint": fingerprint})
+        save_embeddings(tmp_path / f"shard-{shard}", [f"d{shard}-{row}" for row in range(4)], vectors, meta)
+    with pytest.raises(UsageError, match="weights_fingerprint 'aaaa' vs 'bbbb'"):
+        build_index([tmp_path / "shard-0", tmp_path / "shard-1"], tmp_path / "index")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import llara_cli.index.lucene_index as lucene_index
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.index import lucene_index
 from llara_cli.index.lucene_index import MANIFEST_FILE, build_bm25_index, read_manifest
 
 DOCS = [{"_id": f"d{number}", "text": f"protein cell river document {number}"} for number in range(12)]
@@ -62,3 +62,17 @@ def test_a_damaged_cached_index_is_rebuilt_and_an_in_place_edit_is_noticed(tmp_p
     assert build_bm25_index(corpus, index, threads=1) == index
     assert (index / MANIFEST_FILE).stat().st_mtime_ns != rebuilt
     assert read_manifest(index)["corpus"]["sha256"] != manifest["corpus"]["sha256"]
+
+
+@pytest.mark.java
+def test_a_corrupted_index_file_of_the_same_size_is_named_when_searched(tmp_path):
+    from llara_cli.data.records import Query
+    from llara_cli.search.bm25 import bm25_search
+
+    index = build_bm25_index(write_corpus(tmp_path / "corpus.jsonl", DOCS), tmp_path / "index", threads=1)
+    fields_meta = next(index.glob("*.fdm"))  # Lucene checks this file's footer checksum when the index opens
+    data = bytearray(fields_meta.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    fields_meta.write_bytes(bytes(data))
+    with pytest.raises(LlaraError, match=rf"{index}.*CorruptIndexException.*{fields_meta.name}.*the index is damaged"):
+        bm25_search(index, [Query("q", "protein")], k=3)

@@ -33,3 +33,20 @@ def test_disk_full_during_a_write_is_a_clear_error(tmp_path, monkeypatch):
         with atomic_write(target) as handle:
             handle.write("new")
     assert target.read_text() == "previous"
+
+
+def test_atomic_write_never_replaces_a_special_file_or_writes_under_dev(tmp_path):
+    """Issue #28: the API's writers (``write_run``, ``write_json``...) hold the CLI's rule on special files."""
+    import os
+
+    from llara_cli.data.runs import write_run
+    from llara_cli.errors import UsageError
+    from llara_cli.storage.files import write_json
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="is a FIFO, not a regular file"):
+        write_json(fifo, {"a": 1})
+    with pytest.raises(UsageError, match="not into device or process paths"):
+        write_run("/dev/null", {"q1": [("d1", 1.0)]})
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

@@ -50,7 +50,7 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
-def hold_lock_in_another_process(kind: str, target) -> subprocess.Popen:  # noqa: ANN001
+def hold_lock_in_another_process(kind: str, target) -> subprocess.Popen:
     """A live process holding ``output_lock`` (kind "directory") or ``sibling_lock`` on ``target``."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, kind, str(target)], stdout=subprocess.PIPE, text=True,
                               env=_environment())
@@ -98,3 +98,22 @@ def test_the_lock_is_released_when_the_holder_is_killed(tmp_path):
     with sibling_lock(tmp_path / "index"):
         pass
     assert time.monotonic() - started < 5
+
+
+def test_a_planted_symlink_as_lock_file_is_refused_and_its_target_kept(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(LlaraError, match="is a symbolic link, not llara's lock file"):
+        with output_lock(tmp_path / "out"):
+            pass
+    assert victim.read_text() == "keep me"
+
+
+def test_a_fifo_as_lock_file_is_refused_without_blocking(tmp_path):
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / LOCK_FILE)
+    with pytest.raises(LlaraError, match="is not a regular file"):
+        with output_lock(tmp_path / "out"):
+            pass
