@@ -82,3 +82,17 @@ def test_shards_encoded_with_different_weights_are_not_merged(tmp_path):
         save_embeddings(tmp_path / f"shard-{shard}", [f"d{shard}-{row}" for row in range(4)], vectors, meta)
     with pytest.raises(UsageError, match="weights_fingerprint 'aaaa' vs 'bbbb'"):
         build_index([tmp_path / "shard-0", tmp_path / "shard-1"], tmp_path / "index")
+
+
+def test_a_large_index_file_is_checked_by_a_sampled_digest_that_still_catches_truncation(tmp_path, monkeypatch):
+    import llara_cli.index.integrity as integrity
+
+    monkeypatch.setattr(integrity, "FULL_HASH_MAX_BYTES", 1024)
+    big = tmp_path / "index"
+    big.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: sampled, not hashed whole
+    recorded = integrity.file_checksums(tmp_path, ["index"])
+    assert recorded["index"].startswith(integrity.SAMPLED_PREFIX)
+    integrity.check_checksums(tmp_path, {integrity.CHECKSUMS_KEY: recorded})  # unchanged: accepted
+    big.write_bytes(big.read_bytes()[:-1])
+    with pytest.raises(UsageError, match="differs from what `llara index` wrote"):
+        integrity.check_checksums(tmp_path, {integrity.CHECKSUMS_KEY: recorded})
