@@ -4,7 +4,7 @@
     python benchmarks/serve_load.py --max-requests 100 --cell-seconds 10
 
 Sizes (scaled to fit 10 minutes on a 2-core machine, and recorded in the JSON): BM25 over the whole SciFact
-corpus (5,183 documents); dense over a 1,000-document subset of it (every document judged for a test query,
+corpus (5,183 documents); dense over a 600-document subset of it (every document judged for a test query,
 then the corpus' first others), passages encoded at 128 tokens with the embedded model (``smollm2-135m``,
 ``--dtype auto``); queries are SciFact's 300 judged test queries, ``hits`` 10.
 
@@ -45,7 +45,7 @@ MODEL = "smollm2-135m"
 COLLECTION = "scifact"
 SPLIT = "test"
 HITS = 10
-SUBSET_DOCS = 1000
+SUBSET_DOCS = 600
 PASSAGE_TOKENS = 128
 CONCURRENCIES = (1, 8, 32)
 DEFAULT_MAX_REQUESTS = 300
@@ -85,7 +85,7 @@ def prepare(work: Path, data_dir: Path, dtype: str) -> dict[str, Path]:
     emb, index = work / "emb", work / "index"
     if not (emb / "meta.json").is_file():
         _llara("encode", str(subset), "--model", MODEL, "--max-length", str(PASSAGE_TOKENS), "--batch-size", "32",
-               "--dtype", dtype, "--out", str(emb))
+               "--chunk-size", "100", "--dtype", dtype, "--out", str(emb))
     if not (index / "meta.json").is_file():
         _llara("index", str(emb), "--out", str(index))
     return {"subset": subset, "emb": emb, "index": index}
