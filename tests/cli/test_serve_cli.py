@@ -88,3 +88,9 @@ def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(se
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_an_index_that_cannot_be_opened_is_refused_before_a_port_is_bound(tmp_path):
+    result = invoke("serve", "--dense", f"tiny={tmp_path / 'missing'}", "--port", "0")
+    assert result.exit_code == 2 and "missing" in result.output and "serving on" not in result.output
+    assert "Traceback" not in result.output
