@@ -51,6 +51,7 @@ CONCURRENCIES = (1, 8, 32)
 DEFAULT_MAX_REQUESTS = 300
 DEFAULT_CELL_SECONDS = 15.0
 HYBRID_DEPTH = 100
+WARMUP_QUERIES = 20
 MAX_BATCH = 32
 BATCH_WAIT_MS = 2.0
 START_TIMEOUT_S = 300
@@ -144,7 +145,8 @@ async def _load(base_url: str, index: str, texts: list[str], concurrency: int, m
                 else:
                     errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
 
-        await client.post(f"/v1/indexes/{index}/search", json={"query": texts[0], "hits": HITS})  # warm up
+        for text in texts[-WARMUP_QUERIES:]:  # warm up (the JVM's JIT, the allocator) on queries not timed first
+            await client.post(f"/v1/indexes/{index}/search", json={"query": text, "hits": HITS})
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
@@ -226,7 +228,8 @@ def pyserini_in_process(index_dir: Path, texts: list[str], max_requests: int) ->
 
     searcher = LuceneSearcher(str(index_dir))
     searcher.set_bm25(0.9, 0.4)
-    searcher.search(texts[0], HITS)
+    for text in texts[-WARMUP_QUERIES:]:
+        searcher.search(text, HITS)
     latencies = []
     started = time.perf_counter()
     for number in range(max_requests):
@@ -296,7 +299,7 @@ def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_i
     for name in ("milvus-flat", "milvus-hnsw"):
         engine = open_engine_index(work / name)
         try:
-            found, speed = searches(lambda vectors, ids: engine.search(vectors, ids, k=HITS))
+            found, speed = searches(lambda vectors, ids, engine=engine: engine.search(vectors, ids, k=HITS))
         finally:
             engine.close()
         same_top_k = sum([doc for doc, _ in found[q]] == [doc for doc, _ in exact[q]] for q in query_ids)
