@@ -193,3 +193,13 @@ def test_a_request_past_its_timeout_gets_504_and_is_not_encoded(served_collectio
             time.sleep(0.05)
         assert service.indexes["tiny"].batcher.stats.queries == 0  # the cancelled query was skipped
         assert service.health()["timed_out"] == 1
+
+
+def test_indexes_of_one_model_share_one_loaded_encoder(served_collection):
+    service = SearchService(ServeConfig(dense={"a": (served_collection["index"],), "b": (served_collection["index"],)},
+                                        dtype="fp32"))
+    try:
+        assert service.indexes["a"].searcher.encoder is service.indexes["b"].searcher.encoder
+        assert service.indexes["a"].batcher is not service.indexes["b"].batcher
+    finally:
+        service.close()
