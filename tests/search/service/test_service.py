@@ -203,3 +203,16 @@ def test_indexes_of_one_model_share_one_loaded_encoder(served_collection):
         assert service.indexes["a"].batcher is not service.indexes["b"].batcher
     finally:
         service.close()
+
+
+def test_one_query_at_a_time_serves_llara_searchs_batch_size_1_run_byte_for_byte_in_bf16(served_collection, tmp_path):
+    """Micro-batches pad a query among others, which can move a bf16 score in its 6th decimal; served one at a
+    time, dense runs equal `llara search --batch-size 1` byte for byte in any dtype (docs/serve.md)."""
+    assert invoke("search", "--index", served_collection["index"], "--queries", served_collection["collection"],
+                  "--out", tmp_path / "dense.trec", "--k", HITS, "--dtype", "bf16", "--batch-size", 1).exit_code == 0
+    service = SearchService(_config(served_collection, hybrid={}, bm25={}, dtype="bf16", max_batch=1))
+    with ServerThread(service) as base_url:
+        served = asyncio.run(_search_all(base_url, "tiny", HITS))
+    written = (tmp_path / "dense.trec").read_text()
+    order = list(dict.fromkeys(line.split()[0] for line in written.splitlines()))
+    assert _run_text({query_id: served[query_id] for query_id in order}, "llara-dense") == written
