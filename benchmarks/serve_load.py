@@ -4,9 +4,9 @@
     python benchmarks/serve_load.py --max-requests 100 --cell-seconds 10
 
 Sizes (scaled to fit 10 minutes on a 2-core machine, and recorded in the JSON): BM25 over the whole SciFact
-corpus (5,183 documents); dense over a 1,000-document subset of it (every document judged for a test query,
+corpus (5,183 documents); dense over a 600-document subset of it (every document judged for a test query,
 then the corpus' first others), passages encoded at 128 tokens with the embedded model (``smollm2-135m``,
-``--dtype auto``); queries are SciFact's 300 judged test queries, ``hits`` 10.
+``--dtype auto``); queries are the first ``--queries`` (100) of SciFact's 300 judged test queries, ``hits`` 10.
 
 * **Load**: ``llara serve`` runs in its own process on 127.0.0.1 (port chosen by the OS); a closed-loop client
   keeps ``concurrency`` requests in flight (1, 8, 32) until ``--max-requests`` are answered or ``--cell-seconds``
@@ -39,18 +39,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, THREADS, best_dtype, save_result  # noqa: E402
+from benchmarks._common import RESULTS_DIR, SHARED_DATA, THREADS, best_dtype, save_result  # noqa: E402
 
 MODEL = "smollm2-135m"
 COLLECTION = "scifact"
 SPLIT = "test"
 HITS = 10
-SUBSET_DOCS = 1000
+SUBSET_DOCS = 600
 PASSAGE_TOKENS = 128
 CONCURRENCIES = (1, 8, 32)
 DEFAULT_MAX_REQUESTS = 300
 DEFAULT_CELL_SECONDS = 15.0
 HYBRID_DEPTH = 100
+WARMUP_QUERIES = 3
+DEFAULT_QUERIES = 100
+PHASES = ("load", "baseline", "runs", "engine")
 MAX_BATCH = 32
 BATCH_WAIT_MS = 2.0
 START_TIMEOUT_S = 300
@@ -85,7 +88,7 @@ def prepare(work: Path, data_dir: Path, dtype: str) -> dict[str, Path]:
     emb, index = work / "emb", work / "index"
     if not (emb / "meta.json").is_file():
         _llara("encode", str(subset), "--model", MODEL, "--max-length", str(PASSAGE_TOKENS), "--batch-size", "32",
-               "--dtype", dtype, "--out", str(emb))
+               "--chunk-size", "100", "--dtype", dtype, "--out", str(emb))
     if not (index / "meta.json").is_file():
         _llara("index", str(emb), "--out", str(index))
     return {"subset": subset, "emb": emb, "index": index}
@@ -118,7 +121,7 @@ def stop_server(process: subprocess.Popen) -> int:
 
 
 def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
+    ordered = sorted(values) or [float("nan")]
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
@@ -129,7 +132,7 @@ async def _load(base_url: str, index: str, texts: list[str], concurrency: int, m
     latencies: list[float] = []
     errors: dict[str, int] = {}
     next_query = iter(range(max_requests))
-    deadline = time.perf_counter() + seconds
+    deadline = 0.0  # set once warmed up
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         async def worker() -> None:
@@ -144,8 +147,10 @@ async def _load(base_url: str, index: str, texts: list[str], concurrency: int, m
                 else:
                     errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
 
-        await client.post(f"/v1/indexes/{index}/search", json={"query": texts[0], "hits": HITS})  # warm up
+        for text in texts[-WARMUP_QUERIES:]:  # warm up (the JVM's JIT, the allocator) on queries not timed first
+            await client.post(f"/v1/indexes/{index}/search", json={"query": text, "hits": HITS})
         started = time.perf_counter()
+        deadline = started + seconds
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "wall_s": round(wall, 3),
@@ -154,14 +159,12 @@ async def _load(base_url: str, index: str, texts: list[str], concurrency: int, m
             "mean_ms": round(1000 * statistics.fmean(latencies), 2)}
 
 
-def load_cells(base_url: str, index: str, texts: list[str], max_requests: int, seconds: float) -> list[dict]:
-    cells = []
-    for concurrency in CONCURRENCIES:
-        cell = asyncio.run(_load(base_url, index, texts, concurrency, max_requests, seconds))
-        print(f"  {index:<14} c={concurrency:<3} {cell['qps']:>8.1f} QPS  p50 {cell['p50_ms']:>8.1f} ms  "
-              f"p99 {cell['p99_ms']:>8.1f} ms  ({cell['requests']} requests)", file=sys.stderr)
-        cells.append(cell)
-    return cells
+def load_cell(base_url: str, index: str, label: str, texts: list[str], concurrency: int, max_requests: int,
+              seconds: float) -> dict:
+    cell = asyncio.run(_load(base_url, index, texts, concurrency, max_requests, seconds))
+    print(f"  {label:<20} c={concurrency:<3} {cell['qps']:>8.1f} QPS  p50 {cell['p50_ms']:>8.1f} ms  "
+          f"p99 {cell['p99_ms']:>8.1f} ms  ({cell['requests']} requests)", file=sys.stderr, flush=True)
+    return cell
 
 
 async def _served_results(base_url: str, index: str, queries) -> dict:  # noqa: ANN001
@@ -185,15 +188,18 @@ def compare_runs(base_url: str, work: Path, paths: dict[str, Path], data_dir: Pa
 
     runs = work / "runs"
     runs.mkdir(exist_ok=True)
-    _llara("search", "--index", str(paths["index"]), "--queries", str(data_dir), "--split", SPLIT, "--k", str(HITS),
+    topics = runs / "queries.jsonl"
+    topics.write_text("".join(json.dumps({"_id": query.query_id, "text": query.text}) + "\n" for query in queries),
+                      encoding="utf-8")
+    _llara("search", "--index", str(paths["index"]), "--queries", str(topics), "--k", str(HITS),
            "--dtype", dtype, "--out", str(runs / "dense.trec"), "--overwrite")
-    _llara("search", "--bm25", "--corpus", str(data_dir), "--queries", str(data_dir), "--split", SPLIT,
+    _llara("search", "--bm25", "--corpus", str(data_dir), "--queries", str(topics),
            "--k", str(HYBRID_DEPTH), "--out", str(runs / "bm25-depth.trec"), "--overwrite")
-    _llara("search", "--index", str(paths["index"]), "--queries", str(data_dir), "--split", SPLIT,
+    _llara("search", "--index", str(paths["index"]), "--queries", str(topics),
            "--k", str(HYBRID_DEPTH), "--dtype", dtype, "--out", str(runs / "dense-depth.trec"), "--overwrite")
     _llara("search", "--fuse", str(runs / "bm25-depth.trec"), "--fuse", str(runs / "dense-depth.trec"),
            "--k", str(HYBRID_DEPTH), "--out", str(runs / "fused.trec"), "--overwrite")
-    _llara("search", "--bm25", "--corpus", str(data_dir), "--queries", str(data_dir), "--split", SPLIT,
+    _llara("search", "--bm25", "--corpus", str(data_dir), "--queries", str(topics),
            "--k", str(HITS), "--out", str(runs / "bm25.trec"), "--overwrite")
     report = {}
     for index, tag, expected_file in (("dense", "llara-dense", "dense.trec"), ("bm25", "bm25", "bm25.trec"),
@@ -226,7 +232,8 @@ def pyserini_in_process(index_dir: Path, texts: list[str], max_requests: int) ->
 
     searcher = LuceneSearcher(str(index_dir))
     searcher.set_bm25(0.9, 0.4)
-    searcher.search(texts[0], HITS)
+    for text in texts[-WARMUP_QUERIES:]:
+        searcher.search(text, HITS)
     latencies = []
     started = time.perf_counter()
     for number in range(max_requests):
@@ -296,7 +303,7 @@ def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_i
     for name in ("milvus-flat", "milvus-hnsw"):
         engine = open_engine_index(work / name)
         try:
-            found, speed = searches(lambda vectors, ids: engine.search(vectors, ids, k=HITS))
+            found, speed = searches(lambda vectors, ids, engine=engine: engine.search(vectors, ids, k=HITS))
         finally:
             engine.close()
         same_top_k = sum([doc for doc, _ in found[q]] == [doc for doc, _ in exact[q]] for q in query_ids)
@@ -315,6 +322,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS)
     parser.add_argument("--cell-seconds", type=float, default=DEFAULT_CELL_SECONDS)
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="Comma-separated phases to run (the others are kept from the saved JSON).")
+    parser.add_argument("--queries", type=int, default=DEFAULT_QUERIES, help="The first N judged test queries.")
     parser.add_argument("--work", type=Path, default=None, help="Keep the encoded subset and indexes here.")
     args = parser.parse_args()
 
@@ -323,7 +333,7 @@ def main() -> None:
 
     data_dir = SHARED_DATA / COLLECTION
     dtype = best_dtype()
-    queries = queries_for_search(data_dir, SPLIT)
+    queries = queries_for_search(data_dir, SPLIT)[:args.queries]
     texts = [query.text for query in queries]
     work_context = tempfile.TemporaryDirectory(prefix="llara-serve-load-") if args.work is None else None
     work = Path(work_context.name) if work_context else args.work
@@ -333,53 +343,84 @@ def main() -> None:
     bm25_index = build_bm25_index(data_dir)
     prepared_s = time.perf_counter() - started
 
-    result: dict = {"collection": COLLECTION, "split": SPLIT, "queries": len(queries), "hits": HITS,
-                    "model": MODEL, "dtype": dtype, "bm25_documents": "all (5183)",
-                    "dense_documents": SUBSET_DOCS, "passage_tokens": PASSAGE_TOKENS,
-                    "hybrid": {"method": "robust", "depth": HYBRID_DEPTH},
-                    "max_requests_per_cell": args.max_requests, "cell_seconds": args.cell_seconds,
-                    "server_threads": THREADS.threads, "client": "httpx, same machine, loopback",
-                    "prepare_s": round(prepared_s, 1), "load": {}}
+    phases = set(args.phases.split(","))
+    unknown = phases - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phase(s) {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    result: dict = {}
+    if phases != set(PHASES) and (RESULTS_DIR / "serve_load.json").is_file():  # keep the other phases' results
+        result = {key: value for key, value in json.loads((RESULTS_DIR / "serve_load.json").read_text()).items()
+                  if key not in ("load", "machine")}
+    result.update({"collection": COLLECTION, "split": SPLIT, "queries": len(queries), "hits": HITS,
+                   "model": MODEL, "dtype": dtype, "bm25_documents": "all (5183)",
+                   "dense_documents": SUBSET_DOCS, "passage_tokens": PASSAGE_TOKENS,
+                   "hybrid": {"method": "robust", "depth": HYBRID_DEPTH},
+                   "max_requests_per_cell": args.max_requests, "cell_seconds": args.cell_seconds,
+                   "server_threads": THREADS.threads, "client": "httpx, same machine, loopback",
+                   "prepare_s": round(prepared_s, 1)})
+    result.setdefault("phases_measured", {})
     common = ["--dtype", dtype, "--timeout", str(REQUEST_TIMEOUT_S), "--max-pending", "1024"]
-    process, base_url = start_server(["--dense", f"dense={paths['index']}", "--bm25", f"bm25={data_dir}",
-                                      "--hybrid", "hybrid=bm25,dense", "--fusion-depth", str(HYBRID_DEPTH),
-                                      "--max-batch", str(MAX_BATCH), "--batch-wait-ms", str(BATCH_WAIT_MS), *common])
-    try:
-        print("llara serve (micro-batched):", file=sys.stderr)
-        for index in ("bm25", "dense", "hybrid"):
-            result["load"][index if index != "dense" else "dense_batched"] = load_cells(
-                base_url, index, texts, args.max_requests, args.cell_seconds)
-        result["runs_equal_llara_search"] = compare_runs(base_url, work, paths, data_dir, queries, dtype)
-    finally:
-        result["server_exit_status_on_sigterm"] = stop_server(process)
-    process, base_url = start_server(["--dense", f"dense={paths['index']}", "--max-batch", "1", *common])
-    try:
-        print("llara serve (one query at a time):", file=sys.stderr)
-        result["load"]["dense_one_at_a_time"] = load_cells(base_url, "dense", texts, args.max_requests,
-                                                           args.cell_seconds)
-    finally:
-        stop_server(process)
-    result["pyserini_lucene_searcher_in_process"] = pyserini_in_process(bm25_index, texts, args.max_requests)
-    result["pyserini_rest_server"] = pyserini_rest_probe()
+    batched_args = ["--dense", f"dense={paths['index']}", "--bm25", f"bm25={data_dir}", "--hybrid", "hybrid=bm25,dense",
+                    "--fusion-depth", str(HYBRID_DEPTH), "--max-batch", str(MAX_BATCH), "--batch-wait-ms",
+                    str(BATCH_WAIT_MS), *common]
 
-    batched = {cell["concurrency"]: cell for cell in result["load"]["dense_batched"]}
-    alone = {cell["concurrency"]: cell for cell in result["load"]["dense_one_at_a_time"]}
-    bm25_c1 = result["load"]["bm25"][0]
-    result["ratios"] = {
-        "dense_qps_batched_over_one_at_a_time_c32": round(batched[32]["qps"] / alone[32]["qps"], 2),
-        "dense_qps_batched_over_one_at_a_time_c8": round(batched[8]["qps"] / alone[8]["qps"], 2),
-        "bm25_served_p50_over_pyserini_in_process_p50_c1": round(
-            bm25_c1["p50_ms"] / result["pyserini_lucene_searcher_in_process"]["p50_ms"], 2),
-    }
+    def done(phase: str) -> None:  # saved after every phase: a run cut short keeps what it measured
+        result["phases_measured"][phase] = time.strftime("%Y-%m-%d %H:%M")
+        _add_ratios(result)
+        save_result("serve_load", result)
 
-    from llara_cli.search.dense import DenseSearcher
+    if "load" in phases:  # both servers up at once; cells interleaved, so drifting machine load hits all alike
+        result["load_cells"] = {"bm25": [], "dense_batched": [], "dense_one_at_a_time": [], "hybrid": []}
+        batched_server, batched_url = start_server(batched_args)
+        alone_server, alone_url = start_server(["--dense", f"dense={paths['index']}", "--max-batch", "1", *common])
+        try:
+            for concurrency in CONCURRENCIES:
+                if concurrency == 1:  # the in-process ceiling, measured right beside the served BM25 cell
+                    result["pyserini_lucene_searcher_in_process"] = pyserini_in_process(bm25_index, texts,
+                                                                                        args.max_requests)
+                for key, url, index in (("bm25", batched_url, "bm25"), ("dense_batched", batched_url, "dense"),
+                                        ("dense_one_at_a_time", alone_url, "dense"), ("hybrid", batched_url, "hybrid")):
+                    result["load_cells"][key].append(load_cell(url, index, key, texts, concurrency,
+                                                               args.max_requests, args.cell_seconds))
+        finally:
+            result["server_exit_status_on_sigterm"] = stop_server(batched_server)
+            stop_server(alone_server)
+        done("load")
+    if "baseline" in phases:
+        result["pyserini_rest_server"] = pyserini_rest_probe()
+        done("baseline")
+    if "runs" in phases:
+        process, base_url = start_server(batched_args)
+        try:
+            result["runs_equal_llara_search"] = compare_runs(base_url, work, paths, data_dir, queries, dtype)
+        finally:
+            stop_server(process)
+        done("runs")
+    if "engine" in phases:
+        from llara_cli.search.dense import DenseSearcher
 
-    searcher = DenseSearcher(paths["index"], dtype=dtype)
-    vectors = searcher.encode_queries(texts)  # (n_queries, dim)
-    result["engine"] = engine_comparison(work, paths, vectors, [query.query_id for query in queries])
-    save_result("serve_load", result)
+        searcher = DenseSearcher(paths["index"], dtype=dtype)
+        vectors = searcher.encode_queries(texts)  # (n_queries, dim)
+        result["engine"] = engine_comparison(work, paths, vectors, [query.query_id for query in queries])
+        done("engine")
     if work_context:
         work_context.cleanup()
+
+
+def _add_ratios(result: dict) -> None:
+    cells = result.get("load_cells", {})
+    ratios = {}
+    if "dense_batched" in cells and "dense_one_at_a_time" in cells:
+        batched = {cell["concurrency"]: cell for cell in cells["dense_batched"]}
+        alone = {cell["concurrency"]: cell for cell in cells["dense_one_at_a_time"]}
+        for concurrency in CONCURRENCIES:
+            ratios[f"dense_qps_batched_over_one_at_a_time_c{concurrency}"] = round(
+                batched[concurrency]["qps"] / alone[concurrency]["qps"], 2)
+    baseline = result.get("pyserini_lucene_searcher_in_process")
+    if "bm25" in cells and baseline:
+        ratios["bm25_served_p50_over_pyserini_in_process_p50_c1"] = round(cells["bm25"][0]["p50_ms"] /
+                                                                          baseline["p50_ms"], 2)
+    result["ratios"] = ratios
 
 
 if __name__ == "__main__":

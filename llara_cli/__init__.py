@@ -31,6 +31,7 @@ _EXPORTS = {
     # search
     "DenseSearcher": "llara_cli.search.dense",
     "Bm25Searcher": "llara_cli.search.bm25",
+    "HybridSearcher": "llara_cli.search.hybrid",
     "FusionMethod": "llara_cli.search.run_fusion",
     "fuse_run_files": "llara_cli.search.run_fusion",
     # evaluation

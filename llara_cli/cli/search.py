@@ -11,6 +11,7 @@ from llara_cli.cli.options import (
     TrustRemoteCodeOpt, at_most, finite,
 )
 from llara_cli.errors import UsageError
+from llara_cli.index.engines import Engine
 from llara_cli.search.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
 from llara_cli.search.run_fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.search.fusion import RRF_K as DEFAULT_RRF_K
@@ -22,7 +23,7 @@ def search(
     out: OutFileOpt,
     queries: QueriesOpt = None,
     index: Annotated[Optional[list[Path]], typer.Option("--index", "-i", help="Dense: an index built by `llara index`; repeat it for index shards (or give a directory of shards), searched one at a time and merged exactly.")] = None,
-    engine: Annotated[Optional[str], typer.Option("--engine", help="Dense: the --index is an external engine's (`llara index --engine milvus`); detected from the directory, this makes sure of it.")] = None,
+    engine: Annotated[Optional[Engine], typer.Option("--engine", help="Dense: the --index is an external engine's (`llara index --engine milvus`); detected from the directory, this makes sure of it.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
     bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from llara_cli.cli.options import DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, TrustRemoteCodeOpt
+from llara_cli.errors import UsageError
 from llara_cli.search.fusion import FUSION_DEPTH
 from llara_cli.search.service.config import (
     API_KEY_ENV, DEFAULT_BATCH_WAIT_MS, DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HITS,
@@ -54,22 +55,18 @@ def serve(
     from llara_cli.search.service.server import run_server
     from llara_cli.search.service.service import SearchService
 
-    dense_indexes = {}
-    for value in dense or []:
-        name, path = parse_named(value, "--dense")
-        dense_indexes[name] = (Path(path),)
-    bm25_indexes = dict(parse_named(value, "--bm25") for value in bm25 or [])
+    named = [*(("dense", *parse_named(value, "--dense")) for value in dense or []),
+             *(("bm25", *parse_named(value, "--bm25")) for value in bm25 or []),
+             *(("hybrid", parse_hybrid(value, fusion_depth)[0], value) for value in hybrid or [])]
+    names = [name for _kind, name, _value in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"index name(s) {', '.join(repeated)} given twice")
+    dense_indexes = {name: (Path(value),) for kind, name, value in named if kind == "dense"}
+    bm25_indexes = {name: Path(value) for kind, name, value in named if kind == "bm25"}
     hybrids: dict[str, HybridSpec] = dict(parse_hybrid(value, fusion_depth) for value in hybrid or [])
-    names = [*dense_indexes, *bm25_indexes, *hybrids]
-    counted = [*(parse_named(value, "--dense")[0] for value in dense or []),
-               *(parse_named(value, "--bm25")[0] for value in bm25 or []),
-               *(parse_named(value, "--hybrid")[0] for value in hybrid or [])]
-    if len(counted) != len(names):
-        from llara_cli.errors import UsageError
-
-        raise UsageError(f"an index name is given twice: {', '.join(sorted({n for n in counted if counted.count(n) > 1}))}")
     api_key = os.environ.get(API_KEY_ENV) or None
-    config = ServeConfig(dense=dense_indexes, bm25={name: Path(path) for name, path in bm25_indexes.items()},
+    config = ServeConfig(dense=dense_indexes, bm25=bm25_indexes,
                          hybrid=hybrids, documents=documents, host=host, port=port, api_key=api_key, model=model,
                          dtype=resolve_dtype(dtype), max_length=max_length, trust_remote_code=trust_remote_code,
                          max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending, timeout_s=timeout,

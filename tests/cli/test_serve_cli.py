@@ -36,7 +36,7 @@ def test_serve_usage_errors_are_one_line(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
-def _start_server(served_collection) -> tuple[subprocess.Popen, str]:
+def _start_server(served_collection) -> tuple[subprocess.Popen, str]:  # noqa: F811
     command = [sys.executable, "-m", "llara_cli", "serve", "--dense", f"tiny={served_collection['index']}",
                "--bm25", f"tiny-bm25={served_collection['corpus']}", "--hybrid", "both=tiny-bm25,tiny",
                "--fusion-depth", "4", "--port", "0", "--dtype", "fp32", "--max-batch", "64",
@@ -55,7 +55,7 @@ def _start_server(served_collection) -> tuple[subprocess.Popen, str]:
 
 @pytest.mark.slow
 @pytest.mark.java
-def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(served_collection):
+def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(served_collection):  # noqa: F811
     httpx = pytest.importorskip("httpx")
     process, base_url = _start_server(served_collection)
     try:
@@ -88,3 +88,9 @@ def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(se
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_an_index_that_cannot_be_opened_is_refused_before_a_port_is_bound(tmp_path):
+    result = invoke("serve", "--dense", f"tiny={tmp_path / 'missing'}", "--port", "0")
+    assert result.exit_code == 2 and "missing" in result.output and "serving on" not in result.output
+    assert "Traceback" not in result.output

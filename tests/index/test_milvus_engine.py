@@ -14,6 +14,7 @@ from tests.search.service.conftest import served_collection  # noqa: F401 - a fi
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
+pytestmark = pytest.mark.slow  # the embedded Milvus starts a gRPC server per collection file
 
 
 @pytest.fixture(scope="module")

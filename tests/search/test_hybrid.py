@@ -32,6 +32,7 @@ def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_
     hybrid.bm25.close()
 
 
+@pytest.mark.java
 def test_bm25_searcher_keeps_its_index_open_and_answers_as_batch_search(served_collection):  # noqa: F811
     searcher = Bm25Searcher(served_collection["corpus"])
     texts, ids = list(ALL_QUERIES.values()), list(ALL_QUERIES)

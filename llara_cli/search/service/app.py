@@ -170,16 +170,17 @@ def create_app(service: SearchService, *, close_on_shutdown: bool = True) -> Fas
     app.add_middleware(_BodyLimit, limit=service.config.max_body_bytes)
     api_key = service.config.api_key
 
-    @app.middleware("http")
-    async def check_api_key(request: Request, call_next):  # noqa: ANN202
-        if api_key and request.url.path not in OPEN_PATHS:
-            given = request.headers.get(API_KEY_HEADER) or ""
-            bearer = request.headers.get("authorization", "")
-            if bearer.lower().startswith("bearer "):
-                given = given or bearer[7:]
-            if not secrets.compare_digest(given.encode(), api_key.encode()):
-                return _error(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
-        return await call_next(request)
+    if api_key:  # installed only when needed: a middleware costs every request
+        @app.middleware("http")
+        async def check_api_key(request: Request, call_next):  # noqa: ANN202
+            if request.url.path not in OPEN_PATHS:
+                given = request.headers.get(API_KEY_HEADER) or ""
+                bearer = request.headers.get("authorization", "")
+                if bearer.lower().startswith("bearer "):
+                    given = given or bearer[7:]
+                if not secrets.compare_digest(given.encode(), api_key.encode()):
+                    return _error(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+            return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

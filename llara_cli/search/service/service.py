@@ -103,6 +103,7 @@ class SearchService:
         self.shutting_down = False
         self.documents: dict[str, str] = {}
         self._bm25_pool: ThreadPoolExecutor | None = None
+        self._closed = False
         try:
             self._load()
         except BaseException:
@@ -260,8 +261,11 @@ class SearchService:
         self.shutting_down = True
 
     def close(self) -> None:
-        """Finish what is queued, then release the batchers, the BM25 pool and the indexes."""
+        """Finish what is queued, then release the batchers, the BM25 pool and the indexes (once)."""
         self.shutting_down = True
+        if self._closed:
+            return
+        self._closed = True
         for served in self.indexes.values():
             if served.batcher is not None:
                 served.batcher.close()

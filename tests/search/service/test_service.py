@@ -193,3 +193,26 @@ def test_a_request_past_its_timeout_gets_504_and_is_not_encoded(served_collectio
             time.sleep(0.05)
         assert service.indexes["tiny"].batcher.stats.queries == 0  # the cancelled query was skipped
         assert service.health()["timed_out"] == 1
+
+
+def test_indexes_of_one_model_share_one_loaded_encoder(served_collection):
+    service = SearchService(ServeConfig(dense={"a": (served_collection["index"],), "b": (served_collection["index"],)},
+                                        dtype="fp32"))
+    try:
+        assert service.indexes["a"].searcher.encoder is service.indexes["b"].searcher.encoder
+        assert service.indexes["a"].batcher is not service.indexes["b"].batcher
+    finally:
+        service.close()
+
+
+def test_one_query_at_a_time_serves_llara_searchs_batch_size_1_run_byte_for_byte_in_bf16(served_collection, tmp_path):
+    """Micro-batches pad a query among others, which can move a bf16 score in its 6th decimal; served one at a
+    time, dense runs equal `llara search --batch-size 1` byte for byte in any dtype (docs/serve.md)."""
+    assert invoke("search", "--index", served_collection["index"], "--queries", served_collection["collection"],
+                  "--out", tmp_path / "dense.trec", "--k", HITS, "--dtype", "bf16", "--batch-size", 1).exit_code == 0
+    service = SearchService(_config(served_collection, hybrid={}, bm25={}, dtype="bf16", max_batch=1))
+    with ServerThread(service) as base_url:
+        served = asyncio.run(_search_all(base_url, "tiny", HITS))
+    written = (tmp_path / "dense.trec").read_text()
+    order = list(dict.fromkeys(line.split()[0] for line in written.splitlines()))
+    assert _run_text({query_id: served[query_id] for query_id in order}, "llara-dense") == written
