@@ -39,7 +39,7 @@ DEFAULT_RESCORE_FACTORS = {
 }
 FALLBACK_RESCORE_FACTOR = 4  # a float index given a store explicitly
 DEFAULT_MIN_CANDIDATES = 500
-RESCORE_MAX_BYTES = 64 << 20  # float32 candidate rows gathered at a time
+RESCORE_MAX_BYTES = 32 << 20  # float32 candidate rows gathered at a time (one buffer alive at once)
 
 
 def resolve_rescore_factor(index: DenseIndex, factor: int | None) -> int:
@@ -133,5 +133,6 @@ def rescore_candidates(vectors: Any, queries: np.ndarray, rows: np.ndarray, k: i
                                          block_rows.shape[0], n_candidates)
         block_scores[~present] = -np.inf
         scores[start:start + step] = block_scores
+        del gathered  # before the next step allocates its buffer: one alive at a time
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (n, min(k, c))
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
