@@ -25,7 +25,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
 
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
 
