@@ -13,6 +13,17 @@ is then built and searched through the library (``build_index``, ``load_index`` 
 (``--shards`` partial flat indexes searched one at a time: exact), ``flat-fp16``, ``flat-sq8`` (scalar
 quantized), ``ivfpq`` and ``hnsw``. Recall@10/@100 is against the exact top 100 of ``flat``.
 
+The compact options (``--options compact``: ``int8``, ``binary``, ``ivfpq`` alone, and ``int8+rescore``,
+``binary+rescore``, ``binary-hnsw+rescore``, ``ivfpq+rescore``, whose candidates are rescored with the float
+store beside the index at the kind's default factor) are searched for the top 10 (the search the recall goals
+are stated for: ``k x factor`` candidates), so they report recall@10 only. Their in-memory bytes
+(``index_bytes``: the index, docid and thresholds) are apart from the memory-mapped float store
+(``store_bytes``); the MS MARCO projection uses the in-memory bytes. Every option also reports the QPS of one
+query at a time (``qps_batch1``, the first ``BATCH1_QUERIES`` queries) beside ``qps`` (all queries in one batch).
+
+    nice -n 10 python benchmarks/scale.py --n-docs 200000 --n-queries 1000 --options flat,compact \
+        --out benchmarks/results/scale_compact.json
+
 The JSON (``benchmarks/results/scale.json``, or ``--out``) carries the machine kind and the load average
 before and after, and a projection to MS MARCO (8.8M passages) x 4096-d from the measured bytes per vector.
 """
@@ -39,6 +50,12 @@ from llara_cli.storage.files import write_json  # noqa: E402
 
 RESULT_PATH = REPO_ROOT / "benchmarks" / "results" / "scale.json"
 OPTIONS = ("flat", "sharded-flat", "flat-fp16", "flat-sq8", "ivfpq", "hnsw")
+COMPACT_OPTIONS = ("int8", "int8+rescore", "binary", "binary+rescore", "binary-hnsw+rescore", "ivfpq+rescore")
+ALL_OPTIONS = OPTIONS + COMPACT_OPTIONS
+RESCORE_SUFFIX = "+rescore"
+COMPACT_K = 10  # the compact options are searched for the top 10
+BATCH1_QUERIES = 100
+STORE_FILE = "vectors.npy"  # llara_cli.index.rescore_store.RESCORE_FILE
 FULL = {"n_docs": 1_000_000, "dim": 1024, "n_queries": 500, "shards": 4, "hnsw_m": 16, "ef_construction": 40,
         "ef_search": 128, "nlist": 1024, "nprobe": 32, "pq_m": 64, "time_limit_s": 2400}
 QUICK = {"n_docs": 20_000, "dim": 64, "n_queries": 50, "shards": 4, "hnsw_m": 8, "ef_construction": 40,
@@ -112,12 +129,19 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
 
 
+def option_kind(option: str) -> str:
+    """The ``llara index --type`` of a benchmark option."""
+    return {"sharded-flat": "flat"}.get(option, option.removesuffix(RESCORE_SUFFIX))
+
+
 def child_build(spec: dict) -> dict:
     from llara_cli.index.faiss_index import build_index
 
     shard_dirs, out = [Path(path) for path in spec["shard_dirs"]], Path(spec["out"])
-    kind = {"sharded-flat": "flat"}.get(spec["option"], spec["option"])
+    kind = option_kind(spec["option"])
     params = {key: spec[key] for key in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m")}
+    if spec["option"] in COMPACT_OPTIONS:  # a float store only where the option rescores
+        params["rescore_store"] = "auto" if spec["option"].endswith(RESCORE_SUFFIX) else "none"
     started = time.perf_counter()
     if spec["option"] == "sharded-flat":  # one partial index per embedding shard, built one after another
         for shard_dir in shard_dirs:
@@ -136,23 +160,34 @@ def child_search(spec: dict) -> dict:
 
     queries = np.load(spec["queries"], allow_pickle=False)  # (n_queries, dim)
     query_ids = [f"q{row}" for row in range(len(queries))]
-    started = time.perf_counter()
+    k = COMPACT_K if spec["option"] in COMPACT_OPTIONS else SEARCH_K
+    batch1_s = None
     if spec["option"] == "sharded-flat":  # loading each shard is part of every search over shards
+        started = time.perf_counter()
         directories, _metas = resolve_index_shards([spec["out"]])
         load_s = 0.0
-        results = search_index_shards(directories, queries, query_ids, k=SEARCH_K)
+        results = search_index_shards(directories, queries, query_ids, k=k)
+        search_s = time.perf_counter() - started
     else:
+        started = time.perf_counter()
         index = load_index(spec["out"])
         load_s = time.perf_counter() - started
-        search_index(index, queries[:1], query_ids[:1], k=SEARCH_K)  # warm-up: thread pools, BLAS
+        search_index(index, queries[:1], query_ids[:1], k=k)  # warm-up: thread pools, BLAS
         started = time.perf_counter()
-        results = search_index(index, queries, query_ids, k=SEARCH_K)
-    search_s = time.perf_counter() - started
+        results = search_index(index, queries, query_ids, k=k)
+        search_s = time.perf_counter() - started
+        started = time.perf_counter()
+        for row in range(min(BATCH1_QUERIES, len(queries))):
+            search_index(index, queries[row:row + 1], query_ids[row:row + 1], k=k)
+        batch1_s = time.perf_counter() - started
     ranked = [[int(doc_id[len("doc"):]) for doc_id, _score in rank_results(results[query_id])]  # as a run is written
               for query_id in query_ids]
     np.save(spec["ranked"], np.asarray(ranked, dtype=np.int64), allow_pickle=False)  # (n_queries, k)
-    return {"load_s": round(load_s, 2), "search_s": round(search_s, 3), "qps": round(len(queries) / search_s, 1),
-            "peak_rss_search_bytes": peak_rss_bytes()}
+    measured = {"load_s": round(load_s, 2), "search_s": round(search_s, 3), "k": k,
+                "qps": round(len(queries) / search_s, 1), "peak_rss_search_bytes": peak_rss_bytes()}
+    if batch1_s is not None:
+        measured["qps_batch1"] = round(min(BATCH1_QUERIES, len(queries)) / batch1_s, 1)
+    return measured
 
 
 def run_child(stage: str, spec: dict, time_limit_s: float) -> dict:
@@ -203,17 +238,19 @@ def machine_kind() -> dict:
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def payload_bytes(option: str, dim: int, pq_m: int) -> int:
-    """The part of a vector's index bytes that scales with dim (the rest, ids and links, does not)."""
-    per_dim = {"flat": 4, "sharded-flat": 4, "flat-fp16": 2, "flat-sq8": 1, "hnsw": 4}
-    return pq_m if option == "ivfpq" else per_dim[option] * dim
+def payload_bytes(option: str, dim: int, pq_m: int) -> float:
+    """The part of a vector's in-memory index bytes that scales with dim (the rest, ids and links, does not)."""
+    per_dim = {"flat": 4, "sharded-flat": 4, "flat-fp16": 2, "flat-sq8": 1, "hnsw": 4, "int8": 1, "binary": 1 / 8,
+               "binary-hnsw": 1 / 8}
+    kind = option.removesuffix(RESCORE_SUFFIX)
+    return pq_m if kind == "ivfpq" else per_dim[kind] * dim
 
 
 def transient_build_bytes(option: str, n_docs: int, dim: int, nlist: int | None) -> int:
     """What a build holds besides the index: one float32 read chunk and the training sample (library rules)."""
     from llara_cli.index.faiss_types import FLOAT32_BYTES, READ_CHUNK_ROWS, IndexType, index_params, train_rows
 
-    kind = IndexType({"sharded-flat": "flat"}.get(option, option))
+    kind = IndexType(option_kind(option))
     params = index_params(kind, n_docs, dim, hnsw_m=1, ef_construction=1, ef_search=1, nlist=nlist, pq_m=None,
                           nprobe=None)
     return (min(READ_CHUNK_ROWS, n_docs) + train_rows(kind, n_docs, dim, params)) * dim * FLOAT32_BYTES
@@ -229,12 +266,13 @@ def project(option: str, measured: dict, config: dict) -> dict:
     """
     n_docs, dim, pq_m = config["n_docs"], config["dim"], config["pq_m"]
     pieces = config["shards"] if option == "sharded-flat" else 1
-    piece_bytes = measured["bytes_on_disk"] / pieces
+    in_memory = measured.get("index_bytes", measured["bytes_on_disk"])  # a float store is memory-mapped, not loaded
+    piece_bytes = in_memory / pieces
     search_ratio = (measured["peak_rss_search_bytes"] - measured["baseline_rss_bytes"]) / piece_bytes
     build_excess = measured["peak_rss_build_bytes"] - measured["baseline_rss_bytes"] - transient_build_bytes(
         option, n_docs // pieces, dim, measured.get("index_params", {}).get("nlist", config["nlist"]))
     ratio = max(1.0, search_ratio, build_excess / piece_bytes)
-    per_vector = measured["bytes_on_disk"] / n_docs - payload_bytes(option, dim, pq_m) + payload_bytes(option, PAPER_DIM, pq_m)
+    per_vector = in_memory / n_docs - payload_bytes(option, dim, pq_m) + payload_bytes(option, PAPER_DIM, pq_m)
     index_bytes = per_vector * MSMARCO_PASSAGES
     projection = {"bytes_per_vector": round(per_vector, 1), "index_gb": round(index_bytes / 1e9, 1),
                   "peak_rss_per_index_byte": round(ratio, 2)}
@@ -267,13 +305,18 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
         measured = {"baseline_rss_bytes": baseline, **run_child("build", spec, config["time_limit_s"])}
         if "status" not in measured:
             measured["bytes_on_disk"] = directory_bytes(out)
+            store_bytes = sum(path.stat().st_size for path in out.rglob(STORE_FILE))
+            if store_bytes or option in COMPACT_OPTIONS:
+                measured["index_bytes"] = measured["bytes_on_disk"] - store_bytes
+                measured["store_bytes"] = store_bytes
             measured.update(run_child("search", spec, config["time_limit_s"]))
         if "status" not in measured:
             ranked = np.load(spec["ranked"], allow_pickle=False)
             if option == "flat":
                 exact = ranked
             if exact is not None:
-                measured.update({f"recall@{depth}": recall(ranked, exact, depth) for depth in RECALL_DEPTHS})
+                measured.update({f"recall@{depth}": recall(ranked, exact, depth) for depth in RECALL_DEPTHS
+                                 if depth <= ranked.shape[1]})
         shutil.rmtree(out, ignore_errors=True)  # keep the disk footprint to the corpus and one index
         results[option] = measured
         print(json.dumps({option: measured}), flush=True)
@@ -299,18 +342,19 @@ def markdown_tables(result: dict) -> str:
     def gb(value: float) -> str:
         return f"{value / 1e9:.2f}"
 
-    lines = ["| option | build | on disk (GB) | bytes / vector | peak RSS build (GB) | peak RSS search (GB) "
-             "| QPS | recall@10 | recall@100 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| option | build | on disk (GB) | in-memory bytes / vector | peak RSS build (GB) | peak RSS search (GB) "
+             "| QPS | QPS batch 1 | recall@10 | recall@100 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     n_docs = result["config"]["n_docs"]
     for option, measured in result["results"].items():
         if "status" in measured:
-            lines.append(f"| {option} | {measured['status']} | | | | | | | |")
+            lines.append(f"| {option} | {measured['status']} | | | | | | | | |")
             continue
         lines.append(
             f"| {option} | {measured['build_s']:.0f} s | {gb(measured['bytes_on_disk'])} "
-            f"| {measured['bytes_on_disk'] / n_docs:.0f} | {gb(measured['peak_rss_build_bytes'])} "
-            f"| {gb(measured['peak_rss_search_bytes'])} | {measured['qps']} | {measured.get('recall@10', '')} "
-            f"| {measured.get('recall@100', '')} |")
+            f"| {measured.get('index_bytes', measured['bytes_on_disk']) / n_docs:.0f} "
+            f"| {gb(measured['peak_rss_build_bytes'])} "
+            f"| {gb(measured['peak_rss_search_bytes'])} | {measured['qps']} | {measured.get('qps_batch1', '')} "
+            f"| {measured.get('recall@10', '')} | {measured.get('recall@100', '')} |")
     lines += ["", "| option | bytes / vector | index (GB) | peak RSS / index byte | one index: peak (GB) "
               "| 64 GB machine | 256 GB machine |", "|---|---:|---:|---:|---:|---|---|"]
     for option, measured in result["results"].items():
@@ -329,8 +373,10 @@ def markdown_tables(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny corpus (the test suite runs this)")
-    parser.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset of " + ", ".join(OPTIONS))
+    parser.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset of "
+                        + ", ".join(ALL_OPTIONS) + " ('compact': all the compact ones)")
     parser.add_argument("--n-docs", type=int)
+    parser.add_argument("--n-queries", type=int)
     for name in ("hnsw-m", "ef-construction", "ef-search", "nlist", "nprobe"):
         parser.add_argument(f"--{name}", type=int, help="index parameter (default: the mode's)")
     parser.add_argument("--time-limit-s", type=float, help="per build and per search child")
@@ -354,13 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     config = dict(QUICK if args.quick else FULL)
     if args.n_docs:
         config["n_docs"] = args.n_docs
+    if args.n_queries:
+        config["n_queries"] = args.n_queries
     if args.time_limit_s:
         config["time_limit_s"] = args.time_limit_s
     for key in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    options = [option.strip() for option in args.options.split(",")]
-    unknown = sorted(set(options) - set(OPTIONS))
+    options = [name for option in args.options.split(",")
+               for name in (COMPACT_OPTIONS if option.strip() == "compact" else [option.strip()])]
+    unknown = sorted(set(options) - set(ALL_OPTIONS))
     if unknown:
         parser.error(f"unknown option(s) {', '.join(unknown)}")
     work_dir = Path(tempfile.mkdtemp(prefix="llara-scale-", dir=args.work_dir))

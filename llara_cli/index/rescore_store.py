@@ -6,8 +6,9 @@ build time (``vectors.npy``, in the index's row order, after whitening where the
 than read from the embedding directories it was built from: the index directory stays self-contained (it can
 be moved, copied, or outlive ``emb/``), its row order is the index's and not a concatenation of shards, and
 the store can be narrower than the embeddings (``fp16``: half the disk). At search the file is opened as a
-read-only memory map: only the candidate rows are read, and their pages are handed back after each batch
-(``MADV_DONTNEED``), so the search's resident memory is the compact index, not the store.
+read-only memory map (shape and dtype, no data read) and only the candidate rows are read, by positioned reads
+(:func:`llara_cli.search.rescoring.gather_rows`), so the search's resident memory is the compact index, not
+the store.
 
 ``index_params.rescore_store`` in ``meta.json`` records the store's dtype (absent: no store).
 """

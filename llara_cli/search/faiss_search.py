@@ -90,12 +90,13 @@ def search_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, rows)``, each ``(n_queries, min(k, ntotal))``, best first; empty slots have row ``MISSING_ID``.
 
-    ``rescore_factor`` (default: the kind's, when the index has a float store; 1: no rescoring) fetches
-    ``k * rescore_factor`` candidates and rescores them with the float vectors.
+    ``rescore_factor`` (default: the kind's, when the index has a float store, and at least
+    ``DEFAULT_MIN_CANDIDATES`` candidates; 1: no rescoring) fetches ``k * rescore_factor`` candidates and
+    rescores them with the float vectors.
     """
     import numpy as np
 
-    from llara_cli.search.rescoring import rescore_candidates, resolve_rescore_factor
+    from llara_cli.search.rescoring import candidate_count, rescore_candidates, resolve_rescore_factor
 
     if k < 1 or batch_size < 1:
         raise UsageError(f"k and batch_size must be positive, got k={k}, batch_size={batch_size}")
@@ -103,7 +104,7 @@ def search_rows(
     factor = resolve_rescore_factor(index, rescore_factor)
     configure_flat_search(int(index.faiss_index.d))
     k = min(k, index.ntotal)
-    fetch = min(k * factor, index.ntotal)
+    fetch = candidate_count(k, factor, rescore_factor is not None, index.ntotal)
     scores = np.empty((len(query_vectors), k), dtype=np.float32)  # (n_queries, k)
     rows = np.empty((len(query_vectors), k), dtype=np.int64)  # (n_queries, k)
     if k == 0:

@@ -78,3 +78,19 @@ def test_lora_dropout_benchmark_times_the_same_batch_with_and_without_dropout(tm
     assert result["speedup"] == pytest.approx(result["step_seconds_with_dropout"] / result["step_seconds_without"],
                                               rel=0.01)
     assert "machine" in result
+
+
+@pytest.mark.slow
+def test_scale_benchmark_compact_options_rescore_to_the_exact_top_10(tmp_path):
+    out = tmp_path / "scale_compact.json"
+    run_script("benchmarks/scale.py", "--quick", "--options", "flat,int8+rescore,binary,binary+rescore", "--out", out,
+               "--work-dir", tmp_path)
+    results = json.loads(out.read_text())["results"]
+    for option in ("int8+rescore", "binary", "binary+rescore"):
+        measured = results[option]
+        assert "status" not in measured, (option, measured)
+        assert measured["k"] == 10 and measured["qps_batch1"] > 0 and "recall@100" not in measured
+    assert results["binary+rescore"]["store_bytes"] > 0 == results["binary"]["store_bytes"]
+    assert results["binary"]["index_bytes"] < results["int8+rescore"]["index_bytes"] < results["flat"]["bytes_on_disk"]
+    assert results["binary+rescore"]["recall@10"] > results["binary"]["recall@10"]
+    assert results["int8+rescore"]["recall@10"] == 1.0

@@ -151,3 +151,21 @@ def test_int8_ranges_are_calibrated_not_min_max(tmp_path, corpus):
     assert errors["int8"] < errors["sq8"] / 2
     payload = json.loads((tmp_path / "int8" / META_FILE).read_text())
     assert payload["index_type"] == "int8" and "rescore_store" not in payload["index_params"]
+
+
+def test_binary_index_shards_rescored_merge_into_the_flat_run(tmp_path, corpus):
+    from llara_cli.search.faiss_search import search_index
+    from llara_cli.search.sharded import resolve_index_shards, search_index_shards
+
+    ids, vectors = corpus
+    bounds = [0, 200, N_DOCS]
+    for shard, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        emb = write_set(tmp_path / f"emb{shard}", ids[start:stop], vectors[start:stop], shard_id=shard, shard_num=2)
+        build_index([emb], tmp_path / "shards" / f"shard-{shard}", "binary", partial=True)
+    whole = write_set(tmp_path / "whole", ids, vectors)
+    build_index([whole], tmp_path / "flat", "flat")
+    queries = unit_vectors(12, DIM, seed=21)
+    query_ids = [f"q{row}" for row in range(12)]
+    directories, _metas = resolve_index_shards([tmp_path / "shards"])
+    merged = search_index_shards(directories, queries, query_ids, k=5, rescore_factor=N_DOCS // 5)
+    assert merged == search_index(load_index(tmp_path / "flat"), queries, query_ids, k=5)
