@@ -80,6 +80,8 @@ def main() -> None:
         times["sentence_transformers"].append(seconds)
         seconds, llara_vectors = timed(llara_encode, texts)
         times["llara"].append(seconds)
+        print(f"repetition {len(times['llara'])}: sentence-transformers {times['sentence_transformers'][-1]:.1f} s, "
+              f"llara {seconds:.1f} s", file=sys.stderr, flush=True)
     cosines = (st_vectors * llara_vectors).sum(axis=1) / (
         np.linalg.norm(st_vectors, axis=1) * np.linalg.norm(llara_vectors, axis=1))
     st_seconds, llara_seconds = statistics.median(times["sentence_transformers"]), statistics.median(times["llara"])
