@@ -131,3 +131,13 @@ def test_export_refuses_a_non_empty_output_and_an_unknown_format(tiny_model_dir,
         export_model(str(tiny_model_dir), tmp_path / "out", to="onnx")
     assert not list(tmp_path.glob(".out.*"))
 
+
+
+def test_the_card_reads_the_training_recipe_from_the_run_config(tiny_model_dir, tmp_path):
+    trained = _finetuned_full(tiny_model_dir, "paper", tmp_path / "model")
+    (trained / "finetune_config.json").write_text(json.dumps(
+        {"model": "smollm2-135m", "learning_rate": 0.0001, "temperature": 0.01, "seed": 7, "unrelated": 1}))
+    export_model(str(trained), tmp_path / "st")
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert '"learning_rate": 0.0001' in card and '"temperature": 0.01' in card and "unrelated" not in card
+    assert (tmp_path / "st" / "finetune_config.json").is_file()  # the full settings travel with the model

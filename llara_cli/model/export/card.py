@@ -11,9 +11,11 @@ from llara_cli.storage.files import read_json
 
 TRAINING_CONFIG_FILES = ("adapt_config.json", "finetune_config.json")
 RECIPE_KEYS = (  # the settings a reader needs to reproduce a run, in this order, when the run recorded them
-    "model", "prompt_family", "steps", "epochs", "batch_size", "grad_accum", "learning_rate", "scheduler",
-    "warmup_ratio", "max_length", "query_max_length", "passage_max_length", "temperature", "negatives",
-    "train_group_size", "lora", "lora_r", "lora_alpha", "lora_dropout", "precision", "seed", "corpus", "data",
+    "model", "corpus", "train", "queries", "qrels", "data_format", "prompt_family", "objective", "joint",
+    "lm_loss_weight", "bow_scale", "remove_stop_words", "max_length", "query_max_length", "passage_max_length",
+    "negatives_from", "num_negatives", "group_size", "in_batch_negatives", "temperature", "max_steps", "epochs",
+    "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "scheduler", "weight_decay", "precision",
+    "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "seed",
 )
 POOLING_TEXT = {
     Pooling.EOS: "the last hidden state at the eos token that ends the prompt",
