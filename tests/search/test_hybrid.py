@@ -1,6 +1,7 @@
 """HybridSearcher: BM25 and dense fused in memory equal `llara search --fuse` of their runs."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from llara_cli.data.runs import group_run, read_run
@@ -44,8 +45,12 @@ def test_bm25_searcher_keeps_its_index_open_and_answers_as_batch_search(served_c
     searcher.close()
 
 
-def test_run_precision_and_weights_are_checked():
-    assert as_run_scores({"q": [("d", 0.12345649), ("e", 1 / 3)]}) == {"q": [("d", 0.123456), ("e", 0.333333)]}
+def test_scores_pass_through_the_run_format_and_weights_are_checked():
+    from llara_cli.data.runs import format_score
+
+    scores = {"q": [("d", 0.12345649), ("e", 1 / 3), ("f", float(np.float32(0.95)))]}
+    assert as_run_scores(scores) == {"q": [(doc_id, float(format_score(score))) for doc_id, score in scores["q"]]}
+    assert as_run_scores(scores) == scores  # the run keeps every float exactly: nothing is rounded away
     with pytest.raises(UsageError):
         HybridSearcher(None, None, dense_weight=1.5)
     with pytest.raises(UsageError):
