@@ -54,7 +54,7 @@ def cpu_kind() -> dict:
     return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
 
 
-def seeded_encoder(model: str | Path, dtype: str = "auto", prompt_family: str | None = None, seed: int = 0):  # noqa: ANN201
+def seeded_encoder(model: str | Path, dtype: str = "auto", prompt_family: str | None = None, seed: int = 0):
     """``LlaraEncoder.load`` with torch seeded first: a raw model in the flagembedding family draws its new marker
     embeddings, so the same seed gives the same encoder in every benchmark."""
     import torch
@@ -87,7 +87,7 @@ def save_result(name: str, result: dict) -> Path:
     return path
 
 
-def save_report(name: str, result: dict, table: str, plot) -> None:  # noqa: ANN001 - plot(result, png_path)
+def save_report(name: str, result: dict, table: str, plot) -> None:
     """:func:`save_result`, then ``<name>.md`` (the table) and ``<name>.png`` beside it; prints the table."""
     save_result(name, result)
     (RESULTS_DIR / f"{name}.md").write_text(table)

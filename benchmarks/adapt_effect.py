@@ -36,10 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, best_dtype, save_result, seeded_encoder  # noqa: E402
-from llara_cli.data.corpus import read_corpus, read_queries  # noqa: E402
-from llara_cli.data.qrels import read_qrels  # noqa: E402
-from llara_cli.data.records import Document  # noqa: E402
+from benchmarks._common import SHARED_DATA, best_dtype, save_result, seeded_encoder
+from llara_cli.data.corpus import read_corpus, read_queries
+from llara_cli.data.qrels import read_qrels
+from llara_cli.data.records import Document
 
 COLLECTIONS = ("scifact", "cacm", "cranfield")
 FAMILIES = ("paper", "flagembedding")
@@ -130,11 +130,11 @@ def load_encoder(model: str, family: str, seed: int):
 def step_time_ratio(model: str, family: str, training_text: Path, batch_size: int, max_length: int,
                     repetitions: int, seed: int) -> dict:
     """Seconds of forward + backward for the same batch, joint vs two passes (interleaved, medians)."""
-    from llara_cli.model.config import FAMILY_BOW_LOGITS
-    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
     from llara_cli.core.batching import AdaptationCollator
+    from llara_cli.model.config import FAMILY_BOW_LOGITS
     from llara_cli.model.llara_model import LlaraModel
     from llara_cli.training.adaptation_dataset import AdaptationDataset
+    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 
     torch.manual_seed(seed)
     loaded = LlaraModel.load(model, prompt_family=family)

@@ -47,8 +47,8 @@ def llara_worker(index: str, topics: str, output: str, hits: int, k1: float, b: 
     started = time.perf_counter()
     from llara_cli.data.corpus import read_queries
     from llara_cli.data.runs import write_run
-    from llara_cli.search.bm25 import bm25_search
     from llara_cli.runtime.jvm import start_jvm
+    from llara_cli.search.bm25 import bm25_search
 
     imported = time.perf_counter()
     start_jvm()

@@ -125,9 +125,7 @@ def run_arm(name: str, kind: str, rescore: bool, emb_dir: Path, work: Path, quer
         search_index(index, queries[row:row + 1], query_ids[row:row + 1], k=K_OVERLAP, rescore_factor=factor)
     single_s = time.perf_counter() - started
     count = meta.embedding.count
-    from llara_cli.search.rescoring import resolve_rescore_factor
-
-    from llara_cli.search.rescoring import candidate_count
+    from llara_cli.search.rescoring import candidate_count, resolve_rescore_factor
 
     resolved = resolve_rescore_factor(index, factor)
     measured = {

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, best_dtype, save_result  # noqa: E402
-from llara_cli.model.config import LlaraConfig  # noqa: E402
-from llara_cli.encode.encoder import LlaraEncoder  # noqa: E402
-from llara_cli.core.prompts import Side  # noqa: E402
+from benchmarks._common import SHARED_DATA, best_dtype, save_result
+from llara_cli.core.prompts import Side
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.config import LlaraConfig
 
 PEAK_MATMUL_SIZE = 2048
 PEAK_REPEATS = 10
@@ -41,8 +41,9 @@ def sample_passages(count: int, seed: int) -> list[str]:
         texts = [(record.get("title", "") + " " + record["text"]).strip()
                  for record in map(json.loads, corpus.read_text().splitlines())]
     else:  # a fresh clone: the docstring collection has a realistic spread of lengths too
-        from llara_cli.demo.collection import build_stdlib_collection
         import tempfile
+
+        from llara_cli.demo.collection import build_stdlib_collection
 
         directory = Path(tempfile.mkdtemp()) / "stdlib"
         build_stdlib_collection(directory)

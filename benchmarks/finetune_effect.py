@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_report, seeded_encoder  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report, seeded_encoder
 
 logger = logging.getLogger("finetune_effect")
 
@@ -181,18 +181,18 @@ def stage(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def write_jsonl(path: Path, records) -> None:  # noqa: ANN001
+def write_jsonl(path: Path, records) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[tuple[str, float]]]:  # noqa: ANN001
+def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[tuple[str, float]]]:
     """BM25 results for ``queries`` (cached as a TREC run; the index lives beside the runs, never in the data)."""
     from llara_cli.data.runs import group_run, read_run, write_run
-    from llara_cli.search.bm25 import bm25_search
     from llara_cli.index.lucene_index import build_bm25_index
+    from llara_cli.search.bm25 import bm25_search
 
     if not out.is_file():
         index_dir = out.parent.parent / "bm25-indexes" / f"{corpus.parent.name}-{corpus.name}"
@@ -268,7 +268,7 @@ class MiniLM:
         return self.encode(texts)
 
 
-def llara_encoder(model: str | Path, settings: Settings):  # noqa: ANN201
+def llara_encoder(model: str | Path, settings: Settings):
     """A LlaraEncoder for a model directory, alias, or a finetuned adapter directory (peft adapters load too)."""
     return seeded_encoder(model, settings.dtype, prompt_family=settings.prompt_family, seed=settings.seed)
 
@@ -279,7 +279,7 @@ class EmbeddingCache:
     def __init__(self, work: Path) -> None:
         self.root = work / "embeddings"
 
-    def get(self, system: str, key: str, ids: list[str], texts: list[str], encode) -> np.ndarray:  # noqa: ANN001
+    def get(self, system: str, key: str, ids: list[str], texts: list[str], encode) -> np.ndarray:
         path = self.root / system / f"{key}.npy"
         ids_path = path.with_suffix(".ids.json")
         if path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:
@@ -305,7 +305,7 @@ def dense_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, query_ids: 
 # ------------------------------------------------------------------------------------------------ training
 
 
-def training_data(settings: Settings, adapted: Path | None):  # noqa: ANN201 - TrainingData
+def training_data(settings: Settings, adapted: Path | None):
     """SciFact train queries with hard negatives mined from BM25 (or the adapted model's dense run)."""
     from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
@@ -351,12 +351,13 @@ def adapt(settings: Settings) -> Path:
                                prompt_family=settings.prompt_family, learning_rate=settings.adapt_learning_rate,
                                objective="paper",  # what the saved results ran at (llara adapt's default until 2026-12-03)
                                precision=settings.train_precision, max_length=settings.adapt_max_length,
-                               batch_size=settings.batch_size, max_steps=settings.adapt_steps, save_steps=max(50, settings.adapt_steps // 4),
+                               batch_size=settings.batch_size, max_steps=settings.adapt_steps,
+                               save_steps=max(50, settings.adapt_steps // 4),
                                seed=settings.seed, resume=True))
     return out
 
 
-def finetune(settings: Settings, model: str | Path, name: str, data, run_path: Path) -> tuple[Path, dict]:  # noqa: ANN001
+def finetune(settings: Settings, model: str | Path, name: str, data, run_path: Path) -> tuple[Path, dict]:
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
 
     out = settings.work / "models" / name
@@ -384,7 +385,7 @@ def finetune(settings: Settings, model: str | Path, name: str, data, run_path: P
 
 def evaluate_collection(name: str, directory: Path, models: dict[str, str | Path], settings: Settings,
                         cache: EmbeddingCache) -> dict:
-    from llara_cli.data.corpus import read_corpus, queries_for_search
+    from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.qrels import read_qrels
     from llara_cli.data.runs import ScoredDoc
     from llara_cli.evaluation import evaluate_runs
@@ -404,7 +405,7 @@ def evaluate_collection(name: str, directory: Path, models: dict[str, str | Path
         else:
             encoders: list = []
 
-            def encoder(system=system):  # noqa: ANN202 - loaded only when something must be encoded
+            def encoder(system=system, encoders=encoders):
                 if not encoders:
                     encoders.append(llara_encoder(models[system], settings))
                 return encoders[0]
@@ -432,7 +433,7 @@ def markdown_table(result: dict) -> str:
     lines = [header, "|---|" + "---:|" * (2 * len(result["collections"]))]
     for system in SYSTEMS:
         cells = []
-        for name, collection in result["collections"].items():
+        for collection in result["collections"].values():
             run = collection["runs"][system]
             for measure in ("nDCG@10", "R@100"):
                 value = run["aggregates"][measure]

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, SHARED_DATA, cpu_kind, save_result, seeded_encoder  # noqa: E402
-from benchmarks.finetune_effect import MODEL, EmbeddingCache, MiniLM, bm25_run, dense_search, stage  # noqa: E402
+from benchmarks._common import RESULTS_DIR, SHARED_DATA, cpu_kind, save_result, seeded_encoder
+from benchmarks.finetune_effect import MODEL, EmbeddingCache, MiniLM, bm25_run, dense_search, stage
 
 COLLECTIONS = ("scifact", "cacm", "cranfield")
 TUNING_COLLECTION = "scifact"
@@ -51,7 +51,7 @@ class Noise:
 
         self.rng = np.random.default_rng(NOISE_SEED)
 
-    def encode(self, texts: list[str]):  # noqa: ANN201
+    def encode(self, texts: list[str]):
         vectors = self.rng.standard_normal((len(texts), NOISE_DIM)).astype("float32")  # (n, dim)
         return vectors / (vectors ** 2).sum(axis=1, keepdims=True) ** 0.5
 
@@ -64,10 +64,10 @@ class RawLlara:
     def __init__(self, dtype: str) -> None:
         self.encoder = seeded_encoder(MODEL, dtype, prompt_family="flagembedding", seed=RAW_SEED)
 
-    def encode_passages(self, texts: list[str]):  # noqa: ANN201
+    def encode_passages(self, texts: list[str]):
         return self.encoder.encode_passages(texts, max_length=RAW_PASSAGE_MAX_LENGTH)
 
-    def encode_queries(self, texts: list[str]):  # noqa: ANN201
+    def encode_queries(self, texts: list[str]):
         return self.encoder.encode_queries(texts)
 
 
@@ -82,7 +82,7 @@ def system_runs(system: str, dtype: str, work: Path) -> dict:
     cache = EmbeddingCache(work)
     encoders: list = []
 
-    def encoder():  # noqa: ANN202 - loaded only when something must be encoded
+    def encoder():
         if not encoders:
             encoders.append({"minilm": MiniLM, "noise": Noise}.get(system, lambda: RawLlara(dtype))())
         return encoders[0]
@@ -124,8 +124,8 @@ def evaluate_system(system: str, runs: dict) -> dict:
     """Every fusion of one dense system with BM25 on every collection's test split, against BM25."""
     from llara_cli.data.qrels import read_qrels
     from llara_cli.evaluation import evaluate_runs
-    from llara_cli.search.fusion import reciprocal_rank_fusion
     from llara_cli.search.anchored_fusion import ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight
+    from llara_cli.search.fusion import reciprocal_rank_fusion
 
     train_bm25, train_dense = runs[TUNING_COLLECTION][TUNING_SPLIT]
     test_bm25 = runs[TUNING_COLLECTION][EVALUATION_SPLIT][0]

@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import save_result  # noqa: E402
-from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings  # noqa: E402
-from llara_cli.index.faiss_index import INDEX_FILE, build_index, load_index  # noqa: E402
-from llara_cli.index.integrity import CHECKSUMS_KEY  # noqa: E402
+from benchmarks._common import save_result
+from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+from llara_cli.index.faiss_index import INDEX_FILE, build_index, load_index
+from llara_cli.index.integrity import CHECKSUMS_KEY
 
 
 def main() -> None:

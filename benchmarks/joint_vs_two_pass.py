@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import best_dtype, save_result  # noqa: E402
-from llara_cli.core.batching import collate_adaptation  # noqa: E402
-from llara_cli.model.config import FAMILY_BOW_LOGITS  # noqa: E402
-from llara_cli.training.adaptation_objective import LlaraAdaptationModel  # noqa: E402
-from llara_cli.core.pooling import masked_mean_pool  # noqa: E402
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens  # noqa: E402
+from benchmarks._common import best_dtype, save_result
+from llara_cli.core.batching import collate_adaptation
+from llara_cli.core.pooling import masked_mean_pool
+from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
+from llara_cli.model.config import FAMILY_BOW_LOGITS
+from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 
 
 def load(tiny: bool, family: PromptFamily, dtype: str):

@@ -23,21 +23,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import best_dtype, save_result  # noqa: E402
-from llara_cli.model.adapters import LoraSettings  # noqa: E402
-from llara_cli.core.batching import ContrastiveCollator  # noqa: E402
-from llara_cli.training.contrastive_objective import ContrastiveModel  # noqa: E402
-from llara_cli.training.finetune_config import FinetuneConfig  # noqa: E402
+from benchmarks._common import best_dtype, save_result
+from llara_cli.core.batching import ContrastiveCollator
+from llara_cli.model.adapters import LoraSettings
+from llara_cli.training.contrastive_objective import ContrastiveModel
+from llara_cli.training.finetune_config import FinetuneConfig
 
 DEFAULTS = FinetuneConfig(out_dir=Path("unused"), train=Path("unused"))
 
 
-def build(tiny: bool, dropout: float):  # noqa: ANN201 - (ContrastiveModel, tokenizer, prompt_format)
+def build(tiny: bool, dropout: float):
     torch.manual_seed(0)  # the same base weights, marker embeddings and adapters for both models
     lora = LoraSettings(DEFAULTS.lora_r, DEFAULTS.lora_alpha, dropout, DEFAULTS.lora_targets)
     if tiny:
-        from llara_cli.model.adapters import add_lora
         from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, add_marker_tokens
+        from llara_cli.model.adapters import add_lora
         from tests.conftest import build_tiny_model, build_tiny_tokenizer
 
         family = PromptFamily.FLAGEMBEDDING
@@ -61,7 +61,7 @@ def random_groups(count: int, group_size: int, query_words: int, passage_words: 
     return [(text(query_words), [text(passage_words) for _ in range(group_size)]) for _ in range(count)]
 
 
-def step(model: ContrastiveModel, batch: dict, autocast) -> float:  # noqa: ANN001
+def step(model: ContrastiveModel, batch: dict, autocast) -> float:
     start = time.perf_counter()
     model.zero_grad(set_to_none=True)
     with autocast():

@@ -35,7 +35,7 @@ MRL_DIMS = (288, 144, 64)
 DEPTH, SKIP, NUM_NEGATIVES = 50, 3, 8  # hard negatives: BM25 ranks 4..50
 
 
-def bm25_results(corpus: Path, queries, out: Path, k: int) -> dict:  # noqa: ANN001
+def bm25_results(corpus: Path, queries, out: Path, k: int) -> dict:
     """BM25 top ``k`` of ``queries`` through ``llara search --bm25`` in a child process (cached as a run): the
     JVM never starts in this process, which goes on to train with torch (pyjnius and a later torch run in one
     process crashed in the garbage collector here)."""
@@ -78,7 +78,7 @@ def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
     return target
 
 
-def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args) -> tuple[Path, dict]:  # noqa: ANN001
+def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args) -> tuple[Path, dict]:
     from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning

@@ -46,7 +46,7 @@ def train_query_vectors(cache: Path) -> tuple[list[str], np.ndarray]:
     return [query.query_id for query in queries], vectors
 
 
-def train_head(pairs: tuple[np.ndarray, np.ndarray], dims: tuple[int, ...] | None, steps: int, batch: int):  # noqa: ANN201
+def train_head(pairs: tuple[np.ndarray, np.ndarray], dims: tuple[int, ...] | None, steps: int, batch: int):
     import torch
 
     from llara_cli.core.contrastive import contrastive_loss_from_embeddings, matryoshka_contrastive_loss

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import cpu_kind, save_result  # noqa: E402
-from benchmarks.adapt_effect import load_collection, load_encoder, retrieval_measures  # noqa: E402
+from benchmarks._common import cpu_kind, save_result
+from benchmarks.adapt_effect import load_collection, load_encoder, retrieval_measures
 
 FAMILY = "flagembedding"
 COLLECTION = "scifact"

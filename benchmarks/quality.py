@@ -45,8 +45,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_report  # noqa: E402
-from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report
+from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage
 
 MODEL = "smollm2-135m"
 COLLECTIONS = ("scifact", "cacm", "cranfield")
@@ -212,7 +212,7 @@ def sample_collection(name: str, work: Path, queries_per_split: int) -> Path:
     return target
 
 
-def write_lines(path: Path, lines) -> None:  # noqa: ANN001
+def write_lines(path: Path, lines) -> None:
     from llara_cli.storage.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,7 +336,7 @@ class Evaluator:
         self.collections = {name: Collection(name, work, sample) for name in COLLECTIONS}
         self._encoder: tuple[str, object] | None = None
 
-    def encoder(self, model: Path | str | StartingPoint):  # noqa: ANN201 - LlaraEncoder, one loaded at a time
+    def encoder(self, model: Path | str | StartingPoint):
         import torch
 
         from llara_cli.encode.encoder import LlaraEncoder
@@ -353,7 +353,7 @@ class Evaluator:
             self._encoder = (system_name(model), encoder)
         return self._encoder[1]
 
-    def embeddings(self, model: Path | str | StartingPoint, collection: Collection, split: str):  # noqa: ANN201
+    def embeddings(self, model: Path | str | StartingPoint, collection: Collection, split: str):
         """``(query_vectors, passage_vectors)`` of a collection's split, encoded once and cached."""
         system = system_name(model)
         queries = collection.splits[split]
@@ -423,7 +423,7 @@ class Evaluator:
         return result
 
 
-def evaluate(runs: dict[str, dict], qrels) -> dict:  # noqa: ANN001
+def evaluate(runs: dict[str, dict], qrels) -> dict:
     from llara_cli.data.runs import ScoredDoc
     from llara_cli.evaluation import evaluate_runs
 
@@ -545,7 +545,8 @@ def headline_value(result: dict, stage_name: str, collection: str, system: str =
 def summarise(results: list[dict]) -> dict:
     """Mean and sample standard deviation over seeds of every (stage, collection, system, measure)."""
     summary: dict = {}
-    for stage_name, systems in (("adapted", ("dense", "whitened")), ("adapted+ft", ("dense", "whitened", "tuned", "robust"))):
+    stages = (("adapted", ("dense", "whitened")), ("adapted+ft", ("dense", "whitened", "tuned", "robust")))
+    for stage_name, systems in stages:
         present = [result for result in results if stage_name in result]
         if not present:
             continue
@@ -593,7 +594,8 @@ def markdown(result: dict) -> str:
     seeds = len(result["seeds"])
     finetuned = sum("adapted+ft" in r for r in result["seeds"])
     provenances = "; ".join(f"seed {r['seed']}: {provenance(r['measured_on'])}" for r in result["seeds"])
-    lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s) ({finetuned} finetuned); ▲/▼: every seed significantly above/below BM25 "
+    lines = [f"nDCG@10, mean ± sample std over {seeds} seed(s) ({finetuned} finetuned); "
+             "▲/▼: every seed significantly above/below BM25 "
              "(paired t-test, p < 0.05).", "", f"Measured: {provenances}.", "", "| run | " + " | ".join(COLLECTIONS) + " |",
              "|---|" + "---:|" * len(COLLECTIONS)]
     rows = [("BM25", "adapted", "bm25"), ("adapted", "adapted", "dense"),
@@ -658,7 +660,8 @@ def ablation_lines(result: dict) -> list[str]:
             measured_elsewhere = "measured_on" in entry and entry["measured_on"] != headline.get("measured_on")
             if measured_elsewhere:
                 elsewhere.append(entry)
-            if adaptation_measured(entry) and (measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]):
+            own_adaptation = measured_elsewhere or entry["adapted"]["model"] != headline["adapted"]["model"]
+            if adaptation_measured(entry) and own_adaptation:
                 lines.append(row(entry, "adapted", headline))
             if "adapted+ft" in entry:
                 lines.append(row(entry, "adapted+ft", headline if "adapted+ft" in headline else None))

@@ -154,8 +154,8 @@ def child_build(spec: dict) -> dict:
 
 def child_search(spec: dict) -> dict:
     from llara_cli.data.runs import rank_results
-    from llara_cli.search.faiss_search import search_index
     from llara_cli.index.faiss_index import load_index
+    from llara_cli.search.faiss_search import search_index
     from llara_cli.search.sharded import resolve_index_shards, search_index_shards
 
     queries = np.load(spec["queries"], allow_pickle=False)  # (n_queries, dim)

@@ -7,7 +7,8 @@ Indexes are built and opened through the library (``save_embeddings`` -> ``build
 so "flat" is the index ``search_index`` runs, with ``configure_flat_search`` applied. Exact search is timed
 three ways on the same query batches: faiss as configured by ``dense_search``, faiss with its default BLAS
 threshold, and ``torch.topk(q @ D.T)``; at a large batch (k=10 and k=1000), a small one (16 queries, where
-faiss' default skips BLAS) and single queries. Repetitions are interleaved so drift in machine load hits every method alike; each
+faiss' default skips BLAS) and single queries. Repetitions are interleaved so drift in machine load hits every method
+alike; each
 method's median QPS is reported. HNSW is timed at several efSearch values against exact search on the same
 batches, with recall@10 against the exact top 10, and at the chosen efSearch also one query at a time.
 
@@ -34,20 +35,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch and faiss start their OpenMP runtimes
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import faiss
+import numpy as np
+import torch
 
-from benchmarks._common import save_result  # noqa: E402
-from llara_cli.search.faiss_search import configure_flat_search, search_index  # noqa: E402
-from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings  # noqa: E402
-from llara_cli.index.faiss_index import (  # noqa: E402
+from benchmarks._common import save_result
+from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+from llara_cli.index.faiss_index import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_HNSW_M,
     DenseIndex,
     build_index,
     load_index,
 )
+from llara_cli.search.faiss_search import configure_flat_search, search_index
 
 RESULT_NAME = "search_speed"
 FAISS_DEFAULT_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold  # read before llara changes it
@@ -188,7 +189,8 @@ def summarise_hnsw(points: list[dict]) -> dict:
     }
 
 
-def build_indexes(scratch_dir: Path, documents: np.ndarray, args: argparse.Namespace) -> tuple[DenseIndex, DenseIndex, float]:
+def build_indexes(scratch_dir: Path, documents: np.ndarray,
+                  args: argparse.Namespace) -> tuple[DenseIndex, DenseIndex, float]:
     """Save the documents as an embedding set, build flat and HNSW indexes; returns both and the HNSW build time."""
     doc_ids = [f"d{row}" for row in range(len(documents))]
     meta = EmbeddingMeta(

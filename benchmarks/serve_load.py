@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, SHARED_DATA, THREADS, best_dtype, save_result  # noqa: E402
+from benchmarks._common import RESULTS_DIR, SHARED_DATA, THREADS, best_dtype, save_result
 
 MODEL = "smollm2-135m"
 COLLECTION = "scifact"
@@ -167,13 +167,13 @@ def load_cell(base_url: str, index: str, label: str, texts: list[str], concurren
     return cell
 
 
-async def _served_results(base_url: str, index: str, queries) -> dict:  # noqa: ANN001
+async def _served_results(base_url: str, index: str, queries) -> dict:
     import httpx
 
     async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
         semaphore = asyncio.Semaphore(32)
 
-        async def one(query):  # noqa: ANN001, ANN202
+        async def one(query):
             async with semaphore:
                 response = await client.post(f"/v1/indexes/{index}/search",
                                              json={"query": query.text, "hits": HITS, "qid": query.query_id})
@@ -182,7 +182,7 @@ async def _served_results(base_url: str, index: str, queries) -> dict:  # noqa: 
         return dict(await asyncio.gather(*(one(query) for query in queries)))
 
 
-def compare_runs(base_url: str, work: Path, paths: dict[str, Path], data_dir: Path, queries, dtype: str) -> dict:  # noqa: ANN001
+def compare_runs(base_url: str, work: Path, paths: dict[str, Path], data_dir: Path, queries, dtype: str) -> dict:
     """Served results written as runs vs ``llara search``'s runs on the same indexes: byte for byte."""
     from llara_cli.data.runs import format_run_lines
 
@@ -264,7 +264,7 @@ def pyserini_rest_probe() -> dict:
 # --- Milvus vs faiss ---------------------------------------------------------------------------------------------
 
 
-def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_ids: list[str]) -> dict:  # noqa: ANN001
+def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_ids: list[str]) -> dict:
     import numpy as np
 
     from llara_cli.index.engines import open_engine_index
@@ -272,7 +272,7 @@ def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_i
     from llara_cli.index.milvus_engine import MilvusIndexType, build_milvus_index
     from llara_cli.search.faiss_search import search_index
 
-    def timed(build) -> float:  # noqa: ANN001
+    def timed(build) -> float:
         started = time.perf_counter()
         build()
         return round(time.perf_counter() - started, 3)
@@ -285,7 +285,7 @@ def engine_comparison(work: Path, paths: dict[str, Path], query_vectors, query_i
     }
     faiss_index = load_index(work / "faiss-flat")
 
-    def searches(search) -> dict:  # noqa: ANN001
+    def searches(search) -> dict:
         search(query_vectors[:1], query_ids[:1])
         started = time.perf_counter()
         for row in range(len(query_ids)):

@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import save_result  # noqa: E402
-from benchmarks.encode_throughput import sample_passages  # noqa: E402
-from llara_cli.encode.encoder import LlaraEncoder  # noqa: E402
-from llara_cli.model.export import export_model  # noqa: E402
+from benchmarks._common import save_result
+from benchmarks.encode_throughput import sample_passages
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.export import export_model
 
 ST_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
@@ -39,7 +39,7 @@ def tiny_model_dir(directory: Path) -> str:
     return str(directory)
 
 
-def timed(encode, texts: list[str]) -> tuple[float, np.ndarray]:  # noqa: ANN001
+def timed(encode, texts: list[str]) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     vectors = encode(texts)
     return time.perf_counter() - start, vectors

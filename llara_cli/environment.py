@@ -131,10 +131,17 @@ def device_list() -> list[dict[str, Any]]:
 
 def precision_description(probe: bool = False) -> dict[str, Any]:
     """What ``--dtype auto`` resolves to on each kind of device here, and the measured probe when it was run."""
-    from llara_cli.runtime.precision import AUTO, CPU, CUDA, cached_bf16_probe, cpu_native_bf16, detect_hardware, \
-        resolve_dtype
-
     import torch
+
+    from llara_cli.runtime.precision import (
+        AUTO,
+        CPU,
+        CUDA,
+        cached_bf16_probe,
+        cpu_native_bf16,
+        detect_hardware,
+        resolve_dtype,
+    )
 
     hardware = detect_hardware(CPU)
     native = cpu_native_bf16(hardware)
@@ -174,8 +181,8 @@ def collect_environment(probe: bool = False) -> dict[str, Any]:
     ``probe`` also measures (or reads the cached) bf16 vs fp32 matmul rate; without it the probe runs only
     where the capability queries cannot decide.
     """
-    from llara_cli.model.gguf import embedded_model_dir
     from llara_cli.model.files import llara_home
+    from llara_cli.model.gguf import embedded_model_dir
     from llara_cli.runtime.precision import CPU, detect_hardware
 
     model_dir = embedded_model_dir()

@@ -23,7 +23,8 @@ def help_text(*args: str) -> str:
 
     from llara_cli.cli.app import app
 
-    environment = {"COLUMNS": HELP_WIDTH, "TERMINAL_WIDTH": HELP_WIDTH, "NO_COLOR": "1", "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
+    environment = {"COLUMNS": HELP_WIDTH, "TERMINAL_WIDTH": HELP_WIDTH, "NO_COLOR": "1",
+                   "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
     result = CliRunner().invoke(app, [*args, "--help"], env=environment, color=False)
     if result.exit_code != 0:
         raise RuntimeError(f"llara {' '.join(args)} --help failed: {result.output}")

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random Llama model and an offline word-level tokenizer, built once per session."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -77,3 +78,71 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared test collections are not at {SHARED_DATA} (a fresh clone without ../shared)")
     return SHARED_DATA
+
+
+# ------------------------------------------------------------------------------ collections several packages share
+
+
+@pytest.fixture
+def beir_dir(tmp_path):
+    """The pipeline tests' BEIR directory: six documents, three judged queries."""
+    from tests.cli.test_pipeline_cli import DOCS, QRELS, QUERIES
+
+    directory = tmp_path / "collection"
+    (directory / "qrels").mkdir(parents=True)
+    (directory / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
+    (directory / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in QUERIES.items()))
+    (directory / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS))
+    return directory
+
+
+@pytest.fixture
+def collection(tmp_path):
+    """A BEIR directory: corpus.jsonl, queries.jsonl, qrels/test.tsv (the hardened-I/O tests' three documents)."""
+    from tests.cli.test_hardened_io import DOCS as HARDENED_DOCS
+    from tests.cli.test_hardened_io import QUERIES as HARDENED_QUERIES
+    from tests.cli.test_hardened_io import write_jsonl
+
+    directory = tmp_path / "collection"
+    (directory / "qrels").mkdir(parents=True)
+    write_jsonl(directory / "corpus.jsonl", [{"_id": d, "title": "", "text": t} for d, t in HARDENED_DOCS.items()])
+    write_jsonl(directory / "queries.jsonl", [{"_id": q, "text": t} for q, t in HARDENED_QUERIES.items()])
+    (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
+    return directory
+
+
+@pytest.fixture
+def run_file(tmp_path):
+    from tests.cli.test_hardened_io import RUN_LINES
+
+    path = tmp_path / "a.trec"
+    path.write_text("\n".join(RUN_LINES) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def served_collection(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """A tiny served collection: the pipeline tests' six documents, a faiss index of the tiny model and BM25."""
+    from tests.cli.conftest import invoke
+    from tests.cli.test_pipeline_cli import DOCS, QRELS
+    from tests.search.service.conftest import ALL_QUERIES, MORE_QUERIES
+
+    root = tmp_path_factory.mktemp("served")
+    collection = root / "collection"
+    (collection / "qrels").mkdir(parents=True)
+    (collection / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
+    (collection / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in ALL_QUERIES.items()))
+    (collection / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS)
+        + "".join(f"{query_id}\td1\t0\n" for query_id in MORE_QUERIES))
+    result = invoke("encode", collection, "--model", tiny_model_dir, "--out", root / "emb", "--dtype", "fp32")
+    assert result.exit_code == 0, result.output
+    result = invoke("index", root / "emb", "--out", root / "index")
+    assert result.exit_code == 0, result.output
+    return {"collection": collection, "corpus": collection / "corpus.jsonl", "emb": root / "emb",
+            "index": root / "index", "root": root}

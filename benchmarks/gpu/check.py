@@ -35,14 +35,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.gpu.flex_mask import segment_block_mask  # noqa: E402
-from llara_cli.core.batching import collate_adaptation  # noqa: E402
-from llara_cli.model.config import FAMILY_BOW_LOGITS, LlaraConfig  # noqa: E402
-from llara_cli.core.masks import joint_attention_inputs  # noqa: E402
-from llara_cli.training.adaptation_objective import LlaraAdaptationModel  # noqa: E402
-from llara_cli.encode.encoder import LlaraEncoder  # noqa: E402
-from llara_cli.core.pooling import masked_mean_pool  # noqa: E402
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side  # noqa: E402
+from benchmarks.gpu.flex_mask import segment_block_mask
+from llara_cli.core.batching import collate_adaptation
+from llara_cli.core.masks import joint_attention_inputs
+from llara_cli.core.pooling import masked_mean_pool
+from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.config import FAMILY_BOW_LOGITS, LlaraConfig
+from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 
 LLAMA_2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
@@ -65,7 +65,7 @@ GIB = 1 << 30
 FAMILY = PromptFamily.PAPER
 
 
-def build_tokenizer(vocab_size: int):  # noqa: ANN201
+def build_tokenizer(vocab_size: int):
     """An offline word-level tokenizer: the prompt's words, pad/unk/bos/eos, and fillers up to ``vocab_size``."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -85,7 +85,7 @@ def build_tokenizer(vocab_size: int):  # noqa: ANN201
                                    pad_token="<pad>", padding_side="right")
 
 
-def build_model(shape: dict, tokenizer, device: torch.device, dtype: torch.dtype):  # noqa: ANN001, ANN201
+def build_model(shape: dict, tokenizer, device: torch.device, dtype: torch.dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(**shape, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -138,7 +138,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {key: value.to(device) for key, value in batch.items()}
 
 
-def attention_inputs(segment_ids: torch.Tensor, heads: int, head_dim: int, dtype: torch.dtype):  # noqa: ANN201
+def attention_inputs(segment_ids: torch.Tensor, heads: int, head_dim: int, dtype: torch.dtype):
     """Random q, k, v ``(batch, heads, seq, head_dim)`` and the joint additive mask ``(batch, 1, seq, seq)``."""
     generator = torch.Generator(device=segment_ids.device).manual_seed(SEED)
     batch, seq = segment_ids.shape
@@ -237,7 +237,7 @@ def adapt_step_phase(wrapper: LlaraAdaptationModel, batches: dict, device: torch
         peaks[joint] = peak_memory_gib(device)
     for _ in range(repetitions):
         for joint, batch in batches.items():
-            times[joint].append(timed(device, lambda: step(batch)))
+            times[joint].append(timed(device, lambda batch=batch: step(batch)))
     wrapper.zero_grad(set_to_none=True)
     joint_s, two_pass_s = statistics.median(times[True]), statistics.median(times[False])
     return {"joint_step_s": round(joint_s, 4), "two_pass_step_s": round(two_pass_s, 4),

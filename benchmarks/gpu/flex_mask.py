@@ -14,11 +14,10 @@ import torch
 
 from llara_cli.core.prompts import Segment
 
-
 PAD, FIRST_SUFFIX, SECOND_SUFFIX = int(Segment.PAD), int(Segment.FIRST_SUFFIX), int(Segment.SECOND_SUFFIX)
 
 
-def segment_mask_mod(segment_ids: torch.Tensor):  # noqa: ANN201 (FlexAttention's mask_mod signature)
+def segment_mask_mod(segment_ids: torch.Tensor):
     """``mask_mod(batch, head, query, key) -> bool`` for ``segment_ids (batch, seq)``."""
 
     def mask_mod(batch: torch.Tensor, head: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:

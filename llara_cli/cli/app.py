@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -12,6 +12,7 @@ from rich.console import Console
 
 from llara_cli import __version__
 from llara_cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME_FAILURE, LlaraError
+
 
 def _click_exception_modules() -> list:
     """``click.exceptions`` and, for newer typer (0.29 here), the copy of it that typer bundles (``typer._click``).
@@ -35,7 +36,7 @@ _EXITS = (typer.Exit, typer.Abort, *_exception_types("Exit"), *_exception_types(
 class _LlaraGroup(typer.core.TyperGroup):
     """Formats library errors once, for every command: one line, exit code from the error, no traceback."""
 
-    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN003, ANN201
+    def make_context(self, info_name, args, parent=None, **extra):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except _HELP_EXCEPTIONS:
@@ -44,7 +45,7 @@ class _LlaraGroup(typer.core.TyperGroup):
             error.show()
             raise typer.Exit(error.exit_code) from None
 
-    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except LlaraError as error:
@@ -62,7 +63,7 @@ class _LlaraGroup(typer.core.TyperGroup):
             ctx.exit(error.exit_code)
         except _EXITS:
             raise
-        except Exception as error:  # noqa: BLE001 - last resort: one line unless --verbose
+        except Exception as error:
             if _state["verbose"]:
                 raise
             _stderr.print(
@@ -96,7 +97,7 @@ def _print_version(value: bool) -> None:
 def root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+        bool | None, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
     ] = None,
 ) -> None:
     """LLaRA: LLM adapted for dense retrieval."""

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_DTYPE, DEFAULT_MODEL, BatchSizeOpt, DimOpt, DtypeOpt, ModelMaxLengthOpt, ModelOpt, OutDirOpt, OverwriteOpt, PromptFamilyOpt,
+    DEFAULT_DTYPE,
+    DEFAULT_MODEL,
+    BatchSizeOpt,
+    DimOpt,
+    DtypeOpt,
+    ModelMaxLengthOpt,
+    ModelOpt,
+    OutDirOpt,
+    OverwriteOpt,
+    PromptFamilyOpt,
     TrustRemoteCodeOpt,
 )
 
@@ -47,11 +56,11 @@ def encode(
       (each rank encodes its shard on its own GPU into emb/corpus/shard-00<rank>; `llara index emb/corpus`)
     """
     from llara_cli.cli.progress import item_progress
-    from llara_cli.encode.encoder import LlaraEncoder
-    from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.core.prompts import Side
     from llara_cli.encode.directory import EncodeJob, encode_to_directory
+    from llara_cli.encode.encoder import LlaraEncoder
     from llara_cli.encode.launcher import device_type_of, encode_device, job_for_rank, launched_rank
+    from llara_cli.runtime.precision import resolve_dtype
 
     side = Side.QUERY if queries else Side.PASSAGE
     job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -118,7 +118,7 @@ def evaluate(
     qrels: QrelsOpt,
     split: QrelsSplitOpt = "test",
     measures: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--measures",
             help="ir_measures names, repeated or comma-separated.  \\[default: nDCG@10,MRR@10,R@100,R@1000,MAP]",
@@ -126,7 +126,7 @@ def evaluate(
         ),
     ] = None,
     baseline: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--baseline", help="Run to test the others against (name or path); default: the first run."),
     ] = None,
     bonferroni: Annotated[
@@ -137,10 +137,10 @@ def evaluate(
                            "(versioned schema: docs/evaluation.md; canonical measure names as keys).")
     ] = False,
     plot: Annotated[
-        Optional[Path], typer.Option("--plot", help="Write recall@k curves and per-query nDCG@10 deltas to this PNG.")
+        Path | None, typer.Option("--plot", help="Write recall@k curves and per-query nDCG@10 deltas to this PNG.")
     ] = None,
     names: Annotated[
-        Optional[str], typer.Option("--names", help="Comma-separated run names, one per run; default: file stems.")
+        str | None, typer.Option("--names", help="Comma-separated run names, one per run; default: file stems.")
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:

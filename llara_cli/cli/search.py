@@ -2,41 +2,51 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from llara_cli.cli.options import (
-    DEFAULT_DTYPE, DimOpt, DtypeOpt, ModelMaxLengthOpt, OptionalModelOpt, OutFileOpt, OverwriteOpt, PromptFamilyOpt, QueriesOpt,
-    TrustRemoteCodeOpt, at_most, finite,
+    DEFAULT_DTYPE,
+    DimOpt,
+    DtypeOpt,
+    ModelMaxLengthOpt,
+    OptionalModelOpt,
+    OutFileOpt,
+    OverwriteOpt,
+    PromptFamilyOpt,
+    QueriesOpt,
+    TrustRemoteCodeOpt,
+    at_most,
+    finite,
 )
 from llara_cli.errors import UsageError
 from llara_cli.index.engines import Engine
 from llara_cli.search.bm25 import DEFAULT_B, DEFAULT_K1, MAX_K
-from llara_cli.search.run_fusion import DEFAULT_FUSION_METHOD, FusionMethod
-from llara_cli.search.fusion import RRF_K as DEFAULT_RRF_K
 from llara_cli.search.dense import DEFAULT_K, DEFAULT_QUERY_BATCH_SIZE
+from llara_cli.search.fusion import RRF_K as DEFAULT_RRF_K
+from llara_cli.search.run_fusion import DEFAULT_FUSION_METHOD, FusionMethod
 from llara_cli.storage.outputs import check_output_file, writing_output_file
 
 
 def search(
     out: OutFileOpt,
     queries: QueriesOpt = None,
-    index: Annotated[Optional[list[Path]], typer.Option("--index", "-i", help="Dense: an index built by `llara index`; repeat it for index shards (or give a directory of shards), searched one at a time and merged exactly.")] = None,
-    engine: Annotated[Optional[Engine], typer.Option("--engine", help="Dense: the --index is an external engine's (`llara index --engine milvus`); detected from the directory, this makes sure of it.")] = None,
+    index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="Dense: an index built by `llara index`; repeat it for index shards (or give a directory of shards), searched one at a time and merged exactly.")] = None,
+    engine: Annotated[Engine | None, typer.Option("--engine", help="Dense: the --index is an external engine's (`llara index --engine milvus`); detected from the directory, this makes sure of it.")] = None,
     bm25: Annotated[bool, typer.Option("--bm25", help="BM25 (Lucene, through Anserini) over --corpus.")] = False,
-    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
-    bm25_index: Annotated[Optional[Path], typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="BM25: the corpus (jsonl or BEIR directory).")] = None,
+    bm25_index: Annotated[Path | None, typer.Option("--bm25-index", help="BM25: where the Lucene index lives (default: cached beside the corpus or in $LLARA_HOME).")] = None,
     k1: Annotated[float, typer.Option("--k1", min=0, callback=finite, help="BM25 k1.")] = DEFAULT_K1,
     b: Annotated[float, typer.Option("--b", min=0, max=1, help="BM25 b.")] = DEFAULT_B,
-    fuse: Annotated[Optional[list[Path]], typer.Option("--fuse", help="Fusion: a run to fuse (repeat the option).")] = None,
+    fuse: Annotated[list[Path] | None, typer.Option("--fuse", help="Fusion: a run to fuse (repeat the option).")] = None,
     method: Annotated[FusionMethod, typer.Option("--method", help="Fusion: robust (BM25-anchored, small fixed dense weight; the first --fuse run is the anchor), tuned (that weight chosen on --tune-run/--tune-qrels), rrf, or weighted (--weights).")] = DEFAULT_FUSION_METHOD,
     rrf_k: Annotated[int, typer.Option("--rrf-k", min=1, help="RRF constant k.")] = DEFAULT_RRF_K,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
-    tune_run: Annotated[Optional[list[Path]], typer.Option("--tune-run", help="Tuned fusion: each --fuse system's run on the tuning queries (repeat, same order).")] = None,
-    tune_qrels: Annotated[Optional[Path], typer.Option("--tune-qrels", help="Tuned fusion: qrels of the tuning queries (a file or BEIR directory).")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Weighted fusion: comma-separated weights, one per run.")] = None,
+    tune_run: Annotated[list[Path] | None, typer.Option("--tune-run", help="Tuned fusion: each --fuse system's run on the tuning queries (repeat, same order).")] = None,
+    tune_qrels: Annotated[Path | None, typer.Option("--tune-qrels", help="Tuned fusion: qrels of the tuning queries (a file or BEIR directory).")] = None,
     tune_split: Annotated[str, typer.Option("--tune-split", help="Tuned fusion: the qrels split of a BEIR --tune-qrels directory.")] = "train",
-    split: Annotated[Optional[str], typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
+    split: Annotated[str | None, typer.Option("--split", help="With a BEIR directory as --queries: search only the queries judged in qrels/<split>.tsv.")] = "test",
     k: Annotated[int, typer.Option("--k", "-k", min=1, callback=at_most(MAX_K), help="Results per query.")] = DEFAULT_K,
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
@@ -45,7 +55,7 @@ def search(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     trust_remote_code: TrustRemoteCodeOpt = False,
     dim: DimOpt = None,
-    rescore_factor: Annotated[Optional[int], typer.Option("--rescore-factor", min=1, help="Dense, compact indexes (int8, binary, ivfpq): fetch k x FACTOR candidates and rescore them with the float vectors stored beside the index; default 4 (int8, ivfpq) or 10 (binary) when the index has them; 1: no rescoring.")] = None,
+    rescore_factor: Annotated[int | None, typer.Option("--rescore-factor", min=1, help="Dense, compact indexes (int8, binary, ivfpq): fetch k x FACTOR candidates and rescore them with the float vectors stored beside the index; default 4 (int8, ivfpq) or 10 (binary) when the index has them; 1: no rescoring.")] = None,
     overwrite: OverwriteOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as one JSON document on stdout (schema: docs/evaluation.md); progress and messages go to stderr.")] = False,
 ) -> None:
@@ -110,8 +120,8 @@ def search(
         typer.echo(json.dumps(describe_written_run(out, mode=mode, k=k, inputs=inputs), indent=2))
 
 
-def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,  # noqa: ANN001
-           trust_remote_code, dim=None, rescore_factor=None) -> None:  # noqa: ANN001
+def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
+           trust_remote_code, dim=None, rescore_factor=None) -> None:
     from llara_cli.cli.progress import item_progress
     from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.search.dense import DenseSearchJob, run_dense_search
@@ -125,7 +135,7 @@ def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_
     typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")
 
 
-def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: ANN001
+def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:
     from llara_cli.search.bm25 import run_bm25
 
     if corpus is None:
@@ -134,7 +144,7 @@ def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:  # noqa: A
     typer.echo(f"searched {count} queries with BM25 (k1={k1}, b={b}) -> {out}")
 
 
-def _fuse(runs, method, out, rrf_k, weights, k, tune_runs, tune_qrels, tune_split) -> None:  # noqa: ANN001
+def _fuse(runs, method, out, rrf_k, weights, k, tune_runs, tune_qrels, tune_split) -> None:
     from llara_cli.data.qrels import read_qrels
     from llara_cli.search.run_fusion import fuse_run_files, provenance_path
 

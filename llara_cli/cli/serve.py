@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,19 +11,27 @@ from llara_cli.cli.options import DEFAULT_DTYPE, DtypeOpt, ModelMaxLengthOpt, Op
 from llara_cli.errors import UsageError
 from llara_cli.search.fusion import FUSION_DEPTH
 from llara_cli.search.service.config import (
-    API_KEY_ENV, DEFAULT_BATCH_WAIT_MS, DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HITS,
-    DEFAULT_MAX_PENDING, DEFAULT_MAX_QUERY_CHARS, DEFAULT_PORT, DEFAULT_TIMEOUT_S,
+    API_KEY_ENV,
+    DEFAULT_BATCH_WAIT_MS,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HITS,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_QUERY_CHARS,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT_S,
 )
 
 SERVING = "Serving"
 
 
 def serve(
-    dense: Annotated[Optional[list[str]], typer.Option("--dense", metavar="NAME=DIR", help="A dense index to serve as NAME: a `llara index` directory, a directory of index shards, or a `llara index --engine milvus` directory (repeat the option).")] = None,
-    bm25: Annotated[Optional[list[str]], typer.Option("--bm25", metavar="NAME=CORPUS", help="BM25 over a corpus (jsonl or BEIR directory; its Lucene index is built once or reused) served as NAME (repeat).")] = None,
-    hybrid: Annotated[Optional[list[str]], typer.Option("--hybrid", metavar="NAME=BM25,DENSE[,WEIGHT]", help="BM25-anchored fusion of two served indexes, as `llara search --fuse --method robust`; WEIGHT: the dense weight (default robust, 0.2; or the tuned one from a fused run's provenance).")] = None,
+    dense: Annotated[list[str] | None, typer.Option("--dense", metavar="NAME=DIR", help="A dense index to serve as NAME: a `llara index` directory, a directory of index shards, or a `llara index --engine milvus` directory (repeat the option).")] = None,
+    bm25: Annotated[list[str] | None, typer.Option("--bm25", metavar="NAME=CORPUS", help="BM25 over a corpus (jsonl or BEIR directory; its Lucene index is built once or reused) served as NAME (repeat).")] = None,
+    hybrid: Annotated[list[str] | None, typer.Option("--hybrid", metavar="NAME=BM25,DENSE[,WEIGHT]", help="BM25-anchored fusion of two served indexes, as `llara search --fuse --method robust`; WEIGHT: the dense weight (default robust, 0.2; or the tuned one from a fused run's provenance).")] = None,
     fusion_depth: Annotated[int, typer.Option("--fusion-depth", min=1, help="Hybrid: documents retrieved from each side and fused.")] = FUSION_DEPTH,
-    documents: Annotated[Optional[Path], typer.Option("--documents", help="Corpus whose texts fill document_txt and /documents (default: the first --bm25 corpus).")] = None,
+    documents: Annotated[Path | None, typer.Option("--documents", help="Corpus whose texts fill document_txt and /documents (default: the first --bm25 corpus).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind; the default answers this machine only.", rich_help_panel=SERVING)] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one).", rich_help_panel=SERVING)] = DEFAULT_PORT,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Dense: concurrent queries encoded in one forward pass (1: one at a time).", rich_help_panel=SERVING)] = DEFAULT_MAX_BATCH,

@@ -28,7 +28,8 @@ TARGET_KEYS = ("passage_targets", "query_targets")
 POOL_MASK_KEYS = {side: side_key(side, "pool_mask") for side in Side}
 
 
-def collate_prompted(sequences: Sequence[PromptedSequence], pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
+def collate_prompted(sequences: Sequence[PromptedSequence], pad_id: int,
+                     padding_side: str = "right") -> dict[str, torch.Tensor]:
     """Pad sequences to one length: ``input_ids``, ``segment_ids`` (PAD where padded), a pool mask per side,
     and ``lm_labels`` (the text tokens, ``IGNORE_INDEX`` elsewhere) for the optional next-token loss."""
     if padding_side not in PADDING_SIDES:
@@ -71,7 +72,7 @@ def pad_targets(target_lists: Sequence[Sequence[int]]) -> torch.Tensor:
     return padded
 
 
-def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], prompt_format, pad_id: int,  # noqa: ANN001
+def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], prompt_format, pad_id: int,
                        max_length: int, *, joint: bool = True, padding_side: str = "right") -> dict[str, torch.Tensor]:
     """Batch ``(text_ids, next_ids)`` examples for :class:`LlaraAdaptationModel`.
 
@@ -100,7 +101,7 @@ def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], 
 class AdaptationCollator:
     """The Trainer's ``data_collator`` for adaptation: :func:`collate_adaptation` with fixed settings."""
 
-    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True,  # noqa: ANN001
+    def __init__(self, prompt_format, pad_id: int, max_length: int, *, joint: bool = True,
                  target_filter: Callable[[list[list[int]]], list[list[int]]] | None = None) -> None:
         self.prompt_format = prompt_format
         self.pad_id = pad_id
@@ -122,7 +123,7 @@ class ContrastiveCollator:
     ``(n * group_size, ...)`` (group by group, positive first), each with ``input_ids``, ``segment_ids`` and
     ``pool_mask`` for its side."""
 
-    def __init__(self, tokenizer, prompt_format: PromptFormat, query_max_length: int,  # noqa: ANN001
+    def __init__(self, tokenizer, prompt_format: PromptFormat, query_max_length: int,
                  passage_max_length: int) -> None:
         self.tokenizer = tokenizer
         self.prompt_format = prompt_format

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+
 def contrastive_labels(n_queries: int, group_size: int, *, in_batch: bool = True, offset: int = 0,
                        device: torch.device | None = None) -> torch.Tensor:
     """Index of each query's positive among its candidate passages: ``(offset + i) * group_size``, or 0."""

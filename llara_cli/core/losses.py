@@ -40,7 +40,8 @@ def bow_loss_from_logits(logits: torch.Tensor, target_mask: torch.Tensor) -> tor
     return per_example[has_targets].mean()
 
 
-def vocabulary_logits(states: torch.Tensor, lm_head_weight: torch.Tensor, lm_head_bias: torch.Tensor | None = None) -> torch.Tensor:
+def vocabulary_logits(states: torch.Tensor, lm_head_weight: torch.Tensor,
+                      lm_head_bias: torch.Tensor | None = None) -> torch.Tensor:
     """``states (..., dim)`` projected on the LM head: ``(..., vocab)``, in float32 for a stable softmax."""
     return F.linear(states, lm_head_weight, lm_head_bias).float()
 

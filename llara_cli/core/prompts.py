@@ -28,7 +28,6 @@ from typing import NamedTuple, TypeVar
 from llara_cli.choices import StrChoice
 from llara_cli.errors import UsageError
 
-
 E = TypeVar("E", bound=Enum)
 
 
@@ -189,7 +188,7 @@ class PromptFormat:
         return self.template.family
 
     @classmethod
-    def from_tokenizer(cls, template: PromptTemplate, tokenizer,  # noqa: ANN001 - HF tokenizer
+    def from_tokenizer(cls, template: PromptTemplate, tokenizer,
                        layout: int | PromptLayout = CURRENT_LAYOUT) -> PromptFormat:
         """Tokenize the template's fixed parts; the markers (or eos) must already be single tokens.
 
@@ -255,11 +254,11 @@ class PromptFormat:
         return PromptedSequence(input_ids, segment_ids, positions, (start, first_start), len(kept) < len(text_ids))
 
 
-def _encode(tokenizer, text: str) -> list[int]:  # noqa: ANN001
+def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
-def _suffix_words(tokenizer, template: PromptTemplate, side: Side, pooled: tuple[int, ...],  # noqa: ANN001
+def _suffix_words(tokenizer, template: PromptTemplate, side: Side, pooled: tuple[int, ...],
                   layout: PromptLayout) -> list[int]:
     """The suffix tokens before the pooled ones: ``suffix + markers`` tokenized whole, minus the markers."""
     suffix = template.suffix(side)
@@ -272,7 +271,7 @@ def _suffix_words(tokenizer, template: PromptTemplate, side: Side, pooled: tuple
     return _encode(tokenizer, suffix)  # a tokenizer that does not split its eos out of text: same pieces
 
 
-def _leading_special_ids(tokenizer) -> list[int]:  # noqa: ANN001
+def _leading_special_ids(tokenizer) -> list[int]:
     """The special tokens the tokenizer puts before a text (e.g. Llama's ``<s>``), found by comparison."""
     probe = "a"
     with_special = list(tokenizer(probe)["input_ids"])
@@ -283,7 +282,7 @@ def _leading_special_ids(tokenizer) -> list[int]:  # noqa: ANN001
     return []
 
 
-def _marker_ids(tokenizer, markers: tuple[str, ...]) -> list[int]:  # noqa: ANN001
+def _marker_ids(tokenizer, markers: tuple[str, ...]) -> list[int]:
     if not markers:
         if tokenizer.eos_token_id is None:
             raise UsageError("the tokenizer has no eos token, which the paper prompt family pools")
@@ -295,7 +294,7 @@ def _marker_ids(tokenizer, markers: tuple[str, ...]) -> list[int]:  # noqa: ANN0
     return list(ids)
 
 
-def add_marker_tokens(tokenizer, model, template: PromptTemplate) -> int:  # noqa: ANN001
+def add_marker_tokens(tokenizer, model, template: PromptTemplate) -> int:
     """Add the family's marker tokens that are missing (only those) and resize the embeddings; returns how many.
 
     ``model`` None adds them to the tokenizer only (weights not loaded yet: the caller resizes them later).

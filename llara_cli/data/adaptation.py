@@ -266,7 +266,7 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 class ExampleReader:
     """One pass over a source in file order: documents are split into spans, or pairs read as they are."""
 
-    def __init__(self, path: str | Path, tokenizer, *, span_tokens: int,  # noqa: ANN001 - HF tokenizer
+    def __init__(self, path: str | Path, tokenizer, *, span_tokens: int,
                  data_format: str | DataFormat = DataFormat.AUTO) -> None:
         if span_tokens <= 0:
             raise UsageError(f"the span length must be positive, got {span_tokens}")
@@ -340,7 +340,7 @@ class AdaptationStream:
     ``(seed, k)``); a pass that yields nothing raises a UsageError instead of spinning.
     """
 
-    def __init__(self, path: str | Path, tokenizer, *, span_tokens: int,  # noqa: ANN001 - HF tokenizer
+    def __init__(self, path: str | Path, tokenizer, *, span_tokens: int,
                  data_format: str | DataFormat = DataFormat.AUTO, seed: int = 0,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, max_examples: int | None = None,
                  round_size: int = 1, repeat: bool = True) -> None:
@@ -358,7 +358,7 @@ class AdaptationStream:
     def data_format(self) -> DataFormat:
         return self.reader.data_format
 
-    def set_epoch(self, epoch: int) -> None:  # noqa: ARG002 - passes are counted internally
+    def set_epoch(self, epoch: int) -> None:
         """Called by Accelerate/Trainer; the stream is endless and reshuffles each pass by itself."""
 
     def examples(self) -> Iterator[AdaptationExample]:

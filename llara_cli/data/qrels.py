@@ -2,7 +2,8 @@
 
 The format is decided once per file, from its first line: a BEIR header (tab-separated lines when the header
 is, ids may not hold whitespace), else the first line's column count (4: TREC, 3: headerless BEIR); every
-line is then held to it. Relevance is an integer: ``1``, ``-1`` and ``2.0`` are read, ``0.6``, ``inf`` and ``nan`` are refused.
+line is then held to it. Relevance is an integer: ``1``, ``-1`` and ``2.0`` are read, ``0.6``, ``inf`` and ``nan``
+are refused.
 """
 from __future__ import annotations
 

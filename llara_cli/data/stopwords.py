@@ -33,7 +33,7 @@ def remove_stop_words(text: str, stop_words: Collection[str] | None = None) -> s
 class StopWordTargets:
     """Rebuilds a side's BoW target ids without stop words: decode, clean, tokenize again (no special tokens)."""
 
-    def __init__(self, tokenizer, stop_words: Collection[str] | None = None) -> None:  # noqa: ANN001 - HF tokenizer
+    def __init__(self, tokenizer, stop_words: Collection[str] | None = None) -> None:
         self.tokenizer = tokenizer
         self.stop_words = english_stop_words() if stop_words is None else frozenset(stop_words)
 

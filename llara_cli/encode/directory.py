@@ -18,15 +18,18 @@ import numpy as np
 
 from llara_cli import __version__
 from llara_cli.core.prompts import Side
-from llara_cli.data.corpus import read_corpus, read_queries, resolve_beir_file, BEIR_CORPUS_FILE, BEIR_QUERIES_FILE
-from llara_cli.storage.files import atomic_write, read_json, write_json
-from llara_cli.model.fingerprint import FINGERPRINT_KEY, weights_fingerprint
-from llara_cli.storage.locks import LOCK_FILE, output_lock
-from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
+from llara_cli.data.corpus import BEIR_CORPUS_FILE, BEIR_QUERIES_FILE, read_corpus, read_queries, resolve_beir_file
 from llara_cli.encode.truncation import (
-    TRUNCATED_FROM_FIELD, check_truncation_dim, truncate_vectors, warn_if_not_trained_for,
+    TRUNCATED_FROM_FIELD,
+    check_truncation_dim,
+    truncate_vectors,
+    warn_if_not_trained_for,
 )
 from llara_cli.errors import UsageError
+from llara_cli.model.fingerprint import FINGERPRINT_KEY, weights_fingerprint
+from llara_cli.storage.files import atomic_write, read_json, write_json
+from llara_cli.storage.locks import LOCK_FILE, output_lock
+from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +91,20 @@ def _check_resumable(state_path: Path, expected: dict) -> None:
         )
 
 
-def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], None] | None = None,  # noqa: ANN001
-                        on_start: Callable[[int, int], None] | None = None):  # noqa: ANN201
+def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], None] | None = None,
+                        on_start: Callable[[int, int], None] | None = None):
     """Run ``job`` with a :class:`~llara_cli.encode.encoder.LlaraEncoder`; returns the saved embedding set's metadata.
 
     ``on_start(total, already_done)`` and ``on_progress(n_done)`` let a caller draw progress.
     """
     from llara_cli.encode.embedding_store import (
-        EMBEDDINGS_FILE, IDS_FILE, META_FILE, STORE_DTYPES, EmbeddingMeta, check_finite, save_embeddings,
+        EMBEDDINGS_FILE,
+        IDS_FILE,
+        META_FILE,
+        STORE_DTYPES,
+        EmbeddingMeta,
+        check_finite,
+        save_embeddings,
     )
 
     out_dir = job.out_dir
@@ -164,7 +173,7 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
     return meta
 
 
-def _stored_dim(job: EncodeJob, encoder) -> int:  # noqa: ANN001 - LlaraEncoder
+def _stored_dim(job: EncodeJob, encoder) -> int:
     """The dim to store: the model's, or the checked ``job.dim`` prefix (warning once if not trained for it)."""
     if job.dim is None or job.dim == encoder.dim:
         return encoder.dim

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
-from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
-from llara_cli.data.records import check_id, id_problem
 from llara_cli.core.prompts import Side
+from llara_cli.data.records import check_id, id_problem
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.storage.files import atomic_write, iter_lines, read_json, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,7 +72,8 @@ class EmbeddingMeta:
         if not 0 <= self.shard_id < self.shard_num:
             raise UsageError(f"shard_id {self.shard_id} is outside 0..{self.shard_num - 1} (shard_num {self.shard_num})")
         if self.dim < 1 or self.count < 0:
-            raise UsageError(f"embedding dim must be positive and count non-negative, got dim {self.dim}, count {self.count}")
+            raise UsageError(f"embedding dim must be positive and count non-negative, "
+                             f"got dim {self.dim}, count {self.count}")
 
     def to_dict(self) -> dict[str, Any]:
         """The ``meta.json`` payload: known fields plus any preserved unknown ones."""

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from llara_cli.core.batching import check_batch_size, collate_side
+from llara_cli.core.prompts import PromptFamily, Side, check_max_length
 from llara_cli.model.llara_model import DEFAULT_ATTENTION, DEFAULT_DTYPE, LlaraModel
-from llara_cli.core.prompts import check_max_length, PromptFamily, Side
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ DEFAULT_BATCH_SIZE = 16
 class LlaraEncoder:
     """Encodes queries (EBAR side) and passages (EBAE side) with a :class:`LlaraModel` (in eval mode)."""
 
-    def __init__(self, model: LlaraModel | torch.nn.Module, tokenizer=None, config=None, *,  # noqa: ANN001
+    def __init__(self, model: LlaraModel | torch.nn.Module, tokenizer=None, config=None, *,
                  device: str | torch.device | None = None) -> None:
         """``model`` is a :class:`LlaraModel`, or a causal LM given with its tokenizer and ``LlaraConfig``."""
         self.model = model if isinstance(model, LlaraModel) else LlaraModel(model, tokenizer, config)
@@ -42,15 +42,15 @@ class LlaraEncoder:
                    device=device)
 
     @property
-    def config(self):  # noqa: ANN201 - LlaraConfig
+    def config(self):
         return self.model.config
 
     @property
-    def tokenizer(self):  # noqa: ANN201 - the HF tokenizer
+    def tokenizer(self):
         return self.model.tokenizer
 
     @property
-    def prompt_format(self):  # noqa: ANN201 - PromptFormat
+    def prompt_format(self):
         return self.model.prompt_format
 
     @property
@@ -92,8 +92,8 @@ class LlaraEncoder:
                 on_batch(len(indices))
         return output
 
-    def encode_passages(self, texts: Sequence[str], **kwargs) -> np.ndarray:  # noqa: ANN003
+    def encode_passages(self, texts: Sequence[str], **kwargs) -> np.ndarray:
         return self.encode(texts, Side.PASSAGE, **kwargs)
 
-    def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:  # noqa: ANN003
+    def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
         return self.encode(texts, Side.QUERY, **kwargs)

@@ -13,9 +13,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llara_cli.errors import UsageError
 from llara_cli.encode.directory import EncodeJob
 from llara_cli.encode.shards import shard_dir_name
+from llara_cli.errors import UsageError
 
 RANK_ENV, WORLD_SIZE_ENV, LOCAL_RANK_ENV = "RANK", "WORLD_SIZE", "LOCAL_RANK"  # set by torchrun and accelerate
 

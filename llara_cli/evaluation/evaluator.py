@@ -11,7 +11,13 @@ from llara_cli.data.runs import ScoredDoc
 from llara_cli.errors import UsageError
 from llara_cli.evaluation.coverage import coverage_warnings, measure_coverage, sort_ids
 from llara_cli.evaluation.measures import (
-    DEFAULT_MEASURES, aggregate, calc_per_query, parse_measures, qrels_to_dict, run_to_dict, split_measure_names,
+    DEFAULT_MEASURES,
+    aggregate,
+    calc_per_query,
+    parse_measures,
+    qrels_to_dict,
+    run_to_dict,
+    split_measure_names,
 )
 from llara_cli.evaluation.report import Comparison, EvaluationReport, RunResult
 from llara_cli.evaluation.significance import SIGNIFICANCE_LEVEL, bonferroni_correct, is_significant, paired_t_test

@@ -24,7 +24,7 @@ def _task_name(directory: Path) -> str:
 
 
 def beir_retrieval_task(directory: str | Path, *, split: str = DEFAULT_BEIR_SPLIT, name: str | None = None,
-                        k_values: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)):  # noqa: ANN201 - AbsTaskRetrieval
+                        k_values: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)):
     """An MTEB ``AbsTaskRetrieval`` over the BEIR directory ``directory`` (its ``split`` qrels), loaded already."""
     try:
         from datasets import Dataset

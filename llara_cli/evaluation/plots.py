@@ -25,7 +25,7 @@ def delta_measure(report: EvaluationReport) -> str:
     return DELTA_MEASURE if DELTA_MEASURE in report.measures else report.measures[0]
 
 
-def _plot_recall(axes, report: EvaluationReport) -> None:  # noqa: ANN001 - matplotlib Axes, imported lazily
+def _plot_recall(axes, report: EvaluationReport) -> None:
     for name, result in report.runs.items():
         cutoffs = list(result.recall_curve)
         label = f"{name} (baseline)" if name == report.baseline else name
@@ -39,7 +39,7 @@ def _plot_recall(axes, report: EvaluationReport) -> None:  # noqa: ANN001 - matp
     axes.legend(loc="lower right")
 
 
-def _plot_deltas(axes, report: EvaluationReport, name: str, measure: str) -> None:  # noqa: ANN001
+def _plot_deltas(axes, report: EvaluationReport, name: str, measure: str) -> None:
     values = report.runs[name].per_query[measure]
     baseline = report.runs[report.baseline].per_query[measure]
     deltas = sorted((values[query_id] - baseline[query_id] for query_id in baseline), reverse=True)

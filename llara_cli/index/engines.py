@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llara_cli.encode.embedding_store import (
-    META_FILE, EmbeddingMeta, Side, check_compatible, load_embedding_meta, load_embeddings,
+    META_FILE,
+    EmbeddingMeta,
+    Side,
+    check_compatible,
+    load_embedding_meta,
+    load_embeddings,
 )
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import read_json

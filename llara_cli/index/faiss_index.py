@@ -32,10 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_cli import __version__
-from llara_cli.storage.files import read_json, write_json
-from llara_cli.storage.locks import sibling_lock
-from llara_cli.storage.outputs import remove_leftovers
-from llara_cli.errors import LlaraError, UsageError
 from llara_cli.encode.embedding_store import (
     META_FILE,
     EmbeddingMeta,
@@ -46,14 +42,14 @@ from llara_cli.encode.embedding_store import (
     load_embeddings,
     read_ids,
 )
+from llara_cli.encode.shards import expand_shard_dirs
+from llara_cli.errors import LlaraError, UsageError
 from llara_cli.index.faiss_types import (  # re-exported: the index kinds and their defaults
+    BINARY_TYPES,
+    COMPACT_TYPES,
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
     DEFAULT_HNSW_M,
-    DEFAULT_NPROBE,
-    BINARY_TYPES,
-    COMPACT_TYPES,
-    IVF_TYPES,
     IndexType,
     apply_search_params,
     index_params,
@@ -65,8 +61,6 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     training_sample,
 )
 from llara_cli.index.integrity import CHECKSUMS_KEY, check_checksums, file_checksums
-from llara_cli.storage.outputs import OutputKind, check_output_directory
-from llara_cli.encode.shards import expand_shard_dirs
 from llara_cli.index.quantized import read_binary_index, write_any_index
 from llara_cli.index.rescore_store import (
     RESCORE_FILE,
@@ -84,6 +78,9 @@ from llara_cli.index.whitening import (
     load_whitening,
     save_whitening,
 )
+from llara_cli.storage.files import read_json, write_json
+from llara_cli.storage.locks import sibling_lock
+from llara_cli.storage.outputs import OutputKind, check_output_directory, remove_leftovers
 
 if TYPE_CHECKING:
     import numpy as np

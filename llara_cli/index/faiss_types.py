@@ -238,7 +238,7 @@ def training_sample(vectors: Sequence[np.ndarray], sample_size: int) -> np.ndarr
     return sample
 
 
-def iter_float32_chunks(block: np.ndarray):  # noqa: ANN201 (an iterator of arrays)
+def iter_float32_chunks(block: np.ndarray):
     """``block`` (float32 or float16, in memory or a memory map) as float32 chunks of ``READ_CHUNK_ROWS`` rows."""
     for start in range(0, len(block), READ_CHUNK_ROWS):
         yield read_rows(block, start, min(start + READ_CHUNK_ROWS, len(block)))  # (chunk, dim)

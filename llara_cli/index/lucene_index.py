@@ -20,9 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from llara_cli.runtime.home import llara_home
 from llara_cli.data.corpus import BEIR_CORPUS_FILE, iter_documents, resolve_beir_file
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.runtime.home import llara_home
 from llara_cli.runtime.jvm import anserini_version, java_error_message, start_jvm
 from llara_cli.storage.files import read_json, write_json
 from llara_cli.storage.locks import process_alive

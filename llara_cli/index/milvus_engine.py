@@ -73,7 +73,7 @@ def _client(uri: str) -> Any:
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)  # which gRPC logs as an error: harmless
     try:
         return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
-    except Exception as error:  # noqa: BLE001 - pymilvus raises its own MilvusException or gRPC errors
+    except Exception as error:
         raise LlaraError(f"cannot connect to Milvus at {uri}: {error}") from None
 
 
@@ -175,7 +175,7 @@ def build_milvus_index(
         _close(client, client_uri)
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    except Exception as error:  # noqa: BLE001 - pymilvus errors: one line, nothing half-written kept locally
+    except Exception as error:
         _close(client, client_uri)
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise LlaraError(f"Milvus export to {client_uri} failed: {error}") from None

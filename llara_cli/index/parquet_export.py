@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from llara_cli.encode.embedding_store import META_FILE
 from llara_cli.encode.shards import expand_shard_dirs
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.index.engines import ENGINE_FILE, Engine, EngineIndexMeta, load_passage_shards, merged_meta
-from llara_cli.encode.embedding_store import META_FILE
 from llara_cli.storage.files import write_json
 
 logger = logging.getLogger(__name__)

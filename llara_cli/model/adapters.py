@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llara_cli.model.files import ADAPTER_CONFIG_FILE, first_line
-from llara_cli.model.trust import LOAD_ERRORS, is_refused_pickle, refuse_unsafe_pickle, trust_kwargs
 from llara_cli.core.prompts import TEMPLATES, PromptFamily
 from llara_cli.errors import UsageError
+from llara_cli.model.files import ADAPTER_CONFIG_FILE, first_line
+from llara_cli.model.trust import LOAD_ERRORS, is_refused_pickle, refuse_unsafe_pickle, trust_kwargs
 from llara_cli.storage.files import read_json
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
     return base
 
 
-def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool,  # noqa: ANN001, ANN201 - HF / peft model
+def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool,
                   trust_remote_code: bool = False):
     """``causal_lm`` with the adapter of ``adapter_dir``: merged into plain weights, or as an inference PeftModel.
 
@@ -76,7 +76,7 @@ def apply_adapter(causal_lm, adapter_dir: Path, *, merge: bool,  # noqa: ANN001,
     return model.merge_and_unload().eval()
 
 
-def add_lora(causal_lm, tokenizer, prompt_family: PromptFamily, settings: LoraSettings,  # noqa: ANN001, ANN201
+def add_lora(causal_lm, tokenizer, prompt_family: PromptFamily, settings: LoraSettings,
              base_reference: str | None = None):
     """Wrap in trainable LoRA adapters; the marker tokens of the prompt family get trainable embeddings.
 

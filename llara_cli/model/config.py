@@ -16,7 +16,14 @@ from typing import Any
 
 from llara_cli import __version__
 from llara_cli.core.prompts import (
-    CURRENT_LAYOUT, LEGACY_LAYOUT, PromptFamily, Side, detect_family, family_for, parse_family, parse_layout,
+    CURRENT_LAYOUT,
+    LEGACY_LAYOUT,
+    PromptFamily,
+    Side,
+    detect_family,
+    family_for,
+    parse_family,
+    parse_layout,
 )
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import read_json, write_json

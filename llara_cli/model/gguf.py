@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llara_cli.runtime.dtypes import torch_dtype
-from llara_cli.model.files import MODELS_SUBDIR, first_line, force_offline, llara_home, missing_model_files
 from llara_cli.errors import LlaraError
+from llara_cli.model.files import MODELS_SUBDIR, first_line, force_offline, llara_home, missing_model_files
+from llara_cli.runtime.dtypes import torch_dtype
 from llara_cli.storage.files import read_json, write_json
 
 if TYPE_CHECKING:  # pragma: no cover - typing only

@@ -19,13 +19,13 @@ from typing import Any
 
 from torch import nn
 
-from llara_cli.model.adapters import LoraSettings, add_lora, adapter_base_model, apply_adapter
+from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
+from llara_cli.errors import UsageError
+from llara_cli.model.adapters import LoraSettings, adapter_base_model, add_lora, apply_adapter
 from llara_cli.model.config import LlaraConfig, resolve_config
 from llara_cli.model.embedding_pass import embed_side
 from llara_cli.model.files import has_tokenizer_files, is_peft_adapter_dir
 from llara_cli.model.resolve import load_causal_lm, load_tokenizer, resolve_model
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
-from llara_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def adapter_base_reference(model: str) -> str:
     return str(resolve_model(model).resolve())
 
 
-def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:  # noqa: ANN001 - HF tokenizer
+def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:
     """The prompt layout ``config`` asks for, bound to ``tokenizer`` (whose marker tokens must be there)."""
     return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer, config.prompt_layout)
 
@@ -106,7 +106,7 @@ class ModelSource:
         return cls(model, config, tokenizer, model_dir=model_dir, added_markers=added)
 
 
-def _adapter_tokenizer(adapter_dir: Path, trust_remote_code: bool, depth: int = 0):  # noqa: ANN202
+def _adapter_tokenizer(adapter_dir: Path, trust_remote_code: bool, depth: int = 0):
     """The adapter's own tokenizer (with the marker tokens of its finetuning), else its base model's."""
     if has_tokenizer_files(adapter_dir):
         return load_tokenizer(adapter_dir, trust_remote_code=trust_remote_code)
@@ -154,7 +154,7 @@ def enable_gradient_checkpointing(causal_lm: nn.Module) -> None:
         causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def save_model_dir(out_dir: str | Path, causal_lm: nn.Module, tokenizer, config: LlaraConfig) -> None:  # noqa: ANN001
+def save_model_dir(out_dir: str | Path, causal_lm: nn.Module, tokenizer, config: LlaraConfig) -> None:
     """Write an HF model directory (safetensors; an adapter directory for a peft model), tokenizer, llara config."""
     out_dir = Path(out_dir)
     causal_lm.save_pretrained(out_dir, safe_serialization=True)
@@ -165,7 +165,7 @@ def save_model_dir(out_dir: str | Path, causal_lm: nn.Module, tokenizer, config:
 class LlaraModel:
     """A causal LM that embeds queries and passages the llara way: its tokenizer, config and prompt format."""
 
-    def __init__(self, causal_lm: nn.Module, tokenizer, config: LlaraConfig, *, name: str = "") -> None:  # noqa: ANN001
+    def __init__(self, causal_lm: nn.Module, tokenizer, config: LlaraConfig, *, name: str = "") -> None:
         self.causal_lm = causal_lm
         self.tokenizer = tokenizer
         self.config = config
@@ -216,18 +216,18 @@ class LlaraModel:
         return int(self.causal_lm.config.hidden_size)
 
     @property
-    def dtype(self):  # noqa: ANN201 - torch.dtype
+    def dtype(self):
         return self.causal_lm.dtype
 
     @property
-    def device(self):  # noqa: ANN201 - torch.device
+    def device(self):
         return next(self.causal_lm.parameters()).device
 
     def max_length(self, side: Side) -> int:
         """The tokens per text the model was trained with on ``side`` (the default for encoding)."""
         return self.config.max_length(side)
 
-    def embed(self, batch: dict, side: Side):  # noqa: ANN201 - torch.Tensor (batch, dim)
+    def embed(self, batch: dict, side: Side):
         """Embeddings ``(batch, dim)`` float32 of one side of a batch (:func:`llara_cli.core.batching.collate_side`)."""
         return embed_side(self.causal_lm, batch, side, normalized=self.config.normalize)
 

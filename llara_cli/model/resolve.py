@@ -16,16 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llara_cli.runtime.dtypes import DTYPES, torch_dtype
-from llara_cli.model.gguf import EMBEDDED_ALIAS, EMBEDDED_PIP_NAME, ensure_embedded_smollm2
-from llara_cli.model.files import (
-    ADAPTER_CONFIG_FILE, CONFIG_FILE, check_model_dir, first_line, force_offline, hf_hub_cache, is_peft_adapter_dir,
-    llara_home, missing_model_files,
-)
-from llara_cli.model.trust import (
-    LOAD_ERRORS, asks_for_remote_code, check_custom_code, is_refused_pickle, refuse_custom_code, refuse_unsafe_pickle, trust_kwargs,
-)
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.model.files import (
+    ADAPTER_CONFIG_FILE,
+    CONFIG_FILE,
+    check_model_dir,
+    first_line,
+    force_offline,
+    hf_hub_cache,
+    is_peft_adapter_dir,
+    llara_home,
+    missing_model_files,
+)
+from llara_cli.model.gguf import EMBEDDED_ALIAS, EMBEDDED_PIP_NAME, ensure_embedded_smollm2
+from llara_cli.model.trust import (
+    LOAD_ERRORS,
+    asks_for_remote_code,
+    check_custom_code,
+    is_refused_pickle,
+    refuse_custom_code,
+    refuse_unsafe_pickle,
+    trust_kwargs,
+)
+from llara_cli.runtime.dtypes import DTYPES, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch

@@ -79,7 +79,8 @@ class Bf16Probe:
 
 
 def check_precision(name: str | Dtype) -> Dtype:
-    """``name`` as a :class:`Dtype`, else a UsageError listing the choices (:func:`~llara_cli.runtime.dtypes.parse_dtype`)."""
+    """``name`` as a :class:`Dtype`, else a UsageError listing the choices
+    (:func:`~llara_cli.runtime.dtypes.parse_dtype`)."""
     return parse_dtype(name)
 
 

@@ -88,7 +88,7 @@ def check_disjoint(tuning_query_ids: Iterable[str], evaluated_query_ids: Iterabl
         )
 
 
-def _per_query(fused: FusedResults, judged: Mapping[str, Mapping[str, int]], measure) -> dict[str, float]:  # noqa: ANN001
+def _per_query(fused: FusedResults, judged: Mapping[str, Mapping[str, int]], measure) -> dict[str, float]:
     from llara_cli.evaluation.measures import calc_per_query
 
     run = {query_id: dict(scored) for query_id, scored in fused.items() if query_id in judged}

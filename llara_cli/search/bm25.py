@@ -17,10 +17,14 @@ from llara_cli.data.corpus import check_unique_ids, queries_for_search, warn_if_
 from llara_cli.data.records import Query
 from llara_cli.data.runs import write_run
 from llara_cli.errors import LlaraError, UsageError
-from llara_cli.runtime.jvm import java_error_message, start_jvm
 from llara_cli.index.lucene_index import (
-    INDEXER_CLASS, build_bm25_index, default_threads, has_lucene_segments, read_manifest,
+    INDEXER_CLASS,
+    build_bm25_index,
+    default_threads,
+    has_lucene_segments,
+    read_manifest,
 )
+from llara_cli.runtime.jvm import java_error_message, start_jvm
 
 logger = logging.getLogger(__name__)
 

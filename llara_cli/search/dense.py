@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
 from llara_cli.encode.embedding_store import check_finite, same_model
+from llara_cli.errors import UsageError
 from llara_cli.index.integrity import check_weights_fingerprint
 from llara_cli.model.fingerprint import weights_fingerprint
-from llara_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llara_cli.encode.encoder import LlaraEncoder
@@ -47,7 +47,7 @@ class DenseSearchJob:
     rescore_factor: int | None = None  # compact indexes: candidates per result rescored (search.rescoring)
 
 
-def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:  # noqa: ANN001
+def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:
     """The model and family to encode queries with: the index's own, or an explicit one that matches it."""
     recorded_model, recorded_family = index_meta.embedding.model, index_meta.embedding.prompt_family
     if model is not None and not same_model(recorded_model, model):
@@ -82,9 +82,9 @@ class DenseSearcher:
         external engine's index directory (``llara index --engine milvus``, :mod:`llara_cli.index.engines`).
         ``dim``: cut queries to this prefix (the index's dim by default); ``rescore_factor``: candidates per
         result rescored with the float store of a compact index (:mod:`llara_cli.search.rescoring`)."""
+        from llara_cli.core.batching import check_batch_size
         from llara_cli.index.engines import is_engine_dir, open_engine_index
         from llara_cli.index.faiss_index import load_index
-        from llara_cli.core.batching import check_batch_size
         from llara_cli.search.rescoring import check_rescorable
         from llara_cli.search.sharded import resolve_index_shards
 
@@ -133,7 +133,7 @@ class DenseSearcher:
     def num_docs(self) -> int:
         return sum(shard.embedding.count for shard in self.shard_metas)
 
-    def encode_queries(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None):  # noqa: ANN201
+    def encode_queries(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None):
         """Query embeddings ``(n_queries, dim)`` float32, as the searcher scores them (cut to the index's dim)."""
         vectors = self.encoder.encode_queries(list(texts), batch_size=self.batch_size, max_length=self.max_length,
                                               on_batch=on_batch)  # (n_queries, encoder dim)
@@ -147,7 +147,7 @@ class DenseSearcher:
         """Drop the query encoder (its memory goes back before shards are read); ``search_vectors`` still works."""
         self.encoder = None
 
-    def search_vectors(self, vectors, query_ids: Sequence[str], k: int = DEFAULT_K,  # noqa: ANN001 - (n, dim)
+    def search_vectors(self, vectors, query_ids: Sequence[str], k: int = DEFAULT_K,
                        source: str = "query embeddings") -> dict[str, list[tuple[str, float]]]:
         """Search with query embeddings already computed: ``{query_id: [(doc_id, score), ...]}``, best first."""
         from llara_cli.search.faiss_search import search_index

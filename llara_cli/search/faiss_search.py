@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from llara_cli.encode.embedding_store import check_finite
 from llara_cli.errors import UsageError
-from llara_cli.index.faiss_index import IVF_TYPES, DenseIndex, IndexType
-from llara_cli.index.faiss_types import HNSW_TYPES
+from llara_cli.index.faiss_index import DenseIndex
+from llara_cli.index.faiss_types import HNSW_TYPES, IVF_TYPES, IndexType
 
 if TYPE_CHECKING:
     import numpy as np

@@ -42,7 +42,7 @@ class HybridSearcher:
         hits = hybrid.search("what does aspirin do to platelets", k=10)  # [(doc_id, score), ...] best first
     """
 
-    def __init__(self, bm25, dense, *, dense_weight: float = ROBUST_DENSE_WEIGHT,  # noqa: ANN001 - searchers
+    def __init__(self, bm25, dense, *, dense_weight: float = ROBUST_DENSE_WEIGHT,
                  depth: int = FUSION_DEPTH) -> None:
         anchored_weights(dense_weight, 2)  # checks the weight lies in [0, 1]
         if depth < 1:

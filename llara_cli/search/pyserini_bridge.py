@@ -44,7 +44,7 @@ def _placeholder_env(name: str, value: str) -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-def prepare_pyserini():  # noqa: ANN201 - the pyserini.search.faiss module
+def prepare_pyserini():
     """Start llara's JVM and import ``pyserini.search.faiss`` (placeholder OpenAI key for the import only)."""
     from llara_cli.runtime.jvm import start_jvm
 
@@ -62,13 +62,13 @@ def prepare_pyserini():  # noqa: ANN201 - the pyserini.search.faiss module
 class LlaraQueryEncoder:
     """A Pyserini query encoder (``encode`` / ``encode_batch``) giving ``llara search``'s query vectors (EBAR)."""
 
-    def __init__(self, encoder, *, max_length: int | None = None, batch_size: int = 16) -> None:  # noqa: ANN001
+    def __init__(self, encoder, *, max_length: int | None = None, batch_size: int = 16) -> None:
         self.encoder = encoder  # a LlaraEncoder
         self.max_length = max_length
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, model: str, *, dtype: str = "fp32", prompt_family: str | None = None, **kwargs) -> LlaraQueryEncoder:  # noqa: ANN003
+    def load(cls, model: str, *, dtype: str = "fp32", prompt_family: str | None = None, **kwargs) -> LlaraQueryEncoder:
         from llara_cli.encode.encoder import LlaraEncoder
 
         return cls(LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family), **kwargs)
@@ -82,7 +82,7 @@ class LlaraQueryEncoder:
 
 
 def open_faiss_searcher(index_dir: str | Path, *, model: str | None = None, dtype: str = "fp32",
-                        max_length: int | None = None):  # noqa: ANN201 - pyserini FaissSearcher
+                        max_length: int | None = None):
     """Pyserini's ``FaissSearcher`` on a ``llara index`` directory, queries encoded by the index's own model."""
     from llara_cli.index.faiss_index import load_index_meta
     from llara_cli.search.dense import check_query_encoder

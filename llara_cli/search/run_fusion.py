@@ -15,10 +15,19 @@ from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import group_run, read_run, write_run
 from llara_cli.errors import UsageError
 from llara_cli.search.anchored_fusion import (
-    ROBUST_DENSE_WEIGHT, anchored_fusion, anchored_weights, check_disjoint, tune_dense_weight,
+    ROBUST_DENSE_WEIGHT,
+    anchored_fusion,
+    anchored_weights,
+    check_disjoint,
+    tune_dense_weight,
 )
 from llara_cli.search.fusion import (
-    FUSION_DEPTH, RRF_K, FusedResults, check_weights, reciprocal_rank_fusion, weighted_fusion,
+    FUSION_DEPTH,
+    RRF_K,
+    FusedResults,
+    check_weights,
+    reciprocal_rank_fusion,
+    weighted_fusion,
 )
 from llara_cli.storage.files import write_json
 
@@ -52,7 +61,8 @@ def _parse_method(method: FusionMethod | str) -> FusionMethod:
 
 
 def _check_distinct(paths: Sequence[str | Path], what: str) -> None:
-    repeated = sorted({str(path) for path in paths if sum(Path(other).resolve() == Path(path).resolve() for other in paths) > 1})
+    resolved = [Path(path).resolve() for path in paths]
+    repeated = sorted({str(path) for path, where in zip(paths, resolved) if resolved.count(where) > 1})
     if repeated:
         raise UsageError(f"{what} {', '.join(repeated)} is given more than once: fuse each run once")
 

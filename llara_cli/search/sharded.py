@@ -15,13 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llara_cli.errors import UsageError
-from llara_cli.search.faiss_search import (
-    DEFAULT_TOP_K, MISSING_ID, check_queries, search_rows,
-)
 from llara_cli.encode.embedding_store import COMPATIBILITY_FIELDS, describe_differences
-from llara_cli.index.faiss_index import IndexMeta, load_index, load_index_meta
 from llara_cli.encode.shards import expand_shard_dirs
+from llara_cli.errors import UsageError
+from llara_cli.index.faiss_index import IndexMeta, load_index, load_index_meta
+from llara_cli.search.faiss_search import (
+    DEFAULT_TOP_K,
+    MISSING_ID,
+    check_queries,
+    search_rows,
+)
 
 if TYPE_CHECKING:
     import numpy as np

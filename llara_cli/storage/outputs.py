@@ -189,7 +189,8 @@ def check_output_directory(out: str | Path, kind: OutputKind, inputs: Iterable[s
         raise UsageError(f"{out}: already exists (pass --overwrite to replace it)")
     foreign = [name for name in entries if not any(fnmatch.fnmatch(name, pattern) for pattern in rule.entries)]
     if not (out / rule.marker).is_file() or not _marker_holds(out / rule.marker, rule.marker_keys) or foreign:
-        shown = ", ".join((foreign or entries)[:ENTRIES_SHOWN]) + (", ..." if len(foreign or entries) > ENTRIES_SHOWN else "")
+        listed = foreign or entries
+        shown = ", ".join(listed[:ENTRIES_SHOWN]) + (", ..." if len(listed) > ENTRIES_SHOWN else "")
         raise UsageError(f"{out} is not {rule.what} (holds {shown}): --overwrite replaces only what llara wrote "
                          "for this command; remove it yourself or choose another output")
 

@@ -1,6 +1,7 @@
 """The HF ``Trainer`` of both runs, and their callbacks: adaptation uses it as it is, finetuning subclasses it.
 
-The Trainer's model is the objective around the causal LM (:class:`~llara_cli.training.adaptation_objective.LlaraAdaptationModel`
+The Trainer's model is the objective around the causal LM
+(:class:`~llara_cli.training.adaptation_objective.LlaraAdaptationModel`
 or :class:`~llara_cli.training.contrastive_objective.ContrastiveModel`), so DDP/DeepSpeed/FSDP wrap the whole
 objective and gradients are synchronised by the ordinary forward; checkpoints and the final model are written
 from the causal LM inside it: every ``checkpoint-<step>`` is itself a loadable llara model directory (``save_pretrained``
@@ -17,9 +18,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from llara_cli.model.trust import is_refused_pickle, refuse_unsafe_pickle
-from llara_cli.model.config import LlaraConfig
 from llara_cli.errors import LlaraError
+from llara_cli.model.config import LlaraConfig
+from llara_cli.model.trust import is_refused_pickle, refuse_unsafe_pickle
 from llara_cli.storage.files import read_json
 from llara_cli.training.trainer_utils import JsonlLog, mark_checkpoint_complete, rotate_checkpoints
 
@@ -77,7 +78,7 @@ def load_checkpoint_weights(causal_lm: torch.nn.Module, checkpoint_dir: Path) ->
 class AdaptationTrainer(Trainer):
     """``Trainer`` that logs the EBAE/EBAR parts and tokens/s, and saves the causal LM as a llara model dir."""
 
-    def __init__(self, *args: Any, llara_tokenizer, llara_config: LlaraConfig, **kwargs: Any) -> None:  # noqa: ANN001
+    def __init__(self, *args: Any, llara_tokenizer, llara_config: LlaraConfig, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.llara_tokenizer = llara_tokenizer
         self.llara_config = llara_config
@@ -90,7 +91,7 @@ class AdaptationTrainer(Trainer):
         self._interval_tokens = torch.zeros((), dtype=torch.long)
         self._interval_start = time.perf_counter()
 
-    def train(self, *args: Any, **kwargs: Any):  # noqa: ANN201
+    def train(self, *args: Any, **kwargs: Any):
         self._reset_interval()  # tokens/s counts from here, not from construction
         try:
             return super().train(*args, **kwargs)
@@ -102,7 +103,7 @@ class AdaptationTrainer(Trainer):
 
     # ---------------------------------------------------------------------------------------------- loss, logs
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         for key in COMPONENT_LOSSES:
             if key in outputs:
@@ -170,12 +171,12 @@ class RunCallback(TrainerCallback):
         if self.on_log_callback is not None:
             self.on_log_callback(record)
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
         if state.is_world_process_zero:
             self._emit({"event": "start", "step": state.global_step, "max_steps": state.max_steps})
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
         if "loss" in logs:
@@ -186,7 +187,7 @@ class RunCallback(TrainerCallback):
             self._emit({"event": "end", "step": state.global_step, "max_steps": state.max_steps,
                         "train_loss": logs.get("train_loss"), "train_runtime": logs.get("train_runtime")})
 
-    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def on_save(self, args, state, control, **kwargs):
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()  # every rank's files (RNG state, shards) are written

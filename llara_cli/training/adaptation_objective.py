@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from llara_cli.core.batching import POOL_MASK_KEYS
-from llara_cli.model.config import BowLogits
-from llara_cli.model.embedding_pass import decoder_of, run_decoder, side_hidden_states
 from llara_cli.core.losses import IGNORE_INDEX, bow_loss, marker_max_bow_loss, mean_of_present, target_set_mask
 from llara_cli.core.pooling import gather_positions, masked_mean_pool
 from llara_cli.core.prompts import PromptFormat, Side
+from llara_cli.model.config import BowLogits
+from llara_cli.model.embedding_pass import decoder_of, run_decoder, side_hidden_states
 
 
 class LlaraAdaptationModel(nn.Module):
@@ -41,7 +41,7 @@ class LlaraAdaptationModel(nn.Module):
         self.bow_scale = bow_scale
 
     @property
-    def config(self):  # noqa: ANN201 - HF Trainer reads model.config
+    def config(self):
         return self.causal_lm.config
 
     def side_hidden_states(self, batch: dict[str, torch.Tensor]) -> dict[Side, tuple[torch.Tensor, torch.Tensor]]:

@@ -17,13 +17,16 @@ from torch import nn
 from transformers import TrainerCallback
 
 from llara_cli.core.contrastive import (
-    contrastive_accuracy, contrastive_loss_from_embeddings, distributed_world_size,
-    gather_with_grad, matryoshka_contrastive_loss,
+    contrastive_accuracy,
+    contrastive_loss_from_embeddings,
+    distributed_world_size,
+    gather_with_grad,
+    matryoshka_contrastive_loss,
 )
-from llara_cli.model.embedding_pass import embed_side
 from llara_cli.core.prompts import Side
 from llara_cli.data.finetune import TrainingExample
 from llara_cli.errors import UsageError
+from llara_cli.model.embedding_pass import embed_side
 from llara_cli.training.finetune_config import DEFAULT_TEMPERATURE
 
 
@@ -86,7 +89,7 @@ class ContrastiveModel(nn.Module):
         self.mrl_weights = tuple(mrl_weights) if mrl_weights else None
 
     @property
-    def config(self):  # noqa: ANN201 - HF Trainer reads model.config
+    def config(self):
         return self.causal_lm.config
 
     def embed(self, batch: dict[str, torch.Tensor], side: Side) -> torch.Tensor:
@@ -132,5 +135,5 @@ class EpochCallback(TrainerCallback):
     def __init__(self, dataset: ContrastiveDataset) -> None:
         self.dataset = dataset
 
-    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor(state.epoch or 0))

@@ -7,8 +7,16 @@ import json
 import pytest
 
 from benchmarks.quality import (
-    HEADLINE, MODEL, StartingPoint, check_headline_seeds, earlier_curve, earlier_seeds, joined_ablation, markdown,
-    summarise, system_name,
+    HEADLINE,
+    MODEL,
+    StartingPoint,
+    check_headline_seeds,
+    earlier_curve,
+    earlier_seeds,
+    joined_ablation,
+    markdown,
+    summarise,
+    system_name,
 )
 
 MACHINE = {"date": "2026-12-02", "cpu": {"model": "Some CPU", "native_bf16": True, "torch_capability": "AVX512"}}
@@ -24,13 +32,13 @@ def seed_result(seed: int, dense: float) -> dict:
     return {"arm": "headline", "seed": seed, "adapted": stage}
 
 
-def write_report(path, seeds, headline=HEADLINE):  # noqa: ANN001
+def write_report(path, seeds, headline=HEADLINE):
     path.write_text(json.dumps({"headline": dataclasses.asdict(headline), "machine": MACHINE, "seeds": seeds,
                                 "stage_seconds": {"adapt-s1": 10.0}}))
     return path
 
 
-def write_report_without(path, finetune_field):  # noqa: ANN001
+def write_report_without(path, finetune_field):
     """A report of the headline setting written before ``finetune_field`` existed."""
     older = dataclasses.asdict(HEADLINE)
     del older["finetune"][finetune_field]
@@ -188,5 +196,6 @@ def test_a_run_without_a_curve_keeps_the_curve_of_the_report_it_joins(tmp_path):
     assert earlier_curve(report) is None
     seeds = [{**seed_result(1, 0.2), "measured_on": curve["measured_on"]}]
     table = markdown({"summary": summarise(seeds), "seeds": seeds, "curve": curve})
-    assert "seed 1; step 0: the raw model in the headline's prompt family and passage length), measured 2026-12-04, Other CPU:" in table
+    assert ("seed 1; step 0: the raw model in the headline's prompt family and passage length), measured 2026-12-04, "
+            "Other CPU:") in table
     assert "| 200 | 0.300 | 0.150 | 0.150 |" in table

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import random
 
@@ -7,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.model.config import LlaraConfig
 from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.config import LlaraConfig
+from tests.cli.conftest import invoke as invoke_llara
 from tests.conftest import WORDS
 
 
@@ -22,8 +24,7 @@ def corpus(tmp_path_factory):
     return path
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, ["adapt", *map(str, args)])
+invoke = functools.partial(invoke_llara, "adapt")  # llara adapt ARGS...
 
 
 def test_adapt_writes_a_model_that_encode_loads(tiny_model_dir, corpus, tmp_path):

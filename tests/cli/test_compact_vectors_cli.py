@@ -11,7 +11,8 @@ from llara_cli.data.runs import read_run
 from llara_cli.encode.embedding_store import META_FILE, load_embeddings
 from llara_cli.encode.truncation import TRUNCATED_FROM_FIELD
 from llara_cli.index.rescore_store import RESCORE_FILE
-from tests.cli.test_pipeline_cli import DOCS, QUERIES, beir_dir, invoke  # noqa: F401 (fixture)
+from tests.cli.conftest import invoke
+from tests.cli.test_pipeline_cli import DOCS, QUERIES
 
 FULL_DIM = 64  # the tiny model's hidden size
 
@@ -21,13 +22,13 @@ def run_pairs(path):
 
 
 @pytest.fixture
-def full_emb(beir_dir, tiny_model_dir, tmp_path):  # noqa: F811
+def full_emb(beir_dir, tiny_model_dir, tmp_path):
     result = invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb", "--batch-size", 4)
     assert result.exit_code == 0, result.output
     return tmp_path / "emb"
 
 
-def test_encode_dim_stores_the_renormalised_prefix_and_records_it(beir_dir, tiny_model_dir, tmp_path, full_emb,  # noqa: F811
+def test_encode_dim_stores_the_renormalised_prefix_and_records_it(beir_dir, tiny_model_dir, tmp_path, full_emb,
                                                                    caplog):
     with caplog.at_level(logging.WARNING):
         result = invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb16", "--dim", 16)
@@ -42,14 +43,14 @@ def test_encode_dim_stores_the_renormalised_prefix_and_records_it(beir_dir, tiny
                for record in caplog.records) == 1  # a plain model: warned, once
 
 
-def test_encode_dim_larger_than_the_model_is_one_line(beir_dir, tiny_model_dir, tmp_path):  # noqa: F811
+def test_encode_dim_larger_than_the_model_is_one_line(beir_dir, tiny_model_dir, tmp_path):
     result = invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb", "--dim", 65)
     assert result.exit_code == 2
     assert "--dim 65 is larger than the 64-dimensional vectors" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "emb" / META_FILE).exists()
 
 
-def test_search_truncated_index_cuts_the_queries_and_refuses_another_dim(beir_dir, tiny_model_dir, tmp_path):  # noqa: F811
+def test_search_truncated_index_cuts_the_queries_and_refuses_another_dim(beir_dir, tiny_model_dir, tmp_path):
     assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb16", "--dim", 16).exit_code == 0
     assert invoke("index", tmp_path / "emb16", "--out", tmp_path / "index").exit_code == 0
     result = invoke("search", "--index", tmp_path / "index", "--queries", beir_dir, "--out", tmp_path / "a.trec",
@@ -66,7 +67,7 @@ def test_search_truncated_index_cuts_the_queries_and_refuses_another_dim(beir_di
 
 
 @pytest.mark.parametrize("kind", ["binary", "binary-hnsw", "int8", "ivfpq"])
-def test_compact_index_rescored_over_every_document_writes_the_flat_run(beir_dir, tmp_path, full_emb, kind):  # noqa: F811
+def test_compact_index_rescored_over_every_document_writes_the_flat_run(beir_dir, tmp_path, full_emb, kind):
     assert invoke("index", full_emb, "--out", tmp_path / "flat").exit_code == 0
     result = invoke("index", full_emb, "--out", tmp_path / "compact", "--type", kind, "--pq-m", 4, "--hnsw-m", 4)
     assert result.exit_code == 0, result.output
@@ -79,7 +80,7 @@ def test_compact_index_rescored_over_every_document_writes_the_flat_run(beir_dir
     assert {query_id for query_id, _doc in run_pairs(tmp_path / "flat.trec")} == set(QUERIES)
 
 
-def test_rescoring_an_index_without_its_float_store_is_one_line(beir_dir, tmp_path, full_emb):  # noqa: F811
+def test_rescoring_an_index_without_its_float_store_is_one_line(beir_dir, tmp_path, full_emb):
     result = invoke("index", full_emb, "--out", tmp_path / "bin", "--type", "binary", "--rescore-store", "none")
     assert result.exit_code == 0, result.output
     result = invoke("search", "--index", tmp_path / "bin", "--queries", beir_dir, "--out", tmp_path / "x.trec",

@@ -1,21 +1,20 @@
 """`llara demo-collection`: builds a judged collection; a foreign output directory is one error line."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from llara_cli.cli.app import app
 from llara_cli.data.corpus import read_queries
 from llara_cli.errors import UsageError
+from tests.cli.conftest import invoke as invoke_llara
 
 SMALL_MODULES = ("argparse", "json", "textwrap", "zipfile")  # a quick walk instead of the whole stdlib
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, ["demo-collection", *map(str, args)])
+invoke = functools.partial(invoke_llara, "demo-collection")  # llara demo-collection ARGS...
 
 
 def test_demo_collection_refuses_a_foreign_directory_in_one_line(tmp_path: Path) -> None:

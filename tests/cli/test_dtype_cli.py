@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from llara_cli.cli.app import app
 from llara_cli.runtime import precision
+from tests.cli.conftest import invoke
 from tests.runtime.test_precision import ZEN3_AVX2, ZEN4
 
 DOCS = {"d1": "the protein cell gene", "d2": "river city music film", "d3": "a model for dense retrieval"}
@@ -23,8 +22,6 @@ def collection(tmp_path):
     return directory
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 @pytest.mark.parametrize(("hardware", "expected", "torch_name"), [(ZEN3_AVX2, "fp32", "float32"),

@@ -6,8 +6,8 @@ import json
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.runtime import precision
 from llara_cli.environment import ENVIRONMENT_SCHEMA, ENVIRONMENT_SCHEMA_VERSION, PACKAGE_DISTRIBUTIONS
+from llara_cli.runtime import precision
 from tests.runtime.test_precision import ZEN3_AVX2
 
 NESTED_KEYS = {

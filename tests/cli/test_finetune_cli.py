@@ -5,18 +5,15 @@ import json
 import random
 
 import pytest
-from typer.testing import CliRunner
 
-from llara_cli.cli.app import app
 from llara_cli.data.finetune import read_training_file
+from tests.cli.conftest import invoke
 from tests.conftest import WORDS
 
 TINY_RUN = ["--group-size", "2", "--batch-size", "2", "--max-steps", "2", "--query-max-length", "16",
             "--passage-max-length", "24", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 @pytest.fixture()

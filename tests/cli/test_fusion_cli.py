@@ -3,15 +3,9 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from llara_cli.cli.app import app
 from llara_cli.data.runs import write_run
+from tests.cli.conftest import invoke
 from tests.search.test_anchored_fusion import synthetic_runs
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def test_search_tunes_the_fusion_weight_on_train_queries_and_records_it(tmp_path):

@@ -9,10 +9,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from llara_cli.cli.app import app
 from llara_cli.encode.embedding_store import EMBEDDINGS_FILE, EmbeddingMeta, save_embeddings
+from tests.cli.conftest import invoke
 
 DIM = 8
 DOCS = {"d1": "protein gene cell", "d2": "river city music", "d3": "dense retrieval model"}
@@ -20,8 +19,6 @@ QUERIES = {"q1": "protein gene", "q2": "dense model"}
 RUN_LINES = ["q1 Q0 d1 1 2.0 a", "q1 Q0 d2 2 1.0 a", "q2 Q0 d3 1 3.0 a"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def tree(directory):
@@ -44,24 +41,6 @@ def assert_one_line_error(result, *culprits, exit_code=2):
 
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return path
-
-
-@pytest.fixture
-def collection(tmp_path):
-    """A BEIR directory: corpus.jsonl, queries.jsonl, qrels/test.tsv."""
-    directory = tmp_path / "collection"
-    (directory / "qrels").mkdir(parents=True)
-    write_jsonl(directory / "corpus.jsonl", [{"_id": d, "title": "", "text": t} for d, t in DOCS.items()])
-    write_jsonl(directory / "queries.jsonl", [{"_id": q, "text": t} for q, t in QUERIES.items()])
-    (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
-    return directory
-
-
-@pytest.fixture
-def run_file(tmp_path):
-    path = tmp_path / "a.trec"
-    path.write_text("\n".join(RUN_LINES) + "\n")
     return path
 
 
@@ -119,9 +98,9 @@ def test_fractional_or_non_finite_relevance_names_file_and_line(run_file, tmp_pa
 
 def test_byte_order_marks_are_dropped_by_every_reader(tmp_path):
     from llara_cli.data.corpus import read_corpus, read_queries
-    from llara_cli.storage.files import read_json
     from llara_cli.data.qrels import read_qrels
     from llara_cli.data.runs import read_run
+    from llara_cli.storage.files import read_json
 
     bom = "\ufeff"
     (tmp_path / "run.trec").write_text(bom + "1 Q0 d1 1 2.0 a\n", encoding="utf-8")
@@ -352,8 +331,8 @@ def small_filesystem(tmp_path):
 
 
 def test_a_full_disk_says_no_space_left_and_names_the_directory(small_filesystem):
-    from llara_cli.storage.files import atomic_write
     from llara_cli.errors import LlaraError
+    from llara_cli.storage.files import atomic_write
 
     target = small_filesystem / "chunk.npy"
     with pytest.raises(LlaraError, match=rf"^no space left on {small_filesystem} while writing chunk.npy"):

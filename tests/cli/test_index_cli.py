@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -7,6 +9,7 @@ from typer.testing import CliRunner
 from llara_cli.cli.app import app
 from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
 from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, load_index
+from tests.cli.conftest import invoke as invoke_llara
 
 DIM = 8
 N_DOCS = 40
@@ -29,8 +32,7 @@ def shards(tmp_path):
     return [write_shard(tmp_path / "s0", 0, 25, 0, 2), write_shard(tmp_path / "s1", 25, N_DOCS, 1, 2)]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, ["index", *map(str, args)])
+invoke = functools.partial(invoke_llara, "index")  # llara index ARGS...
 
 
 def test_flat_index_is_written_with_a_one_line_summary(tmp_path, shards):

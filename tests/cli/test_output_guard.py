@@ -7,8 +7,12 @@ import stat
 
 import pytest
 
-from tests.cli.test_hardened_io import assert_one_line_error, invoke, tree, write_embeddings
-from tests.cli.test_hardened_io import collection, run_file  # pytest fixtures, shared
+from tests.cli.conftest import invoke
+from tests.cli.test_hardened_io import (
+    assert_one_line_error,
+    tree,
+    write_embeddings,
+)
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from llara_cli.cli.app import app
 from llara_cli.data.runs import read_run
+from tests.cli.conftest import invoke
 
 DOCS = {
     "d1": "the protein cell gene cancer", "d2": "river city music film history", "d3": "a model for dense retrieval",
@@ -17,21 +14,6 @@ QUERIES = {"q1": "protein gene", "q2": "dense retrieval model", "q3": "queen war
 QRELS = [("q1", "d1", 1), ("q2", "d3", 1), ("q3", "d5", 2)]
 
 
-@pytest.fixture
-def beir_dir(tmp_path):
-    directory = tmp_path / "collection"
-    (directory / "qrels").mkdir(parents=True)
-    (directory / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
-    (directory / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in QUERIES.items()))
-    (directory / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS))
-    return directory
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def test_encode_index_search_evaluate_round_trip(beir_dir, tiny_model_dir, tmp_path):

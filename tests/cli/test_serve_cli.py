@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.cli.test_pipeline_cli import invoke
+from tests.cli.conftest import invoke
 from tests.conftest import REPO_ROOT
-from tests.search.service.conftest import ALL_QUERIES, served_collection  # noqa: F401 - a fixture
+from tests.search.service.conftest import ALL_QUERIES
 
 START_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 60
@@ -36,7 +36,7 @@ def test_serve_usage_errors_are_one_line(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
-def _start_server(served_collection) -> tuple[subprocess.Popen, str]:  # noqa: F811
+def _start_server(served_collection) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "llara_cli", "serve", "--dense", f"tiny={served_collection['index']}",
                "--bm25", f"tiny-bm25={served_collection['corpus']}", "--hybrid", "both=tiny-bm25,tiny",
                "--fusion-depth", "4", "--port", "0", "--dtype", "fp32", "--max-batch", "64",
@@ -55,7 +55,7 @@ def _start_server(served_collection) -> tuple[subprocess.Popen, str]:  # noqa: F
 
 @pytest.mark.slow
 @pytest.mark.java
-def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(served_collection):  # noqa: F811
+def test_sigterm_under_load_answers_every_admitted_request_then_exits_cleanly(served_collection):
     httpx = pytest.importorskip("httpx")
     process, base_url = _start_server(served_collection)
     try:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from llara_cli.core.batching import POOL_MASK_KEYS, AdaptationCollator, collate_side
-from llara_cli.data.adaptation import AdaptationExample
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
+from llara_cli.data.adaptation import AdaptationExample
 from tests.conftest import build_tiny_tokenizer
 
 TEXTS = ["the protein cell gene", "river city music film history"]

@@ -9,7 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from llara_cli.core.contrastive import (
-    contrastive_accuracy, contrastive_labels, contrastive_loss_from_embeddings, contrastive_scores, gather_with_grad,
+    contrastive_accuracy,
+    contrastive_labels,
+    contrastive_loss_from_embeddings,
+    contrastive_scores,
+    gather_with_grad,
 )
 
 N_QUERIES, GROUP, DIM = 3, 4, 8

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from llara_cli.core.prompts import (
-    FLAG_MARKER_TOKENS, TEMPLATES, PromptFamily, PromptFormat, Segment, Side, add_marker_tokens, parse_family,
+    FLAG_MARKER_TOKENS,
+    TEMPLATES,
+    PromptFamily,
+    PromptFormat,
+    Segment,
+    Side,
+    add_marker_tokens,
+    parse_family,
 )
 from llara_cli.errors import UsageError
 from tests.conftest import build_tiny_model, build_tiny_tokenizer

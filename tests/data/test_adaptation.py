@@ -8,8 +8,17 @@ from collections import Counter
 import pytest
 
 from llara_cli.data.adaptation import (
-    AdaptationExample, AdaptationStream, DataFormat, ExampleReader, buffered_shuffle, detect_format,
-    document_examples, pack_spans, segment_bounds, sentence_starts, shard_rounds,
+    AdaptationExample,
+    AdaptationStream,
+    DataFormat,
+    ExampleReader,
+    buffered_shuffle,
+    detect_format,
+    document_examples,
+    pack_spans,
+    segment_bounds,
+    sentence_starts,
+    shard_rounds,
 )
 from llara_cli.errors import UsageError
 from tests.conftest import WORDS, build_tiny_tokenizer
@@ -34,10 +43,15 @@ def random_documents(count, seed=0):
     return documents
 
 
+def write_random_corpus(directory):
+    """A 30-document jsonl corpus of random sentences (also the adaptation dataset tests' corpus)."""
+    return write_jsonl(directory / "corpus.jsonl",
+                       [{"_id": f"d{index}", "title": "", "text": text} for index, text in enumerate(random_documents(30))])
+
+
 @pytest.fixture()
 def corpus(tmp_path):
-    return write_jsonl(tmp_path / "corpus.jsonl",
-                       [{"_id": f"d{index}", "title": "", "text": text} for index, text in enumerate(random_documents(30))])
+    return write_random_corpus(tmp_path)
 
 
 # -------------------------------------------------------------------------------------------- pure functions

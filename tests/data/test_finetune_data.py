@@ -6,8 +6,17 @@ import json
 import pytest
 
 from llara_cli.data.finetune import (
-    MiningSettings, Passage, TrainingExample, build_training_examples, collection_files, drop_without_negatives,
-    load_training_data, mine_negatives, mine_training_data, positives_from_qrels, read_training_file,
+    MiningSettings,
+    Passage,
+    TrainingExample,
+    build_training_examples,
+    collection_files,
+    drop_without_negatives,
+    load_training_data,
+    mine_negatives,
+    mine_training_data,
+    positives_from_qrels,
+    read_training_file,
     write_training_file,
 )
 from llara_cli.data.qrels import Qrel, read_qrels

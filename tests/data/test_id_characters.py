@@ -10,7 +10,8 @@ from llara_cli.data.corpus import read_corpus, read_queries
 from llara_cli.data.finetune import build_training_examples
 from llara_cli.encode.embedding_store import read_ids
 from llara_cli.errors import UsageError
-from tests.cli.test_hardened_io import assert_one_line_error, invoke
+from tests.cli.conftest import invoke
+from tests.cli.test_hardened_io import assert_one_line_error
 
 CONTROL_IDS = ["d\x1b[2J", "d\x07", "d\x00", "d\x7f", "d\x9b31m"]
 

@@ -89,8 +89,9 @@ def test_every_command_block_of_the_page_runs_as_written(page, workspace):
 
 
 def _help_examples(command: str) -> list[str]:
-    from llara_cli.cli.app import app
     from typer.testing import CliRunner
+
+    from llara_cli.cli.app import app
 
     text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"}).output
     found = [" ".join(match.split()) for match in  # an example line starts with llara (not a launcher's tail)

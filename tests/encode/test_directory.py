@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.core.prompts import Side
-from llara_cli.errors import UsageError
-from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.encode.directory import CHUNKS_DIR, EncodeJob, encode_to_directory, shard_range
+from llara_cli.encode.embedding_store import load_embeddings
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.errors import UsageError
 
 TEXTS = [
     "the protein cell gene", "river city music film history", "a model for dense retrieval",
@@ -21,14 +19,6 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def encoder(tiny_model_dir):
     return LlaraEncoder.load(str(tiny_model_dir))
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"_id": f"d{index}", "title": "", "text": text}) + "\n"
-                            for index, text in enumerate(TEXTS)))
-    return path
 
 
 def test_encoded_directory_holds_the_encoders_vectors_in_corpus_order(encoder, corpus, tmp_path):

@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.encode.directory import CHUNKS_DIR
+from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.storage.locks import LOCK_FILE
-from tests.storage.test_locks import hold_lock_in_another_process
 from tests.conftest import WORDS
+from tests.storage.test_locks import hold_lock_in_another_process
 
 POLL_SECONDS = 0.02
 KILL_DEADLINE_SECONDS = 120

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from llara_cli.errors import UsageError
 from llara_cli.encode.embedding_store import (
     EMBEDDINGS_FILE,
     IDS_FILE,
@@ -17,6 +16,7 @@ from llara_cli.encode.embedding_store import (
     load_embeddings,
     save_embeddings,
 )
+from llara_cli.errors import UsageError
 
 DIM = 8
 COUNT = 5

@@ -5,10 +5,10 @@ import numpy as np
 import torch
 
 from llara_cli.core.batching import collate_prompted
+from llara_cli.core.prompts import PromptFamily, Side
+from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.model.config import LlaraConfig
 from llara_cli.model.embedding_pass import decoder_of, run_decoder
-from llara_cli.encode.encoder import LlaraEncoder
-from llara_cli.core.prompts import PromptFamily, Side
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
 from tests.training.test_adaptation_objective import TEXTS, adaptation_setup
 

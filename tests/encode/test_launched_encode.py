@@ -5,21 +5,15 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from llara_cli.cli.app import app
 from llara_cli.core.prompts import Side
-from llara_cli.errors import UsageError
-from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.encode.directory import EncodeJob
-from llara_cli.index.faiss_index import build_index, load_index
+from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.encode.launcher import LaunchedRank, job_for_rank, launched_rank
-from tests.encode.test_directory import corpus  # noqa: F401 (the fixture: a 9-passage jsonl corpus)
+from llara_cli.errors import UsageError
+from llara_cli.index.faiss_index import build_index, load_index
+from tests.cli.conftest import invoke
 from tests.training.run_helpers import run_llara_under_torchrun
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def assert_same_embeddings(left_dir, right_dir):

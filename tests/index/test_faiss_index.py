@@ -7,9 +7,8 @@ import faiss
 import numpy as np
 import pytest
 
-from llara_cli.errors import UsageError
-from llara_cli.search.faiss_search import search_index
 from llara_cli.encode.embedding_store import META_FILE, EmbeddingMeta, save_embeddings
+from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import (
     DEFAULT_EF_SEARCH,
     DOCID_FILE,
@@ -18,6 +17,7 @@ from llara_cli.index.faiss_index import (
     build_index,
     load_index,
 )
+from llara_cli.search.faiss_search import search_index
 
 DIM = 16
 N_DOCS = 600

@@ -5,11 +5,11 @@ import faiss
 import numpy as np
 import pytest
 
-from llara_cli.errors import UsageError
-from llara_cli.search.faiss_search import search_index
 from llara_cli.encode.embedding_store import EmbeddingMeta, load_embeddings, save_embeddings
+from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import IndexType, build_index, load_index
 from llara_cli.index.faiss_types import iter_float32_chunks, max_train_rows, training_sample
+from llara_cli.search.faiss_search import search_index
 
 DIM = 32
 N_DOCS = 3000

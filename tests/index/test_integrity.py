@@ -11,8 +11,11 @@ import pytest
 
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, build_index, load_index
-from tests.cli.test_hardened_io import assert_one_line_error, invoke, write_embeddings
-from tests.cli.test_hardened_io import collection  # a pytest fixture, shared
+from tests.cli.conftest import invoke
+from tests.cli.test_hardened_io import (
+    assert_one_line_error,
+    write_embeddings,
+)
 from tests.conftest import build_tiny_model
 
 

@@ -9,8 +9,7 @@ import pytest
 from llara_cli.encode.embedding_store import load_embeddings
 from llara_cli.errors import UsageError
 from llara_cli.index.engines import ENGINE_FILE, load_engine_meta
-from tests.cli.test_pipeline_cli import invoke
-from tests.search.service.conftest import served_collection  # noqa: F401 - a fixture
+from tests.cli.conftest import invoke
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -18,14 +17,14 @@ pytestmark = pytest.mark.slow  # the embedded Milvus starts a gRPC server per co
 
 
 @pytest.fixture(scope="module")
-def milvus_dir(served_collection, tmp_path_factory):  # noqa: F811
+def milvus_dir(served_collection, tmp_path_factory):
     out = tmp_path_factory.mktemp("milvus") / "tiny-milvus"
     result = invoke("index", served_collection["emb"], "--out", out, "--engine", "milvus")
     assert result.exit_code == 0, result.output
     return out
 
 
-def test_milvus_flat_search_writes_the_faiss_flat_run_byte_for_byte(served_collection, milvus_dir, tmp_path):  # noqa: F811
+def test_milvus_flat_search_writes_the_faiss_flat_run_byte_for_byte(served_collection, milvus_dir, tmp_path):
     collection = served_collection["collection"]
     for name, index, extra in (("faiss", served_collection["index"], []),
                                ("milvus", milvus_dir, ["--engine", "milvus"])):
@@ -37,7 +36,7 @@ def test_milvus_flat_search_writes_the_faiss_flat_run_byte_for_byte(served_colle
     assert engine["engine"] == "milvus" and engine["embedded"] and engine["count"] == 6 and "token" not in engine
 
 
-def test_dense_searcher_opens_a_milvus_index_like_a_faiss_one(served_collection, milvus_dir):  # noqa: F811
+def test_dense_searcher_opens_a_milvus_index_like_a_faiss_one(served_collection, milvus_dir):
     from llara_cli.search.dense import DenseSearcher
 
     faiss_searcher = DenseSearcher(served_collection["index"], dtype="fp32")
@@ -49,7 +48,7 @@ def test_dense_searcher_opens_a_milvus_index_like_a_faiss_one(served_collection,
     milvus_searcher.engine.close()
 
 
-def test_milvus_hnsw_finds_the_exact_top_k_on_a_small_collection(served_collection, tmp_path):  # noqa: F811
+def test_milvus_hnsw_finds_the_exact_top_k_on_a_small_collection(served_collection, tmp_path):
     from llara_cli.index.engines import open_engine_index
     from llara_cli.index.milvus_engine import MilvusIndexType, build_milvus_index
 
@@ -68,7 +67,7 @@ def test_milvus_hnsw_finds_the_exact_top_k_on_a_small_collection(served_collecti
         assert [hit for hit, _ in found[doc_id]] == expected
 
 
-def test_engine_exports_refuse_what_they_cannot_do(served_collection, milvus_dir, tmp_path):  # noqa: F811
+def test_engine_exports_refuse_what_they_cannot_do(served_collection, milvus_dir, tmp_path):
     emb = served_collection["emb"]
     result = invoke("index", emb, "--out", milvus_dir, "--engine", "milvus")
     assert result.exit_code == 2 and "already exists" in result.output
@@ -86,7 +85,7 @@ def test_engine_exports_refuse_what_they_cannot_do(served_collection, milvus_dir
     assert not (tmp_path / "x").exists() and not (tmp_path / "r.trec").exists()
 
 
-def test_parquet_export_holds_ids_vectors_and_llaras_meta(served_collection, tmp_path):  # noqa: F811
+def test_parquet_export_holds_ids_vectors_and_llaras_meta(served_collection, tmp_path):
     from llara_cli.index.parquet_export import read_parquet_export
 
     result = invoke("index", served_collection["emb"], "--out", tmp_path / "pq", "--engine", "parquet")

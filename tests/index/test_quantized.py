@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from llara_cli.encode.embedding_store import META_FILE, EMBEDDINGS_FILE
+from llara_cli.encode.embedding_store import EMBEDDINGS_FILE, META_FILE
 from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, IndexType, build_index, load_index
 from llara_cli.index.quantized import THRESHOLDS_FILE, BinarySignIndex, packed_bytes, sign_bits

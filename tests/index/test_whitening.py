@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.errors import UsageError
 from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import build_index, load_index
 from llara_cli.index.faiss_types import IndexType
 from llara_cli.index.whitening import WHITENING_FILE

@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
-from llara_cli.model.config import LlaraConfig, Stage
-from llara_cli.model.config import resolve_config as choose_config
 from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily, detect_family, family_for
 from llara_cli.errors import UsageError
+from llara_cli.model.config import LlaraConfig, Stage
+from llara_cli.model.config import resolve_config as choose_config
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
 
 FLAG, PAPER = PromptFamily.FLAGEMBEDDING, PromptFamily.PAPER

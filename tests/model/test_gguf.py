@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from llara_cli.errors import LlaraError
 from llara_cli.model import gguf
 from llara_cli.model.resolve import load_causal_lm, load_tokenizer, resolve_model
-from llara_cli.errors import LlaraError
-
 
 # --------------------------------------------------------------------------------------------- embedded SmolLM2
 

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from llara_cli.model.adapters import LoraSettings
 from llara_cli.core.batching import collate_side
-from llara_cli.model.config import LlaraConfig, Stage
-from llara_cli.encode.encoder import LlaraEncoder
-from llara_cli.model.llara_model import LlaraModel, ModelSource
 from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily, Side
+from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import UsageError
+from llara_cli.model.adapters import LoraSettings
+from llara_cli.model.config import LlaraConfig, Stage
+from llara_cli.model.llara_model import LlaraModel, ModelSource
 
 TEXTS = ["the protein cell gene increase risk", "river city"]
 

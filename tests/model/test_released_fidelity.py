@@ -11,13 +11,18 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
-from llara_cli.model.config import LLARA_CONFIG_FILE, LlaraConfig
-from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.core.prompts import (
-    FLAG_MARKER_TOKENS, LEGACY_LAYOUT, TEMPLATES, PromptFamily, PromptFormat, PromptLayout, Side,
+    FLAG_MARKER_TOKENS,
+    LEGACY_LAYOUT,
+    TEMPLATES,
+    PromptFamily,
+    PromptFormat,
+    PromptLayout,
+    Side,
 )
+from llara_cli.encode.encoder import LlaraEncoder
+from llara_cli.model.config import LLARA_CONFIG_FILE, LlaraConfig
 from tests.conftest import build_tiny_model
 from tests.llama_tokenizer import build_llama_style_tokenizer
 from tests.released_llara import PREDICT_SUFFIX, SUMMARIZE_SUFFIX, pretrain_example, readme_embeddings, readme_inputs

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llara_cli.errors import LlaraError, UsageError
 from llara_cli.model.resolve import (
     DTYPES,
     MODEL_ALIASES,
@@ -19,7 +20,6 @@ from llara_cli.model.resolve import (
     resolve_model,
     torch_dtype,
 )
-from llara_cli.errors import LlaraError, UsageError
 
 TINY_VOCAB = ["hello", "world", "query", "passage"]
 

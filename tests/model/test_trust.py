@@ -18,7 +18,6 @@ from llara_cli.errors import UsageError
 from llara_cli.model.resolve import load_causal_lm, load_tokenizer
 from llara_cli.model.trust import custom_code_reason
 from tests.conftest import REPO_ROOT
-from tests.training.test_finetune import train_file  # a pytest fixture, shared
 
 CUSTOM_CODE = '''
 import pathlib

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
+from llara_cli.errors import UsageError
 from llara_cli.runtime import precision
 from llara_cli.runtime.precision import Bf16Probe, Hardware, cpu_native_bf16, read_cpu_flags, resolve_precision
-from llara_cli.errors import UsageError
 
 AVX2_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma"})
 AVX512_FLAGS = AVX2_FLAGS | {"avx512f", "avx512bw", "avx512vl", "avx512dq"}

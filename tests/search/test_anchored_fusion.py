@@ -9,10 +9,13 @@ import pytest
 from llara_cli.data.qrels import Qrel
 from llara_cli.data.runs import write_run
 from llara_cli.errors import UsageError
-from llara_cli.search.run_fusion import fuse_run_files, provenance_path
 from llara_cli.search.anchored_fusion import (
-    ROBUST_DENSE_WEIGHT, anchored_fusion, check_disjoint, tune_dense_weight,
+    ROBUST_DENSE_WEIGHT,
+    anchored_fusion,
+    check_disjoint,
+    tune_dense_weight,
 )
+from llara_cli.search.run_fusion import fuse_run_files, provenance_path
 
 DOCS_PER_QUERY = 20
 QUERIES = 40

@@ -13,9 +13,9 @@ import pytest
 
 from llara_cli.data.records import Query
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.index.lucene_index import MANIFEST_FILE, build_bm25_index, default_index_dirs, read_manifest
 from llara_cli.runtime import jvm as java
 from llara_cli.search.bm25 import Bm25Searcher, bm25_search, run_bm25
-from llara_cli.index.lucene_index import MANIFEST_FILE, build_bm25_index, default_index_dirs, read_manifest
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SCIFACT = SHARED_DATA / "scifact"

@@ -6,17 +6,18 @@ import pytest
 from llara_cli.data.runs import group_run, read_run
 from llara_cli.errors import UsageError
 from llara_cli.search.dense import DenseSearcher
-from tests.cli.test_pipeline_cli import QUERIES, beir_dir, invoke  # noqa: F401 - beir_dir is a fixture
+from tests.cli.conftest import invoke
+from tests.cli.test_pipeline_cli import QUERIES
 
 
 @pytest.fixture
-def index_dir(beir_dir, tiny_model_dir, tmp_path):  # noqa: F811
+def index_dir(beir_dir, tiny_model_dir, tmp_path):
     assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb").exit_code == 0
     assert invoke("index", tmp_path / "emb", "--out", tmp_path / "index").exit_code == 0
     return tmp_path / "index"
 
 
-def test_dense_searcher_returns_the_run_that_llara_search_writes(index_dir, beir_dir, tmp_path):  # noqa: F811
+def test_dense_searcher_returns_the_run_that_llara_search_writes(index_dir, beir_dir, tmp_path):
     result = invoke("search", "--index", index_dir, "--queries", beir_dir, "--out", tmp_path / "dense.trec",
                     "--k", 3, "--dtype", "fp32")
     assert result.exit_code == 0, result.output

@@ -4,10 +4,10 @@ import faiss
 import numpy as np
 import pytest
 
-from llara_cli.errors import UsageError
-from llara_cli.search.faiss_search import FLAT_BLAS_MIN_QUERIES, search_index
 from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
+from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import build_index, load_index
+from llara_cli.search.faiss_search import FLAT_BLAS_MIN_QUERIES, search_index
 
 DIM = 16
 N_DOCS = 2000

@@ -9,14 +9,14 @@ from llara_cli.errors import UsageError
 from llara_cli.search.bm25 import Bm25Searcher
 from llara_cli.search.dense import DenseSearcher
 from llara_cli.search.hybrid import HybridSearcher, as_run_scores
-from tests.cli.test_pipeline_cli import invoke
-from tests.search.service.conftest import ALL_QUERIES, served_collection  # noqa: F401 - a fixture
+from tests.cli.conftest import invoke
+from tests.search.service.conftest import ALL_QUERIES
 
 DEPTH = 5
 
 
 @pytest.mark.java
-def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_path):  # noqa: F811
+def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_path):
     collection = served_collection["collection"]
     assert invoke("search", "--index", served_collection["index"], "--queries", collection, "--out",
                   tmp_path / "dense.trec", "--k", DEPTH, "--dtype", "fp32").exit_code == 0
@@ -34,7 +34,7 @@ def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_
 
 
 @pytest.mark.java
-def test_bm25_searcher_keeps_its_index_open_and_answers_as_batch_search(served_collection):  # noqa: F811
+def test_bm25_searcher_keeps_its_index_open_and_answers_as_batch_search(served_collection):
     searcher = Bm25Searcher(served_collection["corpus"])
     texts, ids = list(ALL_QUERIES.values()), list(ALL_QUERIES)
     batch = searcher.batch_search(texts, ids, k=3)

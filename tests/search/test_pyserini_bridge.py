@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
 from llara_cli.data.runs import group_run, read_run
-from tests.cli.test_pipeline_cli import QUERIES, beir_dir  # noqa: F401 - fixture
+from tests.cli.test_pipeline_cli import QUERIES
 
 if importlib.util.find_spec("pyserini") is None or importlib.util.find_spec("jnius") is None:  # not imported:
     pytest.skip("pyserini and pyjnius are not installed", allow_module_level=True)  # jnius starts a JVM on import
@@ -22,7 +22,7 @@ def _invoke(*args):
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
-def test_faiss_searcher_returns_llara_search_hits(beir_dir, tiny_model_dir, tmp_path, index_type):  # noqa: F811
+def test_faiss_searcher_returns_llara_search_hits(beir_dir, tiny_model_dir, tmp_path, index_type):
     from llara_cli.search.pyserini_bridge import OPENAI_KEY_ENV, open_faiss_searcher
 
     _invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb", "--dtype", "fp32")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from llara_cli.data.runs import format_run_lines
-from llara_cli.errors import UsageError
-from llara_cli.search.faiss_search import search_index
 from llara_cli.encode.embedding_store import META_FILE, EmbeddingMeta, save_embeddings
+from llara_cli.errors import UsageError
 from llara_cli.index.faiss_index import build_index, load_index, load_index_meta
+from llara_cli.search.faiss_search import search_index
 from llara_cli.search.sharded import resolve_index_shards, search_index_shards
 
 DIM = 24

@@ -9,14 +9,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llara_cli.model.config import LlaraConfig
 from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.model.config import LlaraConfig
 from llara_cli.training import AdaptConfig, run_adaptation
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import WORDS
 from tests.training.run_helpers import (
-    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference, run_llara_under_torchrun,
+    Interrupt,
+    crash_while_publishing,
+    interrupt_at,
+    log_records,
+    max_difference,
+    run_llara_under_torchrun,
 )
 
 

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from llara_cli.training.adaptation_dataset import AdaptationDataset
 from tests.conftest import build_tiny_tokenizer
-from tests.data.test_adaptation import corpus, take  # noqa: F401 - the shared corpus fixture
+from tests.data.test_adaptation import take
 
 
 @pytest.fixture(scope="module")

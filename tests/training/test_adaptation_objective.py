@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 from llara_cli.core.batching import collate_adaptation
-from llara_cli.model.config import BowLogits
 from llara_cli.core.pooling import masked_mean_pool
 from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
+from llara_cli.model.config import BowLogits
+from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
 
 TEXTS = [

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import add_lora
 from llara_cli.training.cached_contrastive import CachedContrastiveModel, chunk_side_batch
 from llara_cli.training.contrastive_objective import ContrastiveModel
 from llara_cli.training.finetune import FinetuneConfig
-from llara_cli.core.prompts import Side
-from tests.training.test_finetune import GROUP, collate, load_parts, make_examples, train_file  # noqa: F401 - a fixture
+from tests.training.test_finetune import GROUP, collate, load_parts, make_examples
 
 
 def trainable_gradients(model):

@@ -10,20 +10,25 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llara_cli.model.adapters import add_lora, adapter_base_model
 from llara_cli.core.batching import ContrastiveCollator
-from llara_cli.model.config import LlaraConfig
-from llara_cli.encode.encoder import LlaraEncoder
-from llara_cli.model.llara_model import LlaraModel
 from llara_cli.core.prompts import Side
 from llara_cli.data.finetune import Passage, TrainingExample
+from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import UsageError
+from llara_cli.model.adapters import adapter_base_model, add_lora
+from llara_cli.model.config import LlaraConfig
+from llara_cli.model.llara_model import LlaraModel
 from llara_cli.training.contrastive_objective import ContrastiveDataset, ContrastiveModel
 from llara_cli.training.finetune import FinetuneConfig, run_finetuning
 from llara_cli.training.trainer_utils import CHECKPOINT_MARKER, TRAIN_LOG_FILE
 from tests.conftest import WORDS
 from tests.training.run_helpers import (
-    Interrupt, crash_while_publishing, interrupt_at, log_records, max_difference, run_llara_under_torchrun,
+    Interrupt,
+    crash_while_publishing,
+    interrupt_at,
+    log_records,
+    max_difference,
+    run_llara_under_torchrun,
 )
 
 GROUP = 3

@@ -4,17 +4,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llara_cli.model.config import LlaraConfig
-from llara_cli.training.objective_presets import PRESETS, ObjectivePreset, objective_settings
 from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily
 from llara_cli.data.adaptation import AdaptationExample
 from llara_cli.data.stopwords import english_stop_words
 from llara_cli.errors import UsageError
+from llara_cli.model.config import LlaraConfig
 from llara_cli.training.adapt import adaptation_collator, adaptation_objective
+from llara_cli.training.objective_presets import PRESETS, ObjectivePreset, objective_settings
 from tests.conftest import build_tiny_model
 from tests.llama_tokenizer import build_llama_style_tokenizer
 from tests.released_llara import (
-    pretrain_batch, pretrain_clean, pretrain_example, pretrain_logits, pretrain_loss, pretrain_suffix_ids,
+    pretrain_batch,
+    pretrain_clean,
+    pretrain_example,
+    pretrain_logits,
+    pretrain_loss,
+    pretrain_suffix_ids,
 )
 
 MAX_LENGTH = 128

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from llara_cli.runtime import precision
 from llara_cli.errors import UsageError
+from llara_cli.runtime import precision
 from llara_cli.training.run_config import TrainingRunConfig, training_arguments
 from tests.runtime.test_precision import ZEN3_AVX2, ZEN4
 

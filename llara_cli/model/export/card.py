@@ -80,7 +80,8 @@ def render_model_card(config: LlaraConfig, directory: Path, export_format: str, 
         f"- prompt family: `{config.prompt_family.value}` (prompt layout {config.prompt_layout})",
         f"- passages (EBAE): `{passage}`",
         f"- queries (EBAR): `{query}`",
-        f"- pooling: {POOLING_TEXT[config.pooling]}; {'L2-normalised (cosine = inner product)' if config.normalize else 'not normalised'}",
+        f"- pooling: {POOLING_TEXT[config.pooling]}; "
+        f"{'L2-normalised (cosine = inner product)' if config.normalize else 'not normalised'}",
         f"- dimension: {dim}",
         f"- tokens per text, prompt included: queries {config.query_max_length}, passages {config.passage_max_length} "
         "(only the text is truncated, never the prompt)",

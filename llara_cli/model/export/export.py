@@ -91,13 +91,14 @@ def export_model(model: str, out_dir: str | Path, *, to: ExportFormat | str = Ex
                         source.adapter_dir is not None)
 
 
-def build_sentence_transformer(llara_model):  # noqa: ANN001, ANN201 - LlaraModel -> SentenceTransformer
+def build_sentence_transformer(llara_model):
     """A ``SentenceTransformer`` in memory over a loaded :class:`LlaraModel` (its weights shared, not copied)."""
     try:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.base.modules import Normalize
     except ImportError:
-        raise UsageError("exporting to sentence-transformers needs it installed: pip install 'sentence-transformers>=6'") from None
+        raise UsageError("exporting to sentence-transformers needs it installed: "
+                         "pip install 'sentence-transformers>=6'") from None
     from llara_cli.model.export.sentence_transformers import LlaraPooling, LlaraTransformer
 
     config: LlaraConfig = llara_model.config

@@ -66,7 +66,7 @@ class LlaraTransformer(InputModule):
     config_keys = ["query_max_length", "passage_max_length", "default_side"]
     save_in_root = True
 
-    def __init__(self, llara_model, *, query_max_length: int | None = None,  # noqa: ANN001 - LlaraModel
+    def __init__(self, llara_model, *, query_max_length: int | None = None,
                  passage_max_length: int | None = None, default_side: str = Side.PASSAGE.value) -> None:
         super().__init__()
         self.llara_model = llara_model
@@ -95,7 +95,7 @@ class LlaraTransformer(InputModule):
         return self.llara_model.dim
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, task: str | None = None,
-                   max_length: int | None = None, **kwargs) -> dict[str, torch.Tensor]:  # noqa: ANN003
+                   max_length: int | None = None, **kwargs) -> dict[str, torch.Tensor]:
         """Lay out each text as ``llara encode`` does for the side ``task`` names (input ids, segments, pool mask)."""
         if prompt:
             raise ValueError("a llara model builds its own (suffix) prompts; encode without prompt/prompt_name")
@@ -115,13 +115,13 @@ class LlaraTransformer(InputModule):
             "pool_mask": batch[POOL_MASK_KEYS[side]],  # (batch, seq)
         }
 
-    def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:  # noqa: ANN003
+    def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
         hidden_states = run_decoder(decoder_of(self.causal_lm), features["input_ids"], features["segment_ids"],
                                     joint=False)  # (batch, seq, dim)
         features["token_embeddings"] = hidden_states
         return features
 
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
         """The llara model directory (HF weights, tokenizer, ``llara_config.json``) and this module's lengths."""
         from llara_cli.model.llara_model import save_model_dir
 
@@ -132,7 +132,7 @@ class LlaraTransformer(InputModule):
     def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
              cache_folder: str | None = None, revision: str | None = None, local_files_only: bool = False,
              trust_remote_code: bool = False, model_kwargs: dict[str, Any] | None = None,
-             **kwargs) -> LlaraTransformer:  # noqa: ANN003
+             **kwargs) -> LlaraTransformer:
         from llara_cli.model.llara_model import LlaraModel
 
         hub = {"token": token, "cache_folder": cache_folder, "revision": revision, "local_files_only": local_files_only}
@@ -154,7 +154,7 @@ class LlaraPooling(Module):
         self.embedding_dimension = int(embedding_dimension)
         self.pooling = str(pooling)  # llara_cli.model.config.Pooling value, recorded for readers of the config
 
-    def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:  # noqa: ANN003
+    def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
         embeddings = masked_mean_pool(features["token_embeddings"], features["pool_mask"]).float()  # (batch, dim)
         features["sentence_embedding"] = embeddings
         return features
@@ -162,5 +162,5 @@ class LlaraPooling(Module):
     def get_embedding_dimension(self) -> int:
         return self.embedding_dimension
 
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
         self.save_config(output_path)

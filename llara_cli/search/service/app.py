@@ -29,7 +29,13 @@ from pydantic import BaseModel, Field
 from llara_cli import __version__
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.search.service.service import (
-    IndexKind, Overloaded, SearchService, SearchTimeout, ShuttingDown, UnknownDocument, UnknownIndex,
+    IndexKind,
+    Overloaded,
+    SearchService,
+    SearchTimeout,
+    ShuttingDown,
+    UnknownDocument,
+    UnknownIndex,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,10 +117,10 @@ class _BodyLimit:
     """Pure ASGI middleware: refuse a body over ``limit`` bytes with 413 before it is parsed (declared length
     or, for chunked bodies, as it streams in)."""
 
-    def __init__(self, app, limit: int) -> None:  # noqa: ANN001
+    def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
@@ -122,7 +128,7 @@ class _BodyLimit:
             return await self._refuse(send)
         received = 0
 
-        async def limited_receive():  # noqa: ANN202
+        async def limited_receive():
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -136,7 +142,7 @@ class _BodyLimit:
         except _BodyTooLarge:
             await self._refuse(send)
 
-    async def _refuse(self, send) -> None:  # noqa: ANN001
+    async def _refuse(self, send) -> None:
         response = _error(413, f"the request body is over {self.limit} bytes")
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
@@ -158,7 +164,7 @@ def create_app(service: SearchService, *, close_on_shutdown: bool = True) -> Fas
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):  # noqa: ANN202
+    async def lifespan(_app: FastAPI):
         yield
         service.begin_shutdown()
         if close_on_shutdown:
@@ -172,7 +178,7 @@ def create_app(service: SearchService, *, close_on_shutdown: bool = True) -> Fas
 
     if api_key:  # installed only when needed: a middleware costs every request
         @app.middleware("http")
-        async def check_api_key(request: Request, call_next):  # noqa: ANN202
+        async def check_api_key(request: Request, call_next):
             if request.url.path not in OPEN_PATHS:
                 given = request.headers.get(API_KEY_HEADER) or ""
                 bearer = request.headers.get("authorization", "")

@@ -44,7 +44,7 @@ class BatchStats:
 class QueryBatcher:
     """Micro-batches ``DenseSearcher`` queries (its model loaded once) on one worker thread."""
 
-    def __init__(self, searcher, *, max_batch: int = 32, wait_s: float = 0.002, name: str = "dense") -> None:  # noqa: ANN001
+    def __init__(self, searcher, *, max_batch: int = 32, wait_s: float = 0.002, name: str = "dense") -> None:
         if max_batch < 1 or wait_s < 0:
             raise ValueError(f"max_batch must be >= 1 and wait_s >= 0, got {max_batch}, {wait_s}")
         self.searcher, self.max_batch, self.wait_s = searcher, max_batch, wait_s
@@ -116,7 +116,7 @@ class QueryBatcher:
                 found = self.searcher.search_vectors(vectors[positions], ids, k=k)
                 for position, query_id in zip(positions, ids):
                     batch[position].future.set_result(found[query_id])
-        except Exception as error:  # noqa: BLE001 - every caller of the batch gets the error
+        except Exception as error:
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(error)

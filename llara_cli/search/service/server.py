@@ -22,7 +22,7 @@ SHUTDOWN_MARGIN_S = 5.0  # beyond the per-request timeout, how long shutdown wai
 STARTUP_TIMEOUT_S = 60.0
 
 
-def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
+def _server_class():
     try:
         import uvicorn
     except ImportError:
@@ -33,7 +33,7 @@ def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
 
         service: SearchService | None = None
 
-        def handle_exit(self, sig, frame) -> None:  # noqa: ANN001
+        def handle_exit(self, sig, frame) -> None:
             if self.service is not None:
                 self.service.begin_shutdown()
             super().handle_exit(sig, frame)
@@ -41,14 +41,14 @@ def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
     return uvicorn, DrainingServer
 
 
-def _uvicorn_config(uvicorn, app, service: SearchService, host: str, port: int, log_level: str):  # noqa: ANN001, ANN202
+def _uvicorn_config(uvicorn, app, service: SearchService, host: str, port: int, log_level: str):
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False,
                           timeout_graceful_shutdown=int(service.config.timeout_s + SHUTDOWN_MARGIN_S),
                           backlog=max(2048, service.config.max_pending))
 
 
 def run_server(service: SearchService, *, log_level: str = "warning",
-               on_started=None) -> None:  # noqa: ANN001 - on_started(host, port)
+               on_started=None) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the service (the caller built it: loading errors
     surface before a port is bound)."""
     from llara_cli.search.service.app import create_app
@@ -73,11 +73,11 @@ def run_server(service: SearchService, *, log_level: str = "warning",
         raise LlaraError(f"could not serve on {config.host}:{config.port} (in use, or not an address of this machine?)")
 
 
-def _drained(signum, frame) -> None:  # noqa: ANN001
+def _drained(signum, frame) -> None:
     logger.info("stopped on signal %d after draining", signum)
 
 
-def _report_started(server, on_started) -> None:  # noqa: ANN001
+def _report_started(server, on_started) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.started and not server.should_exit and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -85,7 +85,7 @@ def _report_started(server, on_started) -> None:  # noqa: ANN001
         on_started(*bound_address(server))
 
 
-def bound_address(server) -> tuple[str, int]:  # noqa: ANN001
+def bound_address(server) -> tuple[str, int]:
     sockets = [sock for listener in server.servers for sock in listener.sockets]
     host, port = sockets[0].getsockname()[:2]
     return host, port
@@ -102,7 +102,7 @@ class ServerThread:
         uvicorn, server_class = _server_class()
         self.service = service
         self.server = server_class(_uvicorn_config(uvicorn, create_app(service), service, host, port, log_level))
-        self.server.install_signal_handlers = lambda: None  # noqa: E731 - signals belong to the main thread
+        self.server.install_signal_handlers = lambda: None
         self.server.service = service
         self.thread = threading.Thread(target=self.server.run, name="llara-serve", daemon=True)
         self.base_url = ""
@@ -118,7 +118,7 @@ class ServerThread:
         self.base_url = f"http://{host}:{port}"
         return self.base_url
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
+    def __exit__(self, *exc) -> None:
         self.service.begin_shutdown()
         self.server.should_exit = True
         self.thread.join(timeout=self.service.config.timeout_s + SHUTDOWN_MARGIN_S + 10)

@@ -288,7 +288,7 @@ def _index_meta(paths: tuple[Path, ...]) -> Any:
     return resolve_index_shards([Path(path) for path in paths])[1][0]
 
 
-def _bm25_search_detached(searcher, text: str, hits: int) -> Hits:  # noqa: ANN001
+def _bm25_search_detached(searcher, text: str, hits: int) -> Hits:
     """One BM25 search on a pool thread, which then leaves the JVM (a thread must not end attached)."""
     try:
         return searcher.search(text, hits)

@@ -8,11 +8,11 @@ import pytest
 
 from llara_cli.search.dense import DenseSearcher
 from llara_cli.search.service.batcher import QueryBatcher
-from tests.search.service.conftest import ALL_QUERIES, served_collection  # noqa: F401 - a fixture
+from tests.search.service.conftest import ALL_QUERIES
 
 
 @pytest.fixture(scope="module")
-def searcher(served_collection):  # noqa: F811
+def searcher(served_collection):
     return DenseSearcher(served_collection["index"], dtype="fp32")
 
 

@@ -15,7 +15,7 @@ from llara_cli.data.runs import format_run_lines
 from llara_cli.search.service.config import HybridSpec, ServeConfig
 from llara_cli.search.service.server import ServerThread
 from llara_cli.search.service.service import SearchService
-from tests.cli.test_pipeline_cli import invoke
+from tests.cli.conftest import invoke
 from tests.search.service.conftest import ALL_QUERIES
 
 httpx = pytest.importorskip("httpx")
