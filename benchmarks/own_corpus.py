@@ -73,8 +73,10 @@ def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Pa
 
 
 def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
+    global MODEL  # a plumbing check swaps in a tiny model
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collection", default="cranfield")
+    parser.add_argument("--collection", default="cranfield", help="a name under ../shared/data, or a BEIR directory")
+    parser.add_argument("--model", default=MODEL, help="a plumbing check may pass a tiny model directory")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--adapt-steps", type=int, default=None, help="default: the model's recipe (200)")
     parser.add_argument("--pairs-steps", type=int, default=None, help="default: one epoch of the corpus pairs")
@@ -92,7 +94,9 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
     from llara_cli.search.anchored_fusion import anchored_fusion
     from llara_cli.search.label_free_fusion import label_free_dense_weight
 
-    source = SHARED_DATA / arguments.collection
+    source = Path(arguments.collection) if Path(arguments.collection).is_dir() else SHARED_DATA / arguments.collection
+    collection_name = source.name
+    MODEL = arguments.model
     work = arguments.work
     started = time.perf_counter()
     corpus = read_corpus(source)
@@ -100,19 +104,19 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
     queries = queries_for_search(source, "test")
     query_ids, query_texts = [q.query_id for q in queries], [q.text for q in queries]
     qrels = read_qrels(source, "test")
-    bm25 = bm25_run(source, queries, work / "runs" / f"{arguments.collection}-test-bm25.trec", k=100)
+    bm25 = bm25_run(source, queries, work / "runs" / f"{collection_name}-test-bm25.trec", k=100)
     pseudo = corpus_pairs(source, seed=0).examples
     pseudo_texts, pseudo_rows = pseudo_query_sample(source, doc_ids, count=PSEUDO_QUERIES, seed=0)
     pseudo_ids = [doc_ids[row] for row in pseudo_rows]
     from llara_cli.data.records import Query
 
     pseudo_bm25 = bm25_run(source, [Query(doc_id, text) for doc_id, text in zip(pseudo_ids, pseudo_texts)],
-                           work / "runs" / f"{arguments.collection}-pseudo-bm25.trec", k=100)
+                           work / "runs" / f"{collection_name}-pseudo-bm25.trec", k=100)
     cache = EmbeddingCache(work)
     dtype = resolve_dtype("auto")
 
-    adapted = adapt(source, work / "models" / f"{arguments.collection}-adapted", arguments.adapt_steps)
-    paired = pairs_finetune(source, adapted, work / "models" / f"{arguments.collection}-adapted-pairs",
+    adapted = adapt(source, work / "models" / f"{collection_name}-adapted", arguments.adapt_steps)
+    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs",
                             arguments.pairs_steps)
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
@@ -121,16 +125,17 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
     choices: dict[str, dict] = {}
     for name, model in models.items():
         encoder = LlaraEncoder.load(model, dtype=dtype)
-        passages = cache.get(name, f"{arguments.collection}-passages", doc_ids, doc_texts,
+        passages = cache.get(name, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
-        query_vectors = cache.get(name, f"{arguments.collection}-queries", query_ids, query_texts,
+        query_vectors = cache.get(name, f"{collection_name}-queries", query_ids, query_texts,
                                   lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
-        pseudo_vectors = cache.get(name, f"{arguments.collection}-pseudo", pseudo_ids, pseudo_texts,
+        pseudo_vectors = cache.get(name, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
                                    lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
         runs[name] = dense_search(query_vectors, passages, query_ids, doc_ids)
-        choice = choose_whitening(passages, pseudo_vectors, pseudo_rows, candidates=WHITEN_CANDIDATES)
+        dims = [dim for dim in WHITEN_CANDIDATES if dim < min(passages.shape)]
+        choice = choose_whitening(passages, pseudo_vectors, pseudo_rows, candidates=dims)
         labelled = {}
-        for dim in WHITEN_CANDIDATES:  # reporting only: which dim the test qrels would have picked
+        for dim in dims:  # reporting only: which dim the test qrels would have picked
             transform = fit_whitening(passages, dim)
             labelled[dim] = dense_search(apply_whitening(transform, query_vectors), apply_whitening(transform, passages),
                                          query_ids, doc_ids)
@@ -142,7 +147,7 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
             white_passages, white_pseudo = passages, pseudo_vectors
             runs[f"{name}, whiten auto"] = runs[name]
         scores = evaluate({"bm25": bm25, "none": runs[name], **{str(dim): run for dim, run in labelled.items()}}, qrels)
-        labelled_best = max(["none", *map(str, WHITEN_CANDIDATES)], key=lambda key: scores[key]["ndcg10"])
+        labelled_best = max(["none", *map(str, dims)], key=lambda key: scores[key]["ndcg10"])
         label_free_run = runs[f"{name}, whiten auto"]
         pseudo_dense = dense_search(white_pseudo, white_passages, pseudo_ids, doc_ids)
         weight = label_free_dense_weight(pseudo_bm25, pseudo_dense, dict(zip(pseudo_ids, pseudo_ids)))
@@ -164,14 +169,14 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
         choices[name]["fusion_weight"].update(labelled_best=best, labelled_grid=grid)
     bm25_score = result["bm25"]["ndcg10"]
     payload = {
-        "collection": arguments.collection, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
+        "collection": collection_name, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
         "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seeds": 1, "dtype": dtype,
         "adapt_steps": arguments.adapt_steps or "recipe (200)", "pairs_steps": arguments.pairs_steps or "one epoch",
         "results": result, "ratios_to_bm25": {system: round(value["ndcg10"] / bm25_score, 3)
                                                for system, value in result.items()},
         "choices": choices, "stage_times": {**stage_times, "total_s": round(time.perf_counter() - started)},
     }
-    save_report(f"own_corpus_{arguments.collection}", payload, table(payload), plot)
+    save_report(f"own_corpus_{collection_name}", payload, table(payload), plot)
 
 
 def table(payload: dict) -> str:
