@@ -43,6 +43,30 @@ def evaluate(runs: dict[str, dict], qrels) -> dict:  # noqa: ANN001
                      if system != "bm25" else None} for system in runs}
 
 
+def sub_collection(source: Path, work: Path, max_queries: int | None, max_docs: int | None) -> Path:
+    """A BEIR directory of the first ``max_queries`` test queries, their judged documents and the corpus's first
+    other documents up to ``max_docs``."""
+    target = work / "collections" / f"{source.name}-{max_queries or 'all'}q-{max_docs or 'all'}d"
+    if (target / "qrels" / "test.tsv").is_file():
+        return target
+    lines = (source / "qrels" / "test.tsv").read_text().splitlines()
+    judgements = [line.split("\t") for line in lines[1:] if line.strip()]
+    query_ids = sorted({query_id for query_id, _, _ in judgements}, key=lambda q: (len(q), q))[:max_queries]
+    judged = {doc_id for query_id, doc_id, _ in judgements if query_id in query_ids}
+    records = [json.loads(line) for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    kept = [record for record in records if record["_id"] in judged]
+    kept += [record for record in records if record["_id"] not in judged][:max(0, (max_docs or len(records)) - len(kept))]
+    kept_ids = {record["_id"] for record in kept}
+    (target / "qrels").mkdir(parents=True, exist_ok=True)
+    (target / "corpus.jsonl").write_text("".join(json.dumps(record) + "\n" for record in kept))
+    queries = [json.loads(line) for line in (source / "queries.jsonl").read_text().splitlines() if line.strip()]
+    (target / "queries.jsonl").write_text("".join(json.dumps(query) + "\n" for query in queries
+                                                  if query["_id"] in query_ids))
+    (target / "qrels" / "test.tsv").write_text(lines[0] + "\n" + "".join(
+        "\t".join(row) + "\n" for row in judgements if row[0] in query_ids and row[1] in kept_ids))
+    return target
+
+
 def adapt(corpus: Path, out: Path, steps: int | None) -> Path:
     from llara_cli.training.adapt import AdaptConfig, run_adaptation
     from llara_cli.training.recipes import ADAPT, apply_recipe, describe_choices
@@ -50,7 +74,8 @@ def adapt(corpus: Path, out: Path, steps: int | None) -> Path:
     if (out / "llara_config.json").is_file():
         return out
     config, choices = apply_recipe(AdaptConfig(corpus=corpus, out_dir=out, model=MODEL, precision="auto",
-                                               max_steps=steps or 1, save_steps=50, overwrite=True),
+                                               max_steps=steps or 1, save_steps=50, overwrite=True,
+                                               shuffle_buffer=1000),
                                    ADAPT, explicit={"max_steps"} if steps else ())
     stage("\n".join(describe_choices(MODEL, choices)))
     run_adaptation(config)
@@ -80,6 +105,11 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--adapt-steps", type=int, default=None, help="default: the model's recipe (200)")
     parser.add_argument("--pairs-steps", type=int, default=None, help="default: one epoch of the corpus pairs")
+    parser.add_argument("--max-queries", type=int, default=None,
+                        help="a sub-collection: this many test queries (the first by id) ...")
+    parser.add_argument("--max-docs", type=int, default=None,
+                        help="... and their judged documents plus the corpus's first others up to this many "
+                        "(not a BM25 pool: no system is favoured)")
     arguments = parser.parse_args()
 
     import numpy as np
@@ -95,6 +125,8 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
     from llara_cli.search.label_free_fusion import label_free_dense_weight
 
     source = Path(arguments.collection) if Path(arguments.collection).is_dir() else SHARED_DATA / arguments.collection
+    if arguments.max_queries or arguments.max_docs:
+        source = sub_collection(source, arguments.work, arguments.max_queries, arguments.max_docs)
     collection_name = source.name
     MODEL = arguments.model
     work = arguments.work
@@ -169,7 +201,8 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
         choices[name]["fusion_weight"].update(labelled_best=best, labelled_grid=grid)
     bm25_score = result["bm25"]["ndcg10"]
     payload = {
-        "collection": collection_name, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
+        "collection": collection_name, "source": str(source), "max_queries": arguments.max_queries,
+        "max_docs": arguments.max_docs, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
         "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seeds": 1, "dtype": dtype,
         "adapt_steps": arguments.adapt_steps or "recipe (200)", "pairs_steps": arguments.pairs_steps or "one epoch",
         "results": result, "ratios_to_bm25": {system: round(value["ndcg10"] / bm25_score, 3)

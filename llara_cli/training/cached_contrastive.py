@@ -29,6 +29,7 @@ from llara_cli.core.batching import side_key
 from llara_cli.core.contrastive import contrastive_accuracy, contrastive_loss_from_embeddings, distributed_world_size
 from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
+from llara_cli.runtime.memory import release_free_memory
 from llara_cli.training.contrastive_objective import ContrastiveModel
 
 __all__ = ["CachedContrastiveModel", "chunk_side_batch"]
@@ -126,4 +127,7 @@ class CachedContrastiveModel(ContrastiveModel):
                 with torch.enable_grad(), state.replayed(), autocast.context():
                     chunk_embeddings = self.embed(chunk, side)  # (rows, dim)
                 torch.autograd.backward(chunk_embeddings, side_gradient[start:start + rows])
+                del chunk_embeddings
+                if side_gradient.device.type == "cpu":
+                    release_free_memory()  # the chunk's freed activations: back to the OS, not kept resident
                 start += rows
