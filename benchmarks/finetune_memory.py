@@ -112,13 +112,13 @@ def estimate(batch: int, group: int, length: int, chunk: int, checkpointing: boo
 def table(result: dict) -> str:
     lines = [f"Peak RSS of one `llara finetune` step, {MODEL}, LoRA, {result['precision']}, query length 32 "
              f"(cap {result['cap_gib']} GiB)", "",
-             "| batch | group | passage len | chunk | grad. ckpt | peak RSS GiB | estimate GiB | wall s |",
-             "|---:|---:|---:|---:|:---:|---:|---:|---:|"]
+             "| batch | group | passage len | chunk | grad. ckpt | peak RSS GiB | estimate GiB | wall s | note |",
+             "|---:|---:|---:|---:|:---:|---:|---:|---:|---|"]
     for row in result["rows"]:
         peak = f"> {result['cap_gib']} (stopped)" if row["over_cap"] else f"{row['peak_rss_gib']:.2f}"
         lines.append(f"| {row['batch']} | {row['group']} | {row['passage_length']} | {row['chunk_size'] or 'off'} | "
                      f"{'yes' if row['gradient_checkpointing'] else 'no'} | {peak} | {row['estimate_gib']:.2f} | "
-                     f"{row['wall_s']:.0f} |")
+                     f"{row['wall_s']:.0f} | {row.get('note', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,6 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-gib", type=float, default=12.0)
     parser.add_argument("--grid", default=None, help="b,g,l,chunk,gc;... (gc: 0/1); default: the built-in grid")
+    parser.add_argument("--earlier-rows", type=Path, default=None,
+                        help="rows an earlier invocation printed (one JSON object a line), reported first")
+    parser.add_argument("--note", default="", help="a note recorded with this invocation's rows")
     arguments = parser.parse_args()
     grid = DEFAULT_GRID
     if arguments.grid:
@@ -154,10 +157,13 @@ def main() -> None:
     from llara_cli.runtime.precision import resolve_dtype
 
     rows = []
+    if arguments.earlier_rows:
+        rows = [json.loads(line) for line in arguments.earlier_rows.read_text().splitlines() if line.startswith("{")]
     with tempfile.TemporaryDirectory(prefix="finetune-memory-") as work:
         train = training_file(Path(work) / "train.jsonl")
         for setting in grid:
             row = measure(train, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
+            row["note"] = arguments.note
             print(json.dumps(row), flush=True)
             rows.append(row)
     result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": 1,
