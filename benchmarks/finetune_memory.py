@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--earlier-rows", type=Path, default=None,
                         help="rows an earlier invocation printed (one JSON object a line), reported first")
     parser.add_argument("--note", default="", help="a note recorded with this invocation's rows")
+    parser.add_argument("--report-only", action="store_true", help="measure nothing: report --earlier-rows")
     arguments = parser.parse_args()
     grid = DEFAULT_GRID
     if arguments.grid:
@@ -161,11 +162,14 @@ def main() -> None:
         rows = [json.loads(line) for line in arguments.earlier_rows.read_text().splitlines() if line.startswith("{")]
     with tempfile.TemporaryDirectory(prefix="finetune-memory-") as work:
         train = training_file(Path(work) / "train.jsonl")
-        for setting in grid:
+        for setting in () if arguments.report_only else grid:
             row = measure(train, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
             row["note"] = arguments.note
             print(json.dumps(row), flush=True)
             rows.append(row)
+    for row in rows:  # the current estimate for every row, earlier ones included
+        row["estimate_gib"] = round(estimate(row["batch"], row["group"], row["passage_length"], row["chunk_size"],
+                                             row["gradient_checkpointing"]) / GIB, 2)
     result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": 1,
               "query_max_length": 32, "lora": True, "rows": rows,
               "ru_maxrss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
