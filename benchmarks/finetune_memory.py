@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REPO_ROOT, SHARED_DATA, save_report  # noqa: E402
+from benchmarks._common import REPO_ROOT, SHARED_DATA, save_report
 
 MODEL = "smollm2-135m"
 GIB = 1024 ** 3
@@ -110,8 +110,8 @@ def estimate(batch: int, group: int, length: int, chunk: int, checkpointing: boo
 
 
 def table(result: dict) -> str:
-    lines = [f"Peak RSS of one `llara finetune` step, {MODEL}, LoRA, {result['precision']}, query length 32 "
-             f"(cap {result['cap_gib']} GiB)", "",
+    lines = [(f"Peak RSS of one `llara finetune` step, {MODEL}, LoRA, {result['precision']}, query length 32 "
+              f"(cap {result['cap_gib']} GiB)"), "",
              "| batch | group | passage len | chunk | grad. ckpt | peak RSS GiB | estimate GiB | wall s | note |",
              "|---:|---:|---:|---:|:---:|---:|---:|---:|---|"]
     for row in result["rows"]:

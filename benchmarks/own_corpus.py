@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_report  # noqa: E402
-from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage  # noqa: E402
+from benchmarks._common import SHARED_DATA, save_report
+from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage
 
 MODEL = "smollm2-135m"
 MEASURE = "nDCG@10"
@@ -31,7 +31,7 @@ ROBUST_WEIGHT = 0.2
 PSEUDO_QUERIES = 200
 
 
-def evaluate(runs: dict[str, dict], qrels) -> dict:  # noqa: ANN001
+def evaluate(runs: dict[str, dict], qrels) -> dict:
     from llara_cli.data.runs import ScoredDoc
     from llara_cli.evaluation import evaluate_runs
 
@@ -97,7 +97,7 @@ def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Pa
     return out
 
 
-def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
+def main() -> None:
     global MODEL  # a plumbing check swaps in a tiny model
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", default="cranfield", help="a name under ../shared/data, or a BEIR directory")
@@ -112,7 +112,6 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
                         "(not a BM25 pool: no system is favoured)")
     arguments = parser.parse_args()
 
-    import numpy as np
 
     from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.corpus_pairs import corpus_pairs
@@ -213,16 +212,16 @@ def main() -> None:  # noqa: PLR0915 - one pipeline, read top to bottom
 
 
 def table(payload: dict) -> str:
-    lines = [f"{payload['collection']} ({payload['documents']} docs, {payload['test_queries']} test queries), "
-             f"{payload['model']}, adapt steps {payload['adapt_steps']}, pairs steps {payload['pairs_steps']}, "
-             f"{payload['dtype']}, one seed; nDCG@10, ratio to BM25, p vs BM25 (paired t-test)", "",
+    lines = [(f"{payload['collection']} ({payload['documents']} docs, {payload['test_queries']} test queries), "
+              f"{payload['model']}, adapt steps {payload['adapt_steps']}, pairs steps {payload['pairs_steps']}, "
+              f"{payload['dtype']}, one seed; nDCG@10, ratio to BM25, p vs BM25 (paired t-test)"), "",
              "| system | nDCG@10 | × BM25 | p |", "|---|---:|---:|---:|"]
     for system, value in payload["results"].items():
         p = value["p_vs_bm25"]
         lines.append(f"| {system} | {value['ndcg10']:.3f} | {payload['ratios_to_bm25'][system]:.2f} | "
                      f"{'' if p is None else f'{p:.3g}'} |")
-    lines += ["", "| model | whiten: label-free | labelled best | match | anisotropy | fusion w: label-free | "
-              "labelled best |", "|---|---|---|---|---:|---:|---:|"]
+    lines += ["", ("| model | whiten: label-free | labelled best | match | anisotropy | fusion w: label-free | "
+                   "labelled best |"), "|---|---|---|---|---:|---:|---:|"]
     for name, choice in payload["choices"].items():
         whitening, fusion = choice["whitening"], choice["fusion_weight"]
         lines.append(f"| {name} | {whitening['label_free'] or 'none'} | {whitening['labelled_best']} | "

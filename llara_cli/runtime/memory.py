@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def _malloc_trim():  # noqa: ANN202 - a ctypes function, or None
+def _malloc_trim():
     name = ctypes.util.find_library("c")
     if name is None:
         return None

@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from llara_cli.data.qrels import Qrel
-from llara_cli.search.anchored_fusion import DENSE_WEIGHT_GRID, TunedWeight, tune_dense_weight
+from llara_cli.search.anchored_fusion import (
+    DENSE_WEIGHT_GRID,
+    TunedWeight,
+    tune_dense_weight,
+)
 from llara_cli.search.fusion import FUSION_DEPTH, Results
 
 __all__ = ["label_free_dense_weight", "pseudo_qrels"]

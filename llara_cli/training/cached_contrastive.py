@@ -26,7 +26,11 @@ from collections.abc import Iterator
 import torch
 
 from llara_cli.core.batching import side_key
-from llara_cli.core.contrastive import contrastive_accuracy, contrastive_loss_from_embeddings, distributed_world_size
+from llara_cli.core.contrastive import (
+    contrastive_accuracy,
+    contrastive_loss_from_embeddings,
+    distributed_world_size,
+)
 from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
 from llara_cli.runtime.memory import release_free_memory
@@ -79,7 +83,7 @@ class _AutocastState:
 class CachedContrastiveModel(ContrastiveModel):
     """:class:`ContrastiveModel` with the GradCache loss: ``chunk_size`` texts per forward/backward pass."""
 
-    def __init__(self, causal_lm: torch.nn.Module, *, chunk_size: int, **settings) -> None:  # noqa: ANN003
+    def __init__(self, causal_lm: torch.nn.Module, *, chunk_size: int, **settings) -> None:
         super().__init__(causal_lm, **settings)
         if chunk_size < 1:
             raise UsageError(f"--chunk-size must be at least 1, got {chunk_size}")

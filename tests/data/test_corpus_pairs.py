@@ -7,7 +7,12 @@ import random
 import pytest
 
 from llara_cli.data.corpus_pairs import (
-    MIN_CROP_WORDS, PairSource, SourceDocument, corpus_pairs, document_pair, iter_source_documents,
+    MIN_CROP_WORDS,
+    PairSource,
+    SourceDocument,
+    corpus_pairs,
+    document_pair,
+    iter_source_documents,
 )
 from llara_cli.errors import UsageError
 from tests.conftest import WORDS

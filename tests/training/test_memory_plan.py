@@ -8,7 +8,11 @@ import pytest
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
 from llara_cli.training.memory_plan import (
-    GIB, available_memory_bytes, estimate_finetune_memory, model_shape, plan_finetune_memory,
+    GIB,
+    available_memory_bytes,
+    estimate_finetune_memory,
+    model_shape,
+    plan_finetune_memory,
 )
 
 SMOLLM2_CONFIG = {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,

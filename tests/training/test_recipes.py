@@ -9,7 +9,14 @@ from llara_cli.model.config import LlaraConfig, Stage
 from llara_cli.training.adapt import AdaptConfig
 from llara_cli.training.finetune_config import FinetuneConfig
 from llara_cli.training.recipes import (
-    ADAPT, FINETUNE, PAPER_RECIPE, SMOLLM2_RECIPE, RecipeSource, apply_recipe, describe_choices, recipe_for_model,
+    ADAPT,
+    FINETUNE,
+    PAPER_RECIPE,
+    SMOLLM2_RECIPE,
+    RecipeSource,
+    apply_recipe,
+    describe_choices,
+    recipe_for_model,
 )
 
 
