@@ -40,7 +40,7 @@ def test_the_help_examples_batch_did_not_fit_and_a_chunk_bounds_it(tmp_path, smo
     chunked = estimate_finetune_memory(config(tmp_path, chunk_size=16), smollm2_shape)
     assert chunked.tokens_in_graph == 16 * 196 and chunked.total_bytes < 8 * GIB  # measured 7.38 GiB
     checkpointed = estimate_finetune_memory(config(tmp_path, gradient_checkpointing=True), smollm2_shape)
-    assert checkpointed.activation_bytes < whole.activation_bytes / 5
+    assert checkpointed.activation_bytes < whole.activation_bytes / 2
     full = estimate_finetune_memory(config(tmp_path, lora=False, chunk_size=16), smollm2_shape)
     assert full.training_state_bytes > 10 * chunked.training_state_bytes  # AdamW state of every weight
 
