@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REPO_ROOT, SHARED_DATA, save_report  # noqa: E402
+from benchmarks._common import REPO_ROOT, SHARED_DATA, save_report
 
 MODEL = "smollm2-135m"
 GIB = 1024 ** 3
@@ -110,15 +110,15 @@ def estimate(batch: int, group: int, length: int, chunk: int, checkpointing: boo
 
 
 def table(result: dict) -> str:
-    lines = [f"Peak RSS of one `llara finetune` step, {MODEL}, LoRA, {result['precision']}, query length 32 "
-             f"(cap {result['cap_gib']} GiB)", "",
-             "| batch | group | passage len | chunk | grad. ckpt | peak RSS GiB | estimate GiB | wall s |",
-             "|---:|---:|---:|---:|:---:|---:|---:|---:|"]
+    lines = [(f"Peak RSS of one `llara finetune` step, {MODEL}, LoRA, {result['precision']}, query length 32 "
+              f"(cap {result['cap_gib']} GiB)"), "",
+             "| batch | group | passage len | chunk | grad. ckpt | peak RSS GiB | estimate GiB | wall s | note |",
+             "|---:|---:|---:|---:|:---:|---:|---:|---:|---|"]
     for row in result["rows"]:
         peak = f"> {result['cap_gib']} (stopped)" if row["over_cap"] else f"{row['peak_rss_gib']:.2f}"
         lines.append(f"| {row['batch']} | {row['group']} | {row['passage_length']} | {row['chunk_size'] or 'off'} | "
                      f"{'yes' if row['gradient_checkpointing'] else 'no'} | {peak} | {row['estimate_gib']:.2f} | "
-                     f"{row['wall_s']:.0f} |")
+                     f"{row['wall_s']:.0f} | {row.get('note', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,6 +146,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-gib", type=float, default=12.0)
     parser.add_argument("--grid", default=None, help="b,g,l,chunk,gc;... (gc: 0/1); default: the built-in grid")
+    parser.add_argument("--earlier-rows", type=Path, default=None,
+                        help="rows an earlier invocation printed (one JSON object a line), reported first")
+    parser.add_argument("--note", default="", help="a note recorded with this invocation's rows")
+    parser.add_argument("--report-only", action="store_true", help="measure nothing: report --earlier-rows")
     arguments = parser.parse_args()
     grid = DEFAULT_GRID
     if arguments.grid:
@@ -154,12 +158,18 @@ def main() -> None:
     from llara_cli.runtime.precision import resolve_dtype
 
     rows = []
+    if arguments.earlier_rows:
+        rows = [json.loads(line) for line in arguments.earlier_rows.read_text().splitlines() if line.startswith("{")]
     with tempfile.TemporaryDirectory(prefix="finetune-memory-") as work:
         train = training_file(Path(work) / "train.jsonl")
-        for setting in grid:
+        for setting in () if arguments.report_only else grid:
             row = measure(train, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
+            row["note"] = arguments.note
             print(json.dumps(row), flush=True)
             rows.append(row)
+    for row in rows:  # the current estimate for every row, earlier ones included
+        row["estimate_gib"] = round(estimate(row["batch"], row["group"], row["passage_length"], row["chunk_size"],
+                                             row["gradient_checkpointing"]) / GIB, 2)
     result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": 1,
               "query_max_length": 32, "lora": True, "rows": rows,
               "ru_maxrss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llara_cli.errors import UsageError
@@ -105,7 +105,7 @@ def choose_whitening(passages: np.ndarray, queries: np.ndarray, positive_rows: S
     return choice
 
 
-def pseudo_query_sample(corpus, doc_ids: Sequence[str], count: int = 200, seed: int = 0):  # noqa: ANN001, ANN201
+def pseudo_query_sample(corpus, doc_ids: Sequence[str], count: int = 200, seed: int = 0):
     """``(texts, positive_rows)`` of up to ``count`` corpus pseudo-queries (title or crop) whose documents are
     among ``doc_ids`` (the index's rows)."""
     from llara_cli.data.corpus_pairs import corpus_pairs

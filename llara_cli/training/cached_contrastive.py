@@ -29,6 +29,7 @@ from llara_cli.core.batching import side_key
 from llara_cli.core.contrastive import contrastive_accuracy, distributed_world_size
 from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
+from llara_cli.runtime.memory import release_free_memory
 from llara_cli.training.contrastive_objective import ContrastiveModel
 
 __all__ = ["CachedContrastiveModel", "chunk_side_batch"]
@@ -78,7 +79,7 @@ class _AutocastState:
 class CachedContrastiveModel(ContrastiveModel):
     """:class:`ContrastiveModel` with the GradCache loss: ``chunk_size`` texts per forward/backward pass."""
 
-    def __init__(self, causal_lm: torch.nn.Module, *, chunk_size: int, **settings) -> None:  # noqa: ANN003
+    def __init__(self, causal_lm: torch.nn.Module, *, chunk_size: int, **settings) -> None:
         super().__init__(causal_lm, **settings)
         if chunk_size < 1:
             raise UsageError(f"--chunk-size must be at least 1, got {chunk_size}")
@@ -124,4 +125,7 @@ class CachedContrastiveModel(ContrastiveModel):
                 with torch.enable_grad(), state.replayed(), autocast.context():
                     chunk_embeddings = self.embed(chunk, side)  # (rows, dim)
                 torch.autograd.backward(chunk_embeddings, side_gradient[start:start + rows])
+                del chunk_embeddings
+                if side_gradient.device.type == "cpu":
+                    release_free_memory()  # the chunk's freed activations: back to the OS, not kept resident
                 start += rows

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from llara_cli.data.finetune import MiningSettings, Passage, TrainingData, TrainingExample, mine_negatives
+from llara_cli.data.finetune import (
+    MiningSettings,
+    Passage,
+    TrainingData,
+    mine_negatives,
+)
 
 __all__ = ["mine_from_own_run", "rank_exactly"]
 

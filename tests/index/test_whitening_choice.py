@@ -10,7 +10,11 @@ from typer.testing import CliRunner
 
 from llara_cli.cli.app import app
 from llara_cli.errors import UsageError
-from llara_cli.index.whitening_choice import anisotropy, choose_whitening, self_retrieval_mrr
+from llara_cli.index.whitening_choice import (
+    anisotropy,
+    choose_whitening,
+    self_retrieval_mrr,
+)
 from tests.conftest import WORDS
 
 DIM = 24

@@ -7,7 +7,10 @@ import torch
 from llara_cli.core.prompts import Side
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import add_lora
-from llara_cli.training.cached_contrastive import CachedContrastiveModel, chunk_side_batch
+from llara_cli.training.cached_contrastive import (
+    CachedContrastiveModel,
+    chunk_side_batch,
+)
 from llara_cli.training.contrastive_objective import ContrastiveModel
 from llara_cli.training.finetune import FinetuneConfig
 from tests.training.test_finetune import GROUP, collate, load_parts, make_examples
@@ -110,6 +113,15 @@ def test_evaluation_and_chunks(tiny_model_dir, tmp_path):
         assert not cached(**batch)["loss"].requires_grad
     with pytest.raises(UsageError, match="chunk-size"):
         CachedContrastiveModel(causal_lm, group_size=GROUP, chunk_size=0)
+
+
+@pytest.fixture()
+def train_file(tmp_path):
+    from llara_cli.data.finetune import write_training_file
+
+    path = tmp_path / "train.jsonl"
+    write_training_file(path, make_examples())
+    return path
 
 
 def test_a_chunked_run_trains_the_same_adapter(tiny_model_dir, train_file, tmp_path):

@@ -1,0 +1,253 @@
+"""A user's own corpus, no labels (issue #32): raw -> adapted on the corpus's own text with the model's recipe ->
++ unsupervised pairs finetuning (``--pairs-from corpus``, negatives from the adapted model's own run) -> + the
+label-free whitening choice (``--whiten auto``) -> + fusion with BM25 (the robust weight 0.2, and a weight chosen
+on pseudo-queries), nDCG@10 against BM25 on the collection's test qrels -- which are never used for any choice.
+
+    python benchmarks/own_corpus.py --collection cranfield --work DIR
+    python benchmarks/own_corpus.py --collection cranfield --adapt-steps 40 --pairs-steps 40 --work DIR   # scaled
+
+Every stage is cached in ``--work`` (models, embeddings, runs), so an interrupted run continues. Besides the
+label-free choices, the labelled best whitening dim and fusion weight are computed *for reporting only*: how
+often the label-free choice matches them. One seed. Results: ``benchmarks/results/own_corpus_<collection>.{json,md,png}``
+(the sizes actually run are in the JSON: steps, corpus and query counts).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import SHARED_DATA, save_report
+from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage
+
+MODEL = "smollm2-135m"
+MEASURE = "nDCG@10"
+WHITEN_CANDIDATES = (128, 192, 256, 384)
+ROBUST_WEIGHT = 0.2
+PSEUDO_QUERIES = 200
+
+
+def evaluate(runs: dict[str, dict], qrels) -> dict:
+    from llara_cli.data.runs import ScoredDoc
+    from llara_cli.evaluation import evaluate_runs
+
+    scored = {system: [ScoredDoc(query_id, doc_id, score) for query_id, results in run.items()
+                       for doc_id, score in results] for system, run in runs.items()}
+    payload = evaluate_runs(qrels, scored, measures=[MEASURE], baseline="bm25").to_dict(per_query=False)
+    return {system: {"ndcg10": payload["runs"][system]["aggregates"][MEASURE],
+                     "p_vs_bm25": payload["runs"][system]["comparisons"].get(MEASURE, {}).get("p_value")
+                     if system != "bm25" else None} for system in runs}
+
+
+def sub_collection(source: Path, work: Path, max_queries: int | None, max_docs: int | None) -> Path:
+    """A BEIR directory of the first ``max_queries`` test queries, their judged documents and the corpus's first
+    other documents up to ``max_docs``."""
+    target = work / "collections" / f"{source.name}-{max_queries or 'all'}q-{max_docs or 'all'}d"
+    if (target / "qrels" / "test.tsv").is_file():
+        return target
+    lines = (source / "qrels" / "test.tsv").read_text().splitlines()
+    judgements = [line.split("\t") for line in lines[1:] if line.strip()]
+    query_ids = sorted({query_id for query_id, _, _ in judgements}, key=lambda q: (len(q), q))[:max_queries]
+    judged = {doc_id for query_id, doc_id, _ in judgements if query_id in query_ids}
+    records = [json.loads(line) for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    kept = [record for record in records if record["_id"] in judged]
+    kept += [record for record in records if record["_id"] not in judged][:max(0, (max_docs or len(records)) - len(kept))]
+    kept_ids = {record["_id"] for record in kept}
+    (target / "qrels").mkdir(parents=True, exist_ok=True)
+    (target / "corpus.jsonl").write_text("".join(json.dumps(record) + "\n" for record in kept))
+    queries = [json.loads(line) for line in (source / "queries.jsonl").read_text().splitlines() if line.strip()]
+    (target / "queries.jsonl").write_text("".join(json.dumps(query) + "\n" for query in queries
+                                                  if query["_id"] in query_ids))
+    (target / "qrels" / "test.tsv").write_text(lines[0] + "\n" + "".join(
+        "\t".join(row) + "\n" for row in judgements if row[0] in query_ids and row[1] in kept_ids))
+    return target
+
+
+def adapt(corpus: Path, out: Path, steps: int | None) -> Path:
+    from llara_cli.training.adapt import AdaptConfig, run_adaptation
+    from llara_cli.training.recipes import ADAPT, apply_recipe, describe_choices
+
+    if (out / "llara_config.json").is_file():
+        return out
+    config, choices = apply_recipe(AdaptConfig(corpus=corpus, out_dir=out, model=MODEL, precision="auto",
+                                               max_steps=steps or 1, save_steps=50, overwrite=True,
+                                               shuffle_buffer=1000),
+                                   ADAPT, explicit={"max_steps"} if steps else ())
+    stage("\n".join(describe_choices(MODEL, choices)))
+    run_adaptation(config)
+    return out
+
+
+def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Path:
+    from llara_cli.training.finetune import FinetuneConfig, run_finetuning
+    from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
+
+    if (out / "llara_config.json").is_file():
+        return out
+    config, choices = apply_recipe(FinetuneConfig(out_dir=out, model=str(base), pairs_from="corpus", corpus=corpus,
+                                                  precision="auto", max_steps=steps, save_steps=50, overwrite=True,
+                                                  relative_margin=0.05),
+                                   FINETUNE, explicit={"max_steps"} if steps else ())
+    stage("\n".join(describe_choices(str(base), choices)))
+    run_finetuning(config)
+    return out
+
+
+def main() -> None:
+    global MODEL  # a plumbing check swaps in a tiny model
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", default="cranfield", help="a name under ../shared/data, or a BEIR directory")
+    parser.add_argument("--model", default=MODEL, help="a plumbing check may pass a tiny model directory")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--adapt-steps", type=int, default=None, help="default: the model's recipe (200)")
+    parser.add_argument("--pairs-steps", type=int, default=None, help="default: one epoch of the corpus pairs")
+    parser.add_argument("--max-queries", type=int, default=None,
+                        help="a sub-collection: this many test queries (the first by id) ...")
+    parser.add_argument("--max-docs", type=int, default=None,
+                        help="... and their judged documents plus the corpus's first others up to this many "
+                        "(not a BM25 pool: no system is favoured)")
+    arguments = parser.parse_args()
+
+
+    from llara_cli.data.corpus import queries_for_search, read_corpus
+    from llara_cli.data.corpus_pairs import corpus_pairs
+    from llara_cli.data.qrels import read_qrels
+    from llara_cli.encode.encoder import LlaraEncoder
+    from llara_cli.index.whitening import apply_whitening, fit_whitening
+    from llara_cli.index.whitening_choice import choose_whitening, pseudo_query_sample
+    from llara_cli.runtime.precision import resolve_dtype
+    from llara_cli.search.anchored_fusion import anchored_fusion
+    from llara_cli.search.label_free_fusion import label_free_dense_weight
+
+    source = Path(arguments.collection) if Path(arguments.collection).is_dir() else SHARED_DATA / arguments.collection
+    if arguments.max_queries or arguments.max_docs:
+        source = sub_collection(source, arguments.work, arguments.max_queries, arguments.max_docs)
+    collection_name = source.name
+    MODEL = arguments.model
+    work = arguments.work
+    started = time.perf_counter()
+    corpus = read_corpus(source)
+    doc_ids, doc_texts = [d.doc_id for d in corpus], [d.text for d in corpus]
+    queries = queries_for_search(source, "test")
+    query_ids, query_texts = [q.query_id for q in queries], [q.text for q in queries]
+    qrels = read_qrels(source, "test")
+    bm25 = bm25_run(source, queries, work / "runs" / f"{collection_name}-test-bm25.trec", k=100)
+    pseudo = corpus_pairs(source, seed=0).examples
+    pseudo_texts, pseudo_rows = pseudo_query_sample(source, doc_ids, count=PSEUDO_QUERIES, seed=0)
+    pseudo_ids = [doc_ids[row] for row in pseudo_rows]
+    from llara_cli.data.records import Query
+
+    pseudo_bm25 = bm25_run(source, [Query(doc_id, text) for doc_id, text in zip(pseudo_ids, pseudo_texts)],
+                           work / "runs" / f"{collection_name}-pseudo-bm25.trec", k=100)
+    cache = EmbeddingCache(work)
+    dtype = resolve_dtype("auto")
+
+    adapted = adapt(source, work / "models" / f"{collection_name}-adapted", arguments.adapt_steps)
+    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs",
+                            arguments.pairs_steps)
+    stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
+
+    models = {"raw": MODEL, "adapted": str(adapted), "adapted+pairs": str(paired)}
+    runs: dict[str, dict] = {"bm25": bm25}
+    choices: dict[str, dict] = {}
+    for name, model in models.items():
+        encoder = LlaraEncoder.load(model, dtype=dtype)
+        passages = cache.get(name, f"{collection_name}-passages", doc_ids, doc_texts,
+                             lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
+        query_vectors = cache.get(name, f"{collection_name}-queries", query_ids, query_texts,
+                                  lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
+        pseudo_vectors = cache.get(name, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
+                                   lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
+        runs[name] = dense_search(query_vectors, passages, query_ids, doc_ids)
+        dims = [dim for dim in WHITEN_CANDIDATES if dim < min(passages.shape)]
+        choice = choose_whitening(passages, pseudo_vectors, pseudo_rows, candidates=dims)
+        labelled = {}
+        for dim in dims:  # reporting only: which dim the test qrels would have picked
+            transform = fit_whitening(passages, dim)
+            labelled[dim] = dense_search(apply_whitening(transform, query_vectors), apply_whitening(transform, passages),
+                                         query_ids, doc_ids)
+        if choice.dim is not None:
+            transform = fit_whitening(passages, choice.dim)
+            white_passages, white_pseudo = apply_whitening(transform, passages), apply_whitening(transform, pseudo_vectors)
+            runs[f"{name}, whiten auto"] = labelled[choice.dim]
+        else:
+            white_passages, white_pseudo = passages, pseudo_vectors
+            runs[f"{name}, whiten auto"] = runs[name]
+        scores = evaluate({"bm25": bm25, "none": runs[name], **{str(dim): run for dim, run in labelled.items()}}, qrels)
+        labelled_best = max(["none", *map(str, dims)], key=lambda key: scores[key]["ndcg10"])
+        label_free_run = runs[f"{name}, whiten auto"]
+        pseudo_dense = dense_search(white_pseudo, white_passages, pseudo_ids, doc_ids)
+        weight = label_free_dense_weight(pseudo_bm25, pseudo_dense, dict(zip(pseudo_ids, pseudo_ids)))
+        runs[f"{name}, whiten auto + robust fusion"] = anchored_fusion([bm25, label_free_run], ROBUST_WEIGHT)
+        runs[f"{name}, whiten auto + pseudo-tuned fusion"] = anchored_fusion([bm25, label_free_run], weight.dense_weight)
+        choices[name] = {"whitening": {"label_free": choice.dim, "scores": choice.scores,
+                                       "anisotropy": round(choice.anisotropy, 3), "labelled_best": labelled_best,
+                                       "labelled_ndcg10": {key: scores[key]["ndcg10"] for key in scores if key != "bm25"},
+                                       "match": str(choice.dim or "none") == labelled_best},
+                         "fusion_weight": {"label_free": weight.dense_weight, "pseudo_best": weight.best_weight}}
+        stage(f"{name}: {choice.describe()}; fusion weight {weight.dense_weight}")
+    result = evaluate(runs, qrels)
+    fused_grid = {}
+    for name in models:  # reporting only: the fusion weight the test qrels would pick, on the label-free run
+        grid = {w: evaluate({"bm25": bm25, "f": anchored_fusion([bm25, runs[f"{name}, whiten auto"]], w)}, qrels)["f"]["ndcg10"]
+                for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
+        fused_grid[name] = grid
+        best = max(grid, key=grid.get)
+        choices[name]["fusion_weight"].update(labelled_best=best, labelled_grid=grid)
+    bm25_score = result["bm25"]["ndcg10"]
+    payload = {
+        "collection": collection_name, "source": str(source), "max_queries": arguments.max_queries,
+        "max_docs": arguments.max_docs, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
+        "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seeds": 1, "dtype": dtype,
+        "adapt_steps": arguments.adapt_steps or "recipe (200)", "pairs_steps": arguments.pairs_steps or "one epoch",
+        "results": result, "ratios_to_bm25": {system: round(value["ndcg10"] / bm25_score, 3)
+                                               for system, value in result.items()},
+        "choices": choices, "stage_times": {**stage_times, "total_s": round(time.perf_counter() - started)},
+    }
+    save_report(f"own_corpus_{collection_name}", payload, table(payload), plot)
+
+
+def table(payload: dict) -> str:
+    lines = [(f"{payload['collection']} ({payload['documents']} docs, {payload['test_queries']} test queries), "
+              f"{payload['model']}, adapt steps {payload['adapt_steps']}, pairs steps {payload['pairs_steps']}, "
+              f"{payload['dtype']}, one seed; nDCG@10, ratio to BM25, p vs BM25 (paired t-test)"), "",
+             "| system | nDCG@10 | × BM25 | p |", "|---|---:|---:|---:|"]
+    for system, value in payload["results"].items():
+        p = value["p_vs_bm25"]
+        lines.append(f"| {system} | {value['ndcg10']:.3f} | {payload['ratios_to_bm25'][system]:.2f} | "
+                     f"{'' if p is None else f'{p:.3g}'} |")
+    lines += ["", ("| model | whiten: label-free | labelled best | match | anisotropy | fusion w: label-free | "
+                   "labelled best |"), "|---|---|---|---|---:|---:|---:|"]
+    for name, choice in payload["choices"].items():
+        whitening, fusion = choice["whitening"], choice["fusion_weight"]
+        lines.append(f"| {name} | {whitening['label_free'] or 'none'} | {whitening['labelled_best']} | "
+                     f"{'yes' if whitening['match'] else 'no'} | {whitening['anisotropy']:.2f} | "
+                     f"{fusion['label_free']} | {fusion.get('labelled_best')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(payload["results"])
+    values = [payload["results"][system]["ndcg10"] for system in systems]
+    figure, axis = plt.subplots(figsize=(9, 4))
+    axis.barh(range(len(systems)), values)
+    axis.axvline(payload["results"]["bm25"]["ndcg10"], color="k", linestyle="--", label="BM25")
+    axis.set_yticks(range(len(systems)), systems, fontsize=7)
+    axis.set_xlabel("nDCG@10")
+    axis.set_title(f"own corpus: {payload['collection']}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
