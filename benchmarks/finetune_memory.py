@@ -153,8 +153,9 @@ def main() -> None:
     arguments = parser.parse_args()
     grid = DEFAULT_GRID
     if arguments.grid:
-        grid = tuple((int(b), int(g), int(l), int(c), bool(int(gc)))
-                     for b, g, l, c, gc in (item.split(",") for item in arguments.grid.split(";")))
+        grid = tuple((int(batch), int(group), int(length), int(chunk), bool(int(checkpointing)))
+                     for batch, group, length, chunk, checkpointing in (item.split(",")
+                                                                          for item in arguments.grid.split(";")))
     from llara_cli.runtime.precision import resolve_dtype
 
     rows = []

@@ -193,7 +193,8 @@ def main() -> None:
     result = evaluate(runs, qrels)
     fused_grid = {}
     for name in models:  # reporting only: the fusion weight the test qrels would pick, on the label-free run
-        grid = {w: evaluate({"bm25": bm25, "f": anchored_fusion([bm25, runs[f"{name}, whiten auto"]], w)}, qrels)["f"]["ndcg10"]
+        label_free_run = runs[f"{name}, whiten auto"]
+        grid = {w: evaluate({"bm25": bm25, "f": anchored_fusion([bm25, label_free_run], w)}, qrels)["f"]["ndcg10"]
                 for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
         fused_grid[name] = grid
         best = max(grid, key=grid.get)

@@ -146,3 +146,14 @@ def served_collection(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     assert result.exit_code == 0, result.output
     return {"collection": collection, "corpus": collection / "corpus.jsonl", "emb": root / "emb",
             "index": root / "index", "root": root}
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory):
+    """The finetuning tests' training file: ``{query, pos, neg}`` groups over the tiny vocabulary."""
+    from llara_cli.data.finetune import write_training_file
+    from tests.training.test_finetune import make_examples
+
+    path = tmp_path_factory.mktemp("finetune-data") / "train.jsonl"
+    write_training_file(path, make_examples())
+    return path

@@ -2,28 +2,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, LORA_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, config_default,
-    explicit_options, options_of, with_options,
+    DATA,
+    DEFAULT_MODEL,
+    LORA_OPTIONS,
+    RUN_OPTIONS,
+    TRAINING,
+    ModelOpt,
+    OutDirOpt,
+    config_default,
+    explicit_options,
+    options_of,
+    with_options,
 )
 from llara_cli.cli.progress import is_main_process, printing_first, step_progress
-from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.core.prompts import PromptFamily
+from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.training.adapt import AdaptConfig
 
 OBJECTIVE = "Objective"
 RECIPE_PARAMETERS = {"lr": "learning_rate", "max_steps": "max_steps", "batch_size": "batch_size",
                      "max_length": "max_length", "prompt_family": "prompt_family", "objective": "objective"}
-AdaptPromptFamilyOpt = Annotated[Optional[PromptFamily], typer.Option(
+AdaptPromptFamilyOpt = Annotated[PromptFamily | None, typer.Option(
     "--prompt-family", help="paper or flagembedding; default: the model's saved family; for a plain model, flagembedding (the "
     "released code's form, measured better than the paper's from 100 steps on: docs/adapt.md).")]
 
 
-def _default(name: str):  # noqa: ANN202
+def _default(name: str):
     return config_default(AdaptConfig, name)
 
 
@@ -45,10 +54,10 @@ def adapt(
     max_length: Annotated[int, typer.Option(
         "--max-length", min=8, help="Maximum tokens per text, prompt included. Default: the model's recipe "
         "(smollm2-135m: 128; 7B-class: 512).", show_default=False)] = _default("max_length"),
-    max_input_tokens: Annotated[Optional[int], typer.Option(
+    max_input_tokens: Annotated[int | None, typer.Option(
         "--max-input-tokens", min=1, help="Longest input span in tokens; default: all that fits in --max-length.",
         rich_help_panel=DATA)] = None,
-    max_examples: Annotated[Optional[int], typer.Option(
+    max_examples: Annotated[int | None, typer.Option(
         "--max-examples", min=1, help="Use only the first N examples of the corpus (then repeat them).",
         rich_help_panel=DATA)] = None,
     shuffle_buffer: Annotated[int, typer.Option(
@@ -64,19 +73,19 @@ def adapt(
         "--objective", help="paper (BoW losses only, as the paper) or released (the authors' code: next-token loss "
         "+ BoW/10, stop words removed from the targets); the four options below override it.",
         rich_help_panel=OBJECTIVE)] = _default("objective"),
-    lm_loss_weight: Annotated[Optional[float], typer.Option(
+    lm_loss_weight: Annotated[float | None, typer.Option(
         "--lm-loss-weight", help="Add this times the next-token loss on the text (paper: 0, released: 1).",
         rich_help_panel=OBJECTIVE)] = None,
-    bow_scale: Annotated[Optional[float], typer.Option(
+    bow_scale: Annotated[float | None, typer.Option(
         "--bow-scale", help="Multiply the BoW loss by this (paper: 1, released: 0.1).",
         rich_help_panel=OBJECTIVE)] = None,
-    remove_stop_words: Annotated[Optional[bool], typer.Option(
+    remove_stop_words: Annotated[bool | None, typer.Option(
         "--remove-stop-words/--keep-stop-words", help="Drop English stop words and punctuation from the BoW "
         "targets (paper: keep, released: remove).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
-    exclude_special_targets: Annotated[Optional[bool], typer.Option(
+    exclude_special_targets: Annotated[bool | None, typer.Option(
         "--exclude-special-targets/--keep-special-targets", help="Never use special token ids as BoW targets "
         "(both presets: exclude).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
-    deepspeed: Annotated[Optional[Path], typer.Option(
+    deepspeed: Annotated[Path | None, typer.Option(
         "--deepspeed", help="A DeepSpeed json config (under torchrun), e.g. configs/accelerate/deepspeed_zero3.json.",
         rich_help_panel=TRAINING)] = None,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options

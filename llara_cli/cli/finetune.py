@@ -2,21 +2,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from llara_cli.core.prompts import MIN_MAX_LENGTH
 from llara_cli.cli.options import (
-    DATA, DEFAULT_MODEL, LORA_OPTIONS, MINING_OPTIONS, RUN_OPTIONS, TRAINING, ModelOpt, OutDirOpt, PromptFamilyOpt,
-    config_default, explicit_options, options_of, with_options,
+    DATA,
+    DEFAULT_MODEL,
+    LORA_OPTIONS,
+    MINING_OPTIONS,
+    RUN_OPTIONS,
+    TRAINING,
+    ModelOpt,
+    OutDirOpt,
+    PromptFamilyOpt,
+    config_default,
+    explicit_options,
+    options_of,
+    with_options,
 )
 from llara_cli.cli.progress import is_main_process, printing_first, step_progress
+from llara_cli.core.prompts import MIN_MAX_LENGTH
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
 
 TrainOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--train", "-t", help="A training jsonl ({query, pos, neg}), or a BEIR directory / collection "
                  "name (positives from its qrels, negatives mined from --negatives-from).", rich_help_panel=DATA),
 ]
@@ -25,7 +36,7 @@ RECIPE_PARAMETERS = {name: name for name in ("learning_rate", "max_steps", "batc
                                              "query_max_length", "passage_max_length", "temperature")}
 
 
-def _default(name: str):  # noqa: ANN202
+def _default(name: str):
     return config_default(FinetuneConfig, name)
 
 
@@ -54,7 +65,7 @@ def finetune(
     out: OutDirOpt,
     train: TrainOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
-    negatives_from: Annotated[Optional[Path], typer.Option(
+    negatives_from: Annotated[Path | None, typer.Option(
         "--negatives-from", help="TREC run to mine hard negatives from (a collection --train only).",
         rich_help_panel=DATA)] = None,
     prompt_family: PromptFamilyOpt = None,
@@ -66,7 +77,7 @@ def finetune(
         "--passage-max-length", min=MIN_MAX_LENGTH, help="Tokens per passage, prompt included (saved with the model: the "
         "default of encode). Default: the model's (its llara_config.json, else its recipe: smollm2-135m 128, "
         "7B-class 196).", show_default=False)] = _default("passage_max_length"),
-    group_size: Annotated[Optional[int], typer.Option(
+    group_size: Annotated[int | None, typer.Option(
         "--group-size", min=1, help="Passages per query: 1 positive + n-1 hard negatives. Default: the model's "
         "recipe (smollm2-135m: 2), else 16 on GPU, 4 on CPU.", rich_help_panel=TRAINING)] = None,
     in_batch_negatives: Annotated[bool, typer.Option(
@@ -80,10 +91,10 @@ def finetune(
         rich_help_panel=TRAINING)] = _default("temperature"),
     epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training queries.",
                                           rich_help_panel=TRAINING)] = _default("epochs"),
-    max_steps: Annotated[Optional[int], typer.Option(
+    max_steps: Annotated[int | None, typer.Option(
         "--max-steps", min=1, help="Stop after this many optimizer steps (overrides --epochs).",
         rich_help_panel=TRAINING)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(
+    learning_rate: Annotated[float | None, typer.Option(
         "--lr", help="Peak learning rate. Default: the model's recipe with LoRA (1e-4), 1e-5 with --full.",
         rich_help_panel=TRAINING)] = None,
     lora_targets: Annotated[str, typer.Option(
@@ -92,23 +103,23 @@ def finetune(
     merge: Annotated[bool, typer.Option(
         "--merge", help="Write merged weights (a plain model directory) instead of the adapter.",
         rich_help_panel=TRAINING)] = _default("merge"),
-    mrl_dims: Annotated[Optional[str], typer.Option(
+    mrl_dims: Annotated[str | None, typer.Option(
         "--mrl-dims", help="Matryoshka: also train these embedding prefixes (comma-separated dims, e.g. 288,144,64; "
         "the full dim is always trained): InfoNCE summed over each L2-normalised prefix, so `llara encode --dim` "
         "can keep a prefix. Recorded in llara_config.json.", rich_help_panel=TRAINING)] = None,
-    mrl_weights: Annotated[Optional[str], typer.Option(
+    mrl_weights: Annotated[str | None, typer.Option(
         "--mrl-weights", help="Matryoshka: one loss weight per trained dim, full dim first (default 1 each).",
         rich_help_panel=TRAINING)] = None,
-    pairs_from: Annotated[Optional[str], typer.Option(
+    pairs_from: Annotated[str | None, typer.Option(
         "--pairs-from", help="corpus: train on pairs the corpus gives by itself, no labels (title -> body, or two "
         "random crops of a document); hard negatives from --negatives-from (a run of the pseudo-queries, ids = "
         "document ids) or else from the model's own dense run over the corpus.", rich_help_panel=DATA)] = None,
     pair_source: Annotated[str, typer.Option(
         "--pair-source", help="auto (title where a document has one, else crops), title or crops.",
         rich_help_panel=DATA)] = _default("pair_source"),
-    max_pairs: Annotated[Optional[int], typer.Option(
+    max_pairs: Annotated[int | None, typer.Option(
         "--max-pairs", min=1, help="Use the first N documents' pairs only.", rich_help_panel=DATA)] = None,
-    chunk_size: Annotated[Optional[int], typer.Option(
+    chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
         "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
         "largest chunk that fits; 0: off.", rich_help_panel=TRAINING)] = None,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,40 +37,40 @@ def index(
         int, typer.Option("--ef-search", min=1, help="HNSW: candidate list size at search (stored; overridable).")
     ] = DEFAULT_EF_SEARCH,
     nlist: Annotated[
-        Optional[int], typer.Option("--nlist", min=1, help="IVF kinds: inverted lists; default 4*sqrt(n), clamped to the training sample.")
+        int | None, typer.Option("--nlist", min=1, help="IVF kinds: inverted lists; default 4*sqrt(n), clamped to the training sample.")
     ] = None,
     pq_m: Annotated[
-        Optional[int], typer.Option("--pq-m", min=1, help="IVF-PQ: sub-quantizers, must divide dim; default the largest divisor <= 64.")
+        int | None, typer.Option("--pq-m", min=1, help="IVF-PQ: sub-quantizers, must divide dim; default the largest divisor <= 64.")
     ] = None,
     nprobe: Annotated[
-        Optional[int], typer.Option("--nprobe", min=1, help="IVF kinds: lists visited at search (stored; overridable).")
+        int | None, typer.Option("--nprobe", min=1, help="IVF kinds: lists visited at search (stored; overridable).")
     ] = None,
     partial: Annotated[
         bool, typer.Option("--partial", help="Index only some embedding shards of the corpus: one shard of a sharded index for `llara search`.")
     ] = False,
     whiten: Annotated[
-        Optional[str], typer.Option("--whiten", metavar="DIM|auto", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's, and hurts others (docs/results.md). auto: choose whether and to what DIM without labels, by how well the corpus's own pseudo-queries (titles, crops) find their documents (needs --corpus).")
+        str | None, typer.Option("--whiten", metavar="DIM|auto", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's, and hurts others (docs/results.md). auto: choose whether and to what DIM without labels, by how well the corpus's own pseudo-queries (titles, crops) find their documents (needs --corpus).")
     ] = None,
     corpus: Annotated[
-        Optional[Path], typer.Option("--corpus", help="The corpus the embeddings are of (for --whiten auto): its pseudo-queries are encoded with the embeddings' model.")
+        Path | None, typer.Option("--corpus", help="The corpus the embeddings are of (for --whiten auto): its pseudo-queries are encoded with the embeddings' model.")
     ] = None,
     rescore_store: Annotated[
         RescoreStore, typer.Option("--rescore-store", help="A float copy of the vectors beside the index (vectors.npy, memory-mapped at search) for rescoring: auto (the compact kinds: the embeddings' precision; others: none), fp32, fp16 (half the disk), none.")
     ] = RescoreStore.AUTO,
     engine: Annotated[
-        Optional[Engine], typer.Option("--engine", help="Export to an external engine instead of faiss: milvus (embedded milvus-lite in --out, or a cluster with --engine-uri; --type flat, hnsw or ivf-sq8) or parquet (id, vector and llara's meta, for any engine to ingest). See docs/serve.md.")
+        Engine | None, typer.Option("--engine", help="Export to an external engine instead of faiss: milvus (embedded milvus-lite in --out, or a cluster with --engine-uri; --type flat, hnsw or ivf-sq8) or parquet (id, vector and llara's meta, for any engine to ingest). See docs/serve.md.")
     ] = None,
     engine_uri: Annotated[
-        Optional[str], typer.Option("--engine-uri", help="Milvus: a server or cluster, e.g. http://localhost:19530 (token from $LLARA_MILVUS_TOKEN); default: embedded in --out.")
+        str | None, typer.Option("--engine-uri", help="Milvus: a server or cluster, e.g. http://localhost:19530 (token from $LLARA_MILVUS_TOKEN); default: embedded in --out.")
     ] = None,
     collection: Annotated[
-        Optional[str], typer.Option("--collection", help="Milvus: the collection name (default: llara_ + the --out directory's name).")
+        str | None, typer.Option("--collection", help="Milvus: the collection name (default: llara_ + the --out directory's name).")
     ] = None,
     engine_shards: Annotated[
-        Optional[int], typer.Option("--engine-shards", min=1, help="Milvus cluster: shards the collection's writes are split over.")
+        int | None, typer.Option("--engine-shards", min=1, help="Milvus cluster: shards the collection's writes are split over.")
     ] = None,
     engine_replicas: Annotated[
-        Optional[int], typer.Option("--engine-replicas", min=1, help="Milvus cluster: in-memory replicas loaded on the query nodes (each costs the collection's memory).")
+        int | None, typer.Option("--engine-replicas", min=1, help="Milvus cluster: in-memory replicas loaded on the query nodes (each costs the collection's memory).")
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -105,8 +105,8 @@ def index(
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
 
 
-def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,  # noqa: ANN001
-            ef_search, nlist, nprobe, partial, whiten, overwrite, shards, replicas) -> None:  # noqa: ANN001
+def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,
+            ef_search, nlist, nprobe, partial, whiten, overwrite, shards, replicas) -> None:
     if partial or whiten is not None:
         raise UsageError("--partial and --whiten are faiss options; an engine takes the whole corpus as encoded")
     if engine is Engine.PARQUET:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +15,7 @@ from llara_cli.storage.outputs import check_output_file, writing_output_file
 def mine(
     run: Annotated[Path, typer.Option("--run", "-r", help="TREC run over the training queries (dense or BM25).")],
     out: OutFileOpt,
-    train: Annotated[Optional[str], typer.Option("--train", "-t", help="A BEIR directory or collection name (scifact, beir/<name>...): queries, qrels and corpus.")] = None,
+    train: Annotated[str | None, typer.Option("--train", "-t", help="A BEIR directory or collection name (scifact, beir/<name>...): queries, qrels and corpus.")] = None,
     seed: SeedOpt = run_default("seed"),
     overwrite: OverwriteOpt = False,
     data_settings: dict[str, Any] | None = None,  # the MINING_OPTIONS, added by with_options

@@ -14,16 +14,20 @@ import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from llara_cli.core.prompts import MIN_MAX_LENGTH, PromptFamily
+from llara_cli.data.finetune import (
+    DEFAULT_DEPTH,
+    DEFAULT_MIN_RELEVANCE,
+    DEFAULT_NUM_NEGATIVES,
+    DEFAULT_SKIP,
+    DEFAULT_SPLIT,
+)
 from llara_cli.model.resolve import DEFAULT_MODEL_ALIAS
 from llara_cli.runtime.dtypes import DEFAULT_DTYPE, Dtype
-from llara_cli.data.finetune import (
-    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT,
-)
 from llara_cli.training.run_config import TrainingRunConfig
 
 DEFAULT_MODEL = DEFAULT_MODEL_ALIAS
@@ -62,11 +66,11 @@ ModelOpt = Annotated[
     ),
 ]
 OptionalModelOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", "-m", help="Model directory or alias; default: the one recorded with the index."),
 ]
 PromptFamilyOpt = Annotated[
-    Optional[PromptFamily],
+    PromptFamily | None,
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family (a tokenizer "
                  "with the <s1>..<s16> markers means flagembedding), else paper."),
 ]
@@ -81,11 +85,11 @@ TrustRemoteCodeOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per forward pass.")]
 MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=MIN_MAX_LENGTH, help="Maximum tokens per text, prompt included.")]
 ModelMaxLengthOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--max-length", min=MIN_MAX_LENGTH, help="Tokens per text, prompt included; default: the length the model was "
                  "trained with (its llara_config.json; 512 passages / 64 queries for a model llara has not trained)."),
 ]
-DimOpt = Annotated[Optional[int], typer.Option(
+DimOpt = Annotated[int | None, typer.Option(
     "--dim", min=1, help="Keep only the first DIM dimensions of each embedding (L2-normalised again): Matryoshka "
     "truncation, lossless-ish for a model finetuned with --mrl-dims; recorded in meta.json.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
@@ -96,7 +100,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, s
 # ---------------------------------------------------------------------------------------- collections, qrels
 
 QueriesOpt = Annotated[
-    Optional[Path], typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")
+    Path | None, typer.Option("--queries", "-q", help="Queries: jsonl, topics tsv, or a BEIR directory.")
 ]
 QrelsOpt = Annotated[
     str,
@@ -110,12 +114,12 @@ QrelsSplitOpt = Annotated[
     str, typer.Option("--split", help="Qrels split of a BEIR-layout collection (qrels/<split>.tsv).")
 ]
 QueriesPartOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--queries", "-q", help="Queries file (overrides the collection's).", rich_help_panel=DATA),
 ]
-QrelsPartOpt = Annotated[Optional[str], typer.Option("--qrels", help="Qrels file (overrides the collection's).",
+QrelsPartOpt = Annotated[str | None, typer.Option("--qrels", help="Qrels file (overrides the collection's).",
                                                      rich_help_panel=DATA)]
-CorpusPartOpt = Annotated[Optional[str], typer.Option("--corpus", help="Corpus file (overrides the collection's).",
+CorpusPartOpt = Annotated[str | None, typer.Option("--corpus", help="Corpus file (overrides the collection's).",
                                                       rich_help_panel=DATA)]
 TrainSplitOpt = Annotated[str, typer.Option("--split", help="Qrels split of a BEIR-layout collection.",
                                             rich_help_panel=DATA)]
@@ -127,10 +131,10 @@ NumNegativesOpt = Annotated[int, typer.Option("--num-negatives", min=1, help="Ha
                                               rich_help_panel=DATA)]
 MinRelevanceOpt = Annotated[int, typer.Option("--min-relevance", help="Judgements >= this are positives.",
                                               rich_help_panel=DATA)]
-AbsoluteMarginOpt = Annotated[Optional[float], typer.Option(
+AbsoluteMarginOpt = Annotated[float | None, typer.Option(
     "--absolute-margin", help="Drop candidates the run scores above (positive's score - this): likely unjudged "
     "positives.", rich_help_panel=DATA)]
-RelativeMarginOpt = Annotated[Optional[float], typer.Option(
+RelativeMarginOpt = Annotated[float | None, typer.Option(
     "--relative-margin", help="Drop candidates the run scores above positive's score x (1 - this), e.g. 0.05 "
     "(positive scores: cosine or BM25).", rich_help_panel=DATA)]
 

@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -48,7 +55,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def printing_first(lines: list[str], on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN201
+def printing_first(lines: list[str], on_log: Callable[[dict[str, Any]], None] | None):
     """``on_log`` that first prints ``lines`` (a run's settings) to stderr when the run's first record arrives --
     after the cheap checks, so a bad option stays a one-line error -- and prints the lines of ``plan`` records
     (memory, chunk size) instead of passing them on."""

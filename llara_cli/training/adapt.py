@@ -2,7 +2,8 @@
 
 One process, ``torchrun --nproc_per_node N`` (DDP) or ``accelerate launch`` (DDP, DeepSpeed ZeRO, FSDP) run the
 same code: the Trainer/Accelerate set up the processes, the data stream is the same whatever their number
-(see :mod:`llara_cli.data.adaptation` and :mod:`llara_cli.training.adaptation_dataset`), and only the main process writes files.
+(see :mod:`llara_cli.data.adaptation` and :mod:`llara_cli.training.adaptation_dataset`), and only the main process
+writes files.
 
 Layout of a run writing ``out_dir``::
 
@@ -31,13 +32,18 @@ from llara_cli.core.prompts import PromptFamily, check_max_length, parse_family
 from llara_cli.errors import UsageError
 from llara_cli.training.run_config import TrainingRunConfig, training_arguments
 from llara_cli.training.run_directory import (
-    check_destination, finished_training, fresh_final_dir, publish_checkpoint, publish_final_dir, resumed_step,
+    check_destination,
+    finished_training,
+    fresh_final_dir,
+    publish_checkpoint,
+    publish_final_dir,
+    resumed_step,
     run_directory,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from llara_cli.model.llara_model import ModelSource
     from llara_cli.data.adaptation import DataFormat
+    from llara_cli.model.llara_model import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,8 @@ class AdaptConfig(TrainingRunConfig):
     The Trainer settings (batch, schedule, checkpoints, resume) are :class:`TrainingRunConfig`'s.
     ``max_input_tokens`` (the span length) defaults to all the text that fits in ``max_length`` beside the
     joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else the one its tokenizer implies,
-    else ``flagembedding``). ``objective`` names a preset (:mod:`llara_cli.training.objective_presets`); the four objective switches
+    else ``flagembedding``). ``objective`` names a preset (:mod:`llara_cli.training.objective_presets`); the four
+    objective switches
     below override it when set (``None``: the preset's value).
     """
 
@@ -103,7 +110,7 @@ class AdaptConfig(TrainingRunConfig):
     def warmup_steps(self) -> int:
         return round(self.warmup_ratio * self.max_steps)
 
-    def objective_settings(self):  # noqa: ANN201 - core.objective.ObjectiveSettings
+    def objective_settings(self):
         """The preset with this run's overrides."""
         from llara_cli.training.objective_presets import objective_settings
 
@@ -190,8 +197,8 @@ class _Plan:
 
 def _prepare(config: AdaptConfig) -> _Plan:
     """Fail fast: corpus format, model presence, prompt length and at least one example, before any loading."""
-    from llara_cli.model.llara_model import ModelSource
     from llara_cli.data.adaptation import AdaptationStream, detect_format
+    from llara_cli.model.llara_model import ModelSource
 
     data_format = detect_format(config.corpus, config.data_format)
     source = ModelSource.resolve(config.model, prompt_family=config.prompt_family,
@@ -208,21 +215,21 @@ def _prepare(config: AdaptConfig) -> _Plan:
     return _Plan(source, data_format, span_tokens)
 
 
-def _training_arguments(config: AdaptConfig):  # noqa: ANN202 - transformers.TrainingArguments
+def _training_arguments(config: AdaptConfig):
     # The stream is sharded by Accelerate (see llara_cli.data.adaptation), hence no dataloader workers.
     return training_arguments(config, max_steps=config.max_steps, warmup_steps=config.warmup_steps,
                               deepspeed=str(config.deepspeed) if config.deepspeed else None)
 
 
-def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str, Any],  # noqa: ANN001
-                   on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
+def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str, Any],
+                   on_log: Callable[[dict[str, Any]], None] | None):
     from transformers import PrinterCallback, set_seed
 
     from llara_cli.model.adapters import LoraSettings
     from llara_cli.model.config import Stage
     from llara_cli.model.llara_model import LlaraModel
-    from llara_cli.training.adaptation_dataset import AdaptationDataset
     from llara_cli.training._trainer import AdaptationTrainer, RunCallback
+    from llara_cli.training.adaptation_dataset import AdaptationDataset
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
     if config.lora and _zero3_enabled():
@@ -259,11 +266,11 @@ def _build_trainer(config: AdaptConfig, plan: _Plan, args, fingerprint: dict[str
     return trainer
 
 
-def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa: ANN001, ANN201
+def adaptation_objective(causal_lm, tokenizer, llara_config, settings):
     """The :class:`~llara_cli.training.adaptation_objective.LlaraAdaptationModel` for ``settings`` (core.objective)."""
-    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
     from llara_cli.model.config import FAMILY_BOW_LOGITS
     from llara_cli.model.llara_model import prompt_format_of
+    from llara_cli.training.adaptation_objective import LlaraAdaptationModel
 
     return LlaraAdaptationModel(
         causal_lm, prompt_format_of(llara_config, tokenizer), bow_logits=FAMILY_BOW_LOGITS[llara_config.prompt_family],
@@ -272,7 +279,7 @@ def adaptation_objective(causal_lm, tokenizer, llara_config, settings):  # noqa:
     )
 
 
-def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *,  # noqa: ANN001, ANN201
+def adaptation_collator(prompt_format, tokenizer, settings, max_length: int, *,
                         joint: bool = True):
     """The batch collator; with ``settings.remove_stop_words`` the BoW targets lose their stop words."""
     from llara_cli.core.batching import AdaptationCollator
@@ -289,7 +296,7 @@ def _zero3_enabled() -> bool:
     return bool(is_deepspeed_zero3_enabled())
 
 
-def _save_final_model(config: AdaptConfig, trainer, state) -> None:  # noqa: ANN001
+def _save_final_model(config: AdaptConfig, trainer, state) -> None:
     """Write the model into ``<run_dir>/final.tmp``, then publish it as ``out_dir`` (main process)."""
     from llara_cli.model.llara_model import save_model_dir
     from llara_cli.training._trainer import is_peft_model

@@ -31,11 +31,19 @@ from llara_cli.data.finetune import TrainingData, TrainingExample, drop_without_
 from llara_cli.errors import UsageError
 from llara_cli.training._trainer import AdaptationTrainer, count_tokens
 from llara_cli.training.finetune_config import (
-    FINETUNE_CONFIG_FILE, FinetuneConfig, FinetuneResult, matryoshka_dims,
+    FINETUNE_CONFIG_FILE,
+    FinetuneConfig,
+    FinetuneResult,
+    matryoshka_dims,
 )
 from llara_cli.training.run_config import training_arguments
 from llara_cli.training.run_directory import (
-    check_destination, finished_training, fresh_final_dir, publish_checkpoint, publish_final_dir, resumed_step,
+    check_destination,
+    finished_training,
+    fresh_final_dir,
+    publish_checkpoint,
+    publish_final_dir,
+    resumed_step,
     run_directory,
 )
 
@@ -50,7 +58,7 @@ logger = logging.getLogger(__name__)
 class FinetuneTrainer(AdaptationTrainer):
     """``llara adapt``'s Trainer (logs, llara-model checkpoints, resume) logging the contrastive accuracy."""
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         accuracy = outputs["accuracy"].detach().float()
         self._component_sums["accuracy"] = self._component_sums.get("accuracy", 0.0) + accuracy
@@ -185,7 +193,8 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     if len(examples) < per_step:
         raise UsageError(f"{len(examples)} training queries do not fill one batch of {config.batch_size} x "
                          f"{args.world_size} processes; lower --batch-size")
-    fingerprint = config.fingerprint(prompt_family=source.config.prompt_family.value, world_size=args.world_size, examples=len(examples),
+    fingerprint = config.fingerprint(prompt_family=source.config.prompt_family.value, world_size=args.world_size,
+                                     examples=len(examples),
                                      examples_sha256=examples_digest(examples),
                                      **data_identity(config))
     with run_directory(config, fingerprint, is_main=state.is_main_process,
@@ -216,7 +225,7 @@ def _check_model(config: FinetuneConfig) -> ModelSource:
     return source
 
 
-def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool):  # noqa: ANN202 - MemoryPlan
+def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool):
     """Choose the cached loss's chunk size (when unset) and refuse a run that cannot fit; sets
     ``config.chunk_size`` to the plan's (0: off)."""
     from llara_cli.model.adapters import adapter_base_model
@@ -238,7 +247,7 @@ def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bo
     return plan
 
 
-def _training_arguments(config: FinetuneConfig):  # noqa: ANN202 - transformers.TrainingArguments
+def _training_arguments(config: FinetuneConfig):
     return training_arguments(
         config, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         warmup_steps=config.warmup_ratio,  # < 1: a fraction of the training steps
@@ -247,8 +256,8 @@ def _training_arguments(config: FinetuneConfig):  # noqa: ANN202 - transformers.
     )
 
 
-def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequence[TrainingExample], args,  # noqa: ANN001
-                   fingerprint: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None):  # noqa: ANN202
+def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequence[TrainingExample], args,
+                   fingerprint: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None):
     from transformers import set_seed
 
     from llara_cli.core.batching import ContrastiveCollator
@@ -256,7 +265,10 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     from llara_cli.model.llara_model import LlaraModel, adapter_base_reference
     from llara_cli.training._trainer import RunCallback
     from llara_cli.training.contrastive_objective import (
-        ContrastiveDataset, ContrastiveModel, EpochCallback, freeze_unused_head,
+        ContrastiveDataset,
+        ContrastiveModel,
+        EpochCallback,
+        freeze_unused_head,
     )
     from llara_cli.training.trainer_utils import TRAIN_LOG_FILE, JsonlLog
 
@@ -295,7 +307,7 @@ def _build_trainer(config: FinetuneConfig, source: ModelSource, examples: Sequen
     return trainer
 
 
-def _save_final_model(config: FinetuneConfig, trainer, state) -> None:  # noqa: ANN001
+def _save_final_model(config: FinetuneConfig, trainer, state) -> None:
     """Write the model into ``<run_dir>/final.tmp``, then rename it to ``out_dir`` in one step (main process).
 
     LoRA: the adapter directory, or merged weights with ``merge``; full finetuning: the whole model.

@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
 from llara_cli.core.prompts import PromptFamily, check_max_length, parse_family
 from llara_cli.data.finetune import (
-    DEFAULT_DEPTH, DEFAULT_MIN_RELEVANCE, DEFAULT_NUM_NEGATIVES, DEFAULT_SKIP, DEFAULT_SPLIT, MiningSettings,
+    DEFAULT_DEPTH,
+    DEFAULT_MIN_RELEVANCE,
+    DEFAULT_NUM_NEGATIVES,
+    DEFAULT_SKIP,
+    DEFAULT_SPLIT,
+    MiningSettings,
 )
 from llara_cli.errors import UsageError
+from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
 from llara_cli.training.run_config import TrainingRunConfig
 
 DEFAULT_MODEL = "smollm2-135m"

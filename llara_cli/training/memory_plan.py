@@ -3,7 +3,8 @@
 Contrastive finetuning holds the activations of every text of the batch until the backward pass:
 ``batch x (1 + group)`` texts of up to ``passage_max_length`` tokens, through every layer. On the embedded
 135M model that is about 1.4 MB per token (LoRA with dropout, bf16 autocast): ``--batch-size 8 --group-size 8`` at
-196 tokens is ~12,800 tokens, ~18.5 GiB -- the kernel killed it on a 24 GiB machine shared with other work. This module estimates the peak
+196 tokens is ~12,800 tokens, ~18.5 GiB -- the kernel killed it on a 24 GiB machine shared with other work. This module
+estimates the peak
 *before* any weight is loaded (:func:`estimate_finetune_memory`, from the model's ``config.json`` alone) and
 plans the run (:func:`plan_finetune_memory`): with ``chunk_size`` unset it turns on the cached contrastive loss
 (:mod:`llara_cli.training.cached_contrastive`) at the largest chunk that fits in half the available memory; a

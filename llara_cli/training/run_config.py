@@ -13,8 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llara_cli.runtime.precision import AUTO, BF16, FP16, FP32, check_precision
 from llara_cli.errors import UsageError
+from llara_cli.runtime.precision import AUTO, BF16, FP16, FP32, check_precision
 
 PARTIAL_SUFFIX = ".partial"
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
@@ -119,7 +119,7 @@ def resolve_training_precision(precision: str, bf16_alias: bool = False) -> str:
     return resolve_dtype(precision, default_device_type())
 
 
-def training_arguments(config: TrainingRunConfig, **specific: Any):  # noqa: ANN201 - transformers.TrainingArguments
+def training_arguments(config: TrainingRunConfig, **specific: Any):
     """TrainingArguments for ``config`` plus the run's ``specific`` ones (steps, warmup, DeepSpeed...).
 
     On CPU under torchrun / accelerate launch the process group uses gloo. Only the main process writes the

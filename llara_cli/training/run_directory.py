@@ -18,8 +18,16 @@ from typing import Any
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.training.run_config import TrainingRunConfig
 from llara_cli.training.trainer_utils import (
-    CHECKPOINT_MARKER, RUN_CONFIG_FILE, TRAIN_LOG_FILE, JsonlLog, check_resumable, checkpoint_step, last_checkpoint,
-    publish_run, remove_incomplete_checkpoints, write_run_config,
+    CHECKPOINT_MARKER,
+    RUN_CONFIG_FILE,
+    TRAIN_LOG_FILE,
+    JsonlLog,
+    check_resumable,
+    checkpoint_step,
+    last_checkpoint,
+    publish_run,
+    remove_incomplete_checkpoints,
+    write_run_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,7 +157,7 @@ def clear_run_directory(run_dir: Path, *, keep_lock: bool = True) -> None:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-def fresh_final_dir(config: TrainingRunConfig, state) -> Path:  # noqa: ANN001 - accelerate.PartialState
+def fresh_final_dir(config: TrainingRunConfig, state) -> Path:
     """``<run_dir>/final.tmp``, emptied by the main process (all processes wait for it)."""
     final_dir = config.run_dir / FINAL_TMP
     if state.is_main_process and final_dir.exists():
@@ -158,7 +166,7 @@ def fresh_final_dir(config: TrainingRunConfig, state) -> Path:  # noqa: ANN001 -
     return final_dir
 
 
-def publish_final_dir(config: TrainingRunConfig, final_dir: Path, state, *,  # noqa: ANN001
+def publish_final_dir(config: TrainingRunConfig, final_dir: Path, state, *,
                       saved_config_name: str | None = None) -> None:
     """Add the log and settings (as ``saved_config_name``, default the run's own name), then rename ``final_dir``
     to ``out_dir``."""
@@ -169,7 +177,7 @@ def publish_final_dir(config: TrainingRunConfig, final_dir: Path, state, *,  # n
                     copied_files=copied)
 
 
-def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, state, *,  # noqa: ANN001
+def publish_checkpoint(config: TrainingRunConfig, trainer, checkpoint: Path, state, *,
                        merge_lora: bool, saved_config_name: str | None = None) -> None:
     """Publish the complete checkpoint of the last step as the final model, without training.
 

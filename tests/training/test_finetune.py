@@ -49,15 +49,6 @@ def make_examples(count=12, negatives=4, seed=0):
     return examples
 
 
-@pytest.fixture(scope="module")
-def train_file(tmp_path_factory):
-    from llara_cli.data.finetune import write_training_file
-
-    path = tmp_path_factory.mktemp("finetune-data") / "train.jsonl"
-    write_training_file(path, make_examples())
-    return path
-
-
 def settings(train, model_dir, out, **overrides):
     values = dict(out_dir=out, train=train, model=str(model_dir), batch_size=4, group_size=GROUP, max_steps=4,
                   query_max_length=16, passage_max_length=24, lora_r=4, lora_alpha=8, learning_rate=1e-3,
@@ -304,7 +295,8 @@ def test_two_process_step_equals_one_step_on_the_concatenated_batch(tiny_model_d
     """2 gloo processes x 2 queries, negatives gathered across them == 1 process x 4 queries."""
     common = ["finetune", "--train", str(train_file), "--model", str(tiny_model_dir), "--full", "--max-steps", "1",
               "--group-size", str(GROUP), "--query-max-length", "16", "--passage-max-length", "24",
-              "--temperature", "0.05", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0", "--seed", "3",
+              "--temperature", "0.05", "--optim", "sgd", "--lr", "0.5", "--warmup-ratio", "0", "--max-grad-norm", "0",
+              "--seed", "3",
               "--precision", "fp32"]  # the library default; the CLI's auto may pick bf16
     run_llara_under_torchrun([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "2"])
 
