@@ -4,7 +4,9 @@ Each page's ```bash and ```python blocks run in order in a fresh directory, with
 being this checkout. The reduced size comes from the environment, not from rewriting the pages: ``$LLARA_HOME``
 holds the tiny random model of ``tests/conftest.py`` where the embedded ``smollm2-135m`` is converted to, so every
 command that names (or defaults to) that alias runs on the tiny model; ``data/scifact`` is a six-document
-collection. Lines that start a GPU launcher or the Makefile (``make``, ``torchrun``, ``accelerate``) are not run.
+collection. Lines that start a GPU launcher or the Makefile (``make``, ``torchrun``, ``accelerate``) are not run, nor
+``llara serve``, which serves until stopped (a real server on loopback is tested in ``tests/cli/test_serve_cli.py``
+and ``tests/search/service/``).
 Also run: every command's ``--help`` examples, each from a copy of the README's files (``--max-steps`` cut to 2),
 except those that need what no offline 2-core machine holds (``NEEDS_ELSEWHERE`` says which and why).
 """
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 PAGES = ("README.md", "docs/index.md", "docs/quickstart-data.md", "docs/use-elsewhere.md", "docs/evaluation.md")
 BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-NOT_RUN = ("make ", "torchrun ", "accelerate ")
+NOT_RUN = ("make ", "torchrun ", "accelerate ", "llara serve ")
 BLOCK_TIMEOUT_S = 420
 DOCS = {
     "d1": "the protein cell gene cancer", "d2": "river city music film history", "d3": "a model for dense retrieval",
