@@ -48,7 +48,9 @@ def encode(
 
       [cyan]llara encode data/scifact/queries.jsonl --queries --out emb/scifact-queries[/]
 
-      [cyan]llara encode data/scifact --model out/mrl --dim 144 --out emb/scifact-144[/] (a 144-dim prefix)
+    A 144-dim prefix (of a model finetuned with --mrl-dims):
+
+      [cyan]llara encode data/scifact --model out/mrl --dim 144 --out emb/scifact-144[/]
 
       [cyan]llara encode corpus.jsonl --model out/adapted --shard-id 0 --shard-num 4 --out emb/shard0[/]
 

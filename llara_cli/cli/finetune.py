@@ -144,7 +144,9 @@ def finetune(
 
       [cyan]llara finetune --train scifact-train.jsonl --group-size 8 --max-steps 200 --out out/ft --merge[/]
 
-      [cyan]llara finetune --train scifact-train.jsonl --mrl-dims 288,144,64 --max-steps 200 --out out/mrl --merge[/] (Matryoshka; then `llara encode --dim 144`)
+    Matryoshka (then `llara encode --dim 144`):
+
+      [cyan]llara finetune --train scifact-train.jsonl --mrl-dims 288,144,64 --max-steps 200 --out out/mrl --merge[/]
 
     No labels at all: pairs from the corpus itself, negatives from the adapted model's own run:
 

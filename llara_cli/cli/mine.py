@@ -28,7 +28,9 @@ def mine(
 
       [cyan]llara mine --train data/scifact --run bm25-train.trec --out scifact-train.jsonl[/]
 
-      [cyan]llara mine --train data/scifact --run dense-train.trec --relative-margin 0.05 --out scifact-train.jsonl[/]  (drop candidates scored within 5% of the positive: likely unjudged positives)
+    Dropping candidates scored within 5% of the positive (likely unjudged positives):
+
+      [cyan]llara mine --train data/scifact --run dense-train.trec --relative-margin 0.05 --out scifact-train.jsonl[/]
 
       [cyan]llara mine --queries q.tsv --qrels qrels.train.tsv --corpus collection.tsv --run dense.trec --skip 5 --depth 100 --out train.jsonl.gz[/]
     """
