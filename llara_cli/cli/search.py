@@ -123,16 +123,14 @@ def search(
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
            trust_remote_code, dim=None, rescore_factor=None) -> None:
     from llara_cli.cli.progress import item_progress
-    from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.search.dense import DenseSearchJob, run_dense_search
 
-    dtype = resolve_dtype(dtype)  # queries are encoded on the CPU
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
                          trust_remote_code=trust_remote_code, dim=dim, rescore_factor=rescore_factor)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
-        count = run_dense_search(job, on_start=on_start, on_progress=on_advance)
-    typer.echo(f"searched {count} queries (top {k}, {dtype}) -> {out}")
+        summary = run_dense_search(job, on_start=on_start, on_progress=on_advance)  # resolves --dtype auto
+    typer.echo(f"searched {summary.queries} queries (top {k}, {summary.dtype}) -> {out}")
 
 
 def _bm25(corpus, queries, out, bm25_index, k, k1, b, split) -> None:

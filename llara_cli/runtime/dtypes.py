@@ -36,6 +36,15 @@ def parse_dtype(value: str | Dtype) -> Dtype:
         raise UsageError(f"unknown dtype '{value}': expected one of {', '.join(d.value for d in Dtype)}") from None
 
 
+def dtype_of(tensor_dtype: torch.dtype) -> Dtype:
+    """The concrete :class:`Dtype` of a torch dtype (``torch.bfloat16`` -> ``bf16``)."""
+    name = str(tensor_dtype).removeprefix("torch.")
+    for dtype, torch_name in TORCH_DTYPE_NAMES.items():
+        if torch_name == name:
+            return dtype
+    raise UsageError(f"no llara dtype for {tensor_dtype}: expected one of {', '.join(TORCH_DTYPE_NAMES.values())}")
+
+
 def torch_dtype(name: str | Dtype) -> torch.dtype:
     """The torch dtype for a concrete dtype (``fp32``, ``bf16``, ``fp16``); ``auto`` or anything else -> UsageError."""
     dtype = parse_dtype(name)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from llara_cli.data.corpus import queries_for_search, warn_if_swapped
 from llara_cli.data.runs import write_run
@@ -17,6 +17,7 @@ from llara_cli.encode.embedding_store import check_finite, same_model
 from llara_cli.errors import UsageError
 from llara_cli.index.integrity import check_weights_fingerprint
 from llara_cli.model.fingerprint import weights_fingerprint
+from llara_cli.runtime.dtypes import Dtype, dtype_of
 
 if TYPE_CHECKING:
     from llara_cli.encode.encoder import LlaraEncoder
@@ -40,7 +41,7 @@ class DenseSearchJob:
     k: int = DEFAULT_K
     batch_size: int = DEFAULT_QUERY_BATCH_SIZE
     max_length: int | None = None  # tokens per query; None: the query length the model was trained with
-    dtype: str = "fp32"  # or auto (core.precision)
+    dtype: str = "fp32"  # or auto: resolved once, by the searcher (runtime.precision.resolve_dtype)
     trust_remote_code: bool = False
     tag: str = DENSE_RUN_TAG
     dim: int | None = None  # query prefix dim; must equal the index's (encode.truncation)
@@ -104,6 +105,7 @@ class DenseSearcher:
         check_weights_fingerprint(self.meta.embedding.extra, encoder.name, weights_fingerprint(encoder.name),
                                   self.shard_dirs[0])
         self.encoder = encoder
+        self.dtype = dtype_of(encoder.model.dtype)  # what the queries are encoded in (auto resolved once, on load)
         self.query_dim = self._query_dim(dim, encoder.name)
         check_rescorable(self.shard_dirs, self.shard_metas, rescore_factor)
         self.rescore_factor = rescore_factor
@@ -171,10 +173,15 @@ class DenseSearcher:
         return self.batch_search([text], [SINGLE_QUERY_ID], k=k)[SINGLE_QUERY_ID]
 
 
+class DenseSearchSummary(NamedTuple):
+    queries: int  # queries searched
+    dtype: Dtype  # the dtype they were encoded in (``auto`` resolved)
+
+
 def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
-                     on_progress: Callable[[int], None] | None = None) -> int:
+                     on_progress: Callable[[int], None] | None = None) -> DenseSearchSummary:
     """Encode the queries (EBAR side), search the index (or its shards, one at a time), write the run;
-    returns the number of queries."""
+    returns how many queries and in which dtype."""
     searcher = DenseSearcher(job.index_dir, model=job.model, prompt_family=job.prompt_family, dtype=job.dtype,
                              max_length=job.max_length, batch_size=job.batch_size,
                              trust_remote_code=job.trust_remote_code, dim=job.dim,
@@ -189,4 +196,4 @@ def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] |
     results = searcher.search_vectors(vectors, [query.query_id for query in queries], k=job.k,
                                       source=f"query embeddings of {job.queries}")
     write_run(job.out_run, results, job.tag)
-    return len(queries)
+    return DenseSearchSummary(queries=len(queries), dtype=searcher.dtype)

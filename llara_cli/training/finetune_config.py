@@ -22,8 +22,9 @@ from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
 from llara_cli.training.run_config import TrainingRunConfig
 
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_QUERY_MAX_LENGTH = 32  # RepLLaMA's
-DEFAULT_PASSAGE_MAX_LENGTH = 196
+# finetuning's lengths (RepLLaMA's); a model's inference defaults are model.config's DEFAULT_*_MAX_LENGTH
+FINETUNE_QUERY_MAX_LENGTH = 32
+FINETUNE_PASSAGE_MAX_LENGTH = 196
 DEFAULT_TEMPERATURE = 0.01  # RepLLaMA's, for cosine similarities (normalised embeddings)
 GPU_GROUP_SIZE = 16
 CPU_GROUP_SIZE = 4
@@ -78,8 +79,8 @@ class FinetuneConfig(TrainingRunConfig):
     relative_margin: float | None = None
     model: str = DEFAULT_MODEL
     prompt_family: PromptFamily | None = None
-    query_max_length: int = DEFAULT_QUERY_MAX_LENGTH
-    passage_max_length: int = DEFAULT_PASSAGE_MAX_LENGTH
+    query_max_length: int = FINETUNE_QUERY_MAX_LENGTH
+    passage_max_length: int = FINETUNE_PASSAGE_MAX_LENGTH
     group_size: int | None = None
     in_batch_negatives: bool = True
     cross_device_negatives: bool = True
