@@ -10,7 +10,6 @@ is a BEIR directory, byte-identical across runs on the same Python version::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from llara_cli.demo.stdlib_docstrings import (
     stdlib_source_dir,
 )
 from llara_cli.errors import LlaraError, UsageError
-from llara_cli.storage.files import atomic_write, read_json, write_json
+from llara_cli.storage.files import atomic_write, file_sha256, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +151,6 @@ def _write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False))
             handle.write("\n")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _readme(stats: CollectionStats) -> str:
@@ -282,7 +277,7 @@ def build_stdlib_collection(
             n_pool_documents=len(pool.documents),
             n_query_candidates=n_candidates,
             dropped=dict(sorted((pool.dropped + query_dropped).items())),
-            files={name: _sha256(staging / name) for name in written},
+            files={name: file_sha256(staging / name) for name in written},
         )
         with atomic_write(staging / README_FILE) as handle:
             handle.write(_readme(stats))

@@ -7,7 +7,6 @@ to an uninterrupted run. When every chunk is there they are merged into the fina
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from llara_cli.encode.truncation import (
 )
 from llara_cli.errors import UsageError
 from llara_cli.model.fingerprint import FINGERPRINT_KEY, weights_fingerprint
-from llara_cli.storage.files import atomic_write, read_json, write_json
+from llara_cli.storage.files import atomic_write, file_sha256, read_json, write_json
 from llara_cli.storage.locks import LOCK_FILE, output_lock
 from llara_cli.storage.outputs import TEMP_SUFFIX, check_own_directory, remove_leftovers
 
@@ -36,7 +35,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1024  # texts per saved chunk: the unit of resume
 CHUNKS_DIR = "chunks"
 STATE_FILE = "encode_state.json"
-HASH_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,6 @@ class EncodeJob:
     overwrite: bool = False
     store_dtype: str = "fp32"  # embeddings.npy as float32, or float16 (half the disk; see embeddings.STORE_DTYPES)
     dim: int | None = None  # keep only this prefix of each embedding (encode.truncation); None: the model's dim
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(HASH_BLOCK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_range(count: int, shard_id: int, shard_num: int) -> range:

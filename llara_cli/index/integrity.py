@@ -15,21 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from llara_cli.errors import UsageError
+from llara_cli.storage.files import file_sha256
 
 CHECKSUMS_KEY = "checksums"  # in meta.json: {file name: sha256 hex, or "sampled:" + hex for a large file}
-HASH_CHUNK_BYTES = 1 << 20
 FULL_HASH_MAX_BYTES = 64 << 20
 SAMPLED_PREFIX = "sampled:"
 SAMPLES = 16
 SAMPLE_BYTES = 64 << 10
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sampled_sha256(path: Path) -> str:

@@ -24,7 +24,7 @@ from llara_cli.data.corpus import BEIR_CORPUS_FILE, iter_documents, resolve_beir
 from llara_cli.errors import LlaraError, UsageError
 from llara_cli.runtime.home import llara_home
 from llara_cli.runtime.jvm import anserini_version, java_error_message, start_jvm
-from llara_cli.storage.files import read_json, write_json
+from llara_cli.storage.files import file_sha256, read_json, write_json
 from llara_cli.storage.locks import process_alive
 from llara_cli.storage.outputs import OutputKind, check_output_directory
 
@@ -40,7 +40,6 @@ LOCAL_CACHE_DIR = ".llara"  # beside the corpus
 CACHE_SUBDIR = "bm25"  # under $LLARA_HOME
 INDEX_DIR_PREFIX = "bm25-"
 PATH_DIGEST_CHARS = 16
-HASH_CHUNK_BYTES = 1 << 20
 COLLECTION_SHARD_NAME = "docs-{shard:03d}.jsonl"  # Anserini indexes one collection file per thread
 LUCENE_SEGMENTS_PREFIX = "segments_"
 ANY_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
@@ -87,19 +86,11 @@ def default_index_dirs(corpus_path: str | Path) -> list[Path]:
     return [corpus_file.parent / LOCAL_CACHE_DIR / name, llara_home() / CACHE_SUBDIR / f"{name}-{digest}"]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprint_corpus(corpus_file: Path) -> dict[str, Any]:
     """``{path, size, mtime_ns, ctime_ns, inode, sha256}`` of a corpus file."""
     info = corpus_file.stat()
     return {"path": str(corpus_file), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-            "ctime_ns": info.st_ctime_ns, "inode": info.st_ino, "sha256": _sha256(corpus_file)}
+            "ctime_ns": info.st_ctime_ns, "inode": info.st_ino, "sha256": file_sha256(corpus_file)}
 
 
 def _unchanged_file(recorded: dict[str, Any], info: os.stat_result) -> bool:
@@ -157,7 +148,7 @@ def _is_current(index_dir: Path, corpus_file: Path) -> bool:
     info = corpus_file.stat()
     if recorded.get("size") != info.st_size:
         return False
-    return _unchanged_file(recorded, info) or recorded.get("sha256") == _sha256(corpus_file)
+    return _unchanged_file(recorded, info) or recorded.get("sha256") == file_sha256(corpus_file)
 
 
 def has_lucene_segments(index_dir: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,18 @@ SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 SYSTEM_ROOTS = (Path("/dev"), Path("/proc"), Path("/sys"))  # devices and kernel files: never an output
 SHARED_MEMORY = Path("/dev/shm")  # a tmpfs: an ordinary place for files
 SHORT_WRITE_WORDS = ("requested and", "written")  # numpy's tofile() message for a short write (disk full)
+
+
+HASH_BLOCK_BYTES = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in ``HASH_BLOCK_BYTES`` blocks (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _current_umask() -> int:
