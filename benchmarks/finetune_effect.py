@@ -200,9 +200,24 @@ def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[
     return group_run(read_run(out))
 
 
+def write_pooled_collection(source: Path, target: Path, queries, qrels, pooled) -> Path:
+    """A BEIR sub-collection of ``source`` in ``target``: ``queries``, their ``qrels``, and as corpus the judged
+    documents plus every document of the ``pooled`` run (``{query_id: [(doc_id, score), ...]}``)."""
+    from llara_cli.data.corpus import iter_documents
+
+    keep = {qrel.doc_id for qrel in qrels} | {doc_id for results in pooled.values() for doc_id, _ in results}
+    write_jsonl(target / "corpus.jsonl", ({"_id": document.doc_id, "text": document.text}
+                                          for document in iter_documents(source) if document.doc_id in keep))
+    write_jsonl(target / "queries.jsonl", ({"_id": query.query_id, "text": query.text} for query in queries))
+    (target / "qrels").mkdir(parents=True, exist_ok=True)
+    (target / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q.query_id}\t{q.doc_id}\t{q.relevance}\n" for q in qrels))
+    return target
+
+
 def eval_collection(name: str, settings: Settings) -> Path:
     """The BEIR directory a collection is evaluated on: the full one, or a quick sub-collection."""
-    from llara_cli.data.corpus import iter_documents, queries_for_search
+    from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.qrels import read_qrels
 
     source = SHARED_DATA / name
@@ -216,14 +231,7 @@ def eval_collection(name: str, settings: Settings) -> Path:
     queries = random.Random(settings.seed).sample(queries, min(wanted, len(queries)))
     qrels = [qrel for qrel in read_qrels(source, "test") if qrel.query_id in {query.query_id for query in queries}]
     pooled = bm25_run(source, queries, settings.work / "runs" / f"{target.name}-pool.trec", k=settings.pool_depth)
-    keep = {qrel.doc_id for qrel in qrels} | {doc_id for results in pooled.values() for doc_id, _ in results}
-    write_jsonl(target / "corpus.jsonl", ({"_id": document.doc_id, "text": document.text}
-                                          for document in iter_documents(source) if document.doc_id in keep))
-    write_jsonl(target / "queries.jsonl", ({"_id": query.query_id, "text": query.text} for query in queries))
-    (target / "qrels").mkdir(parents=True, exist_ok=True)
-    (target / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q.query_id}\t{q.doc_id}\t{q.relevance}\n" for q in qrels))
-    return target
+    return write_pooled_collection(source, target, queries, qrels, pooled)
 
 
 # --------------------------------------------------------------------------------------------- encoders

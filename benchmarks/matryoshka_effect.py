@@ -56,8 +56,8 @@ def bm25_results(corpus: Path, queries, out: Path, k: int) -> dict:
 
 def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
     """Test queries sampled with ``SEED``, their judged passages and each one's BM25 top ``pool_depth``."""
-    from benchmarks.finetune_effect import write_jsonl
-    from llara_cli.data.corpus import iter_documents, queries_for_search
+    from benchmarks.finetune_effect import write_pooled_collection
+    from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.qrels import read_qrels
 
     source = SHARED_DATA / "scifact"
@@ -68,14 +68,7 @@ def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
     wanted = {query.query_id for query in queries}
     qrels = [qrel for qrel in read_qrels(source, "test") if qrel.query_id in wanted]
     pooled = bm25_results(source, queries, work / "runs" / f"{target.name}-pool.trec", pool_depth)
-    keep = {qrel.doc_id for qrel in qrels} | {doc_id for hits in pooled.values() for doc_id, _ in hits}
-    write_jsonl(target / "corpus.jsonl", ({"_id": document.doc_id, "text": document.text}
-                                          for document in iter_documents(source) if document.doc_id in keep))
-    write_jsonl(target / "queries.jsonl", ({"_id": query.query_id, "text": query.text} for query in queries))
-    (target / "qrels").mkdir(parents=True, exist_ok=True)
-    (target / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q.query_id}\t{q.doc_id}\t{q.relevance}\n" for q in qrels))
-    return target
+    return write_pooled_collection(source, target, queries, qrels, pooled)
 
 
 def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args) -> tuple[Path, dict]:
