@@ -98,17 +98,10 @@ def prepare(work: Path, data_dir: Path, dtype: str) -> dict[str, Path]:
 
 
 def start_server(args: list[str]) -> tuple[subprocess.Popen, str]:
+    from llara_cli.search.service.server import start_serve_process
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LLARA_API_KEY": ""}
-    process = subprocess.Popen([sys.executable, "-m", "llara_cli", "serve", "--port", "0", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for line in process.stdout:
-        if line.startswith("serving on "):
-            return process, line.split()[2]
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise RuntimeError(f"llara serve did not start: {process.stderr.read()[-2000:]}")
+    return start_serve_process(["--port", "0", *args], env=env, timeout_s=START_TIMEOUT_S)
 
 
 def stop_server(process: subprocess.Popen) -> int:

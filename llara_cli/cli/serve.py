@@ -60,7 +60,7 @@ def serve(
     """
     from llara_cli.runtime.precision import resolve_dtype
     from llara_cli.search.service.config import HybridSpec, ServeConfig, parse_hybrid, parse_named
-    from llara_cli.search.service.server import run_server
+    from llara_cli.search.service.server import SERVING_PREFIX, run_server
     from llara_cli.search.service.service import SearchService
 
     named = [*(("dense", *parse_named(value, "--dense")) for value in dense or []),
@@ -85,7 +85,7 @@ def serve(
     typer.echo(f"loaded {', '.join(f'{name} ({served.kind.value})' for name, served in sorted(service.indexes.items()))}")
 
     def started(bound_host: str, bound_port: int) -> None:
-        typer.echo(f"serving on http://{bound_host}:{bound_port} (POST /v1/indexes/NAME/search; GET /health)")
+        typer.echo(f"{SERVING_PREFIX}http://{bound_host}:{bound_port} (POST /v1/indexes/NAME/search; GET /health)")
 
     run_server(service, on_started=started)
     typer.echo("stopped: every admitted request was answered")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -37,20 +36,14 @@ def test_serve_usage_errors_are_one_line(args, message):
 
 
 def _start_server(served_collection) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "llara_cli", "serve", "--dense", f"tiny={served_collection['index']}",
+    from llara_cli.search.service.server import start_serve_process
+
+    args = ["--dense", f"tiny={served_collection['index']}",
                "--bm25", f"tiny-bm25={served_collection['corpus']}", "--hybrid", "both=tiny-bm25,tiny",
                "--fusion-depth", "4", "--port", "0", "--dtype", "fp32", "--max-batch", "64",
                "--batch-wait-ms", "1000"]  # a long window holds the admitted queries until SIGTERM has arrived
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LLARA_API_KEY": ""}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for line in process.stdout:
-        if line.startswith("serving on "):
-            return process, line.split()[2]
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError(f"the server did not start: {process.stderr.read()[-2000:]}")
+    return start_serve_process(args, env=env, timeout_s=START_TIMEOUT_S)
 
 
 @pytest.mark.slow

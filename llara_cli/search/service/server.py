@@ -1,6 +1,7 @@
 """Running the service: :func:`run_server` (``llara serve``: uvicorn in the foreground, SIGTERM/SIGINT drain
 in-flight requests, then exit 0) and :class:`ServerThread` (uvicorn on a background thread, an ephemeral port
-on loopback: tests and the load benchmark).
+on loopback: tests and the load benchmark); :func:`start_serve_process` (``llara serve`` in a child process, its URL
+read from the line it prints once listening: the SIGTERM tests and the load benchmark).
 
 Graceful shutdown is uvicorn's: on SIGTERM it stops accepting connections, lets every request already
 admitted finish (up to the per-request timeout plus a margin), then the app's lifespan closes the service,
@@ -9,9 +10,13 @@ whose batchers finish what is queued. The service refuses new requests (503) fro
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
 from llara_cli.errors import LlaraError
 from llara_cli.search.service.service import SearchService
@@ -20,6 +25,24 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_MARGIN_S = 5.0  # beyond the per-request timeout, how long shutdown waits for in-flight requests
 STARTUP_TIMEOUT_S = 60.0
+SERVING_PREFIX = "serving on "  # `llara serve`'s first line on stdout: "serving on http://HOST:PORT ..."
+STDERR_SHOWN_CHARS = 2000
+
+
+def start_serve_process(args: Sequence[str], *, env: Mapping[str, str] | None = None,
+                        timeout_s: float = STARTUP_TIMEOUT_S) -> tuple[subprocess.Popen, str]:
+    """``llara serve ARGS`` in a child process of this interpreter, and its base URL once it listens; a server that
+    exits or does not print its address within ``timeout_s`` is killed, and the error holds the end of its stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "llara_cli", "serve", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(env if env is not None else os.environ))
+    deadline = time.monotonic() + timeout_s
+    for line in process.stdout:
+        if line.startswith(SERVING_PREFIX):
+            return process, line.split()[2]
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise LlaraError(f"llara serve did not start: {process.stderr.read()[-STDERR_SHOWN_CHARS:]}")
 
 
 def _server_class():
