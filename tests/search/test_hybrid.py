@@ -9,21 +9,14 @@ from llara_cli.errors import UsageError
 from llara_cli.search.bm25 import Bm25Searcher
 from llara_cli.search.dense import DenseSearcher
 from llara_cli.search.hybrid import HybridSearcher, as_run_scores
-from tests.cli.conftest import invoke
-from tests.search.service.conftest import ALL_QUERIES
+from tests.search.service.conftest import ALL_QUERIES, write_search_runs
 
 DEPTH = 5
 
 
 @pytest.mark.java
 def test_hybrid_searcher_equals_fusing_the_two_run_files(served_collection, tmp_path):
-    collection = served_collection["collection"]
-    assert invoke("search", "--index", served_collection["index"], "--queries", collection, "--out",
-                  tmp_path / "dense.trec", "--k", DEPTH, "--dtype", "fp32").exit_code == 0
-    assert invoke("search", "--bm25", "--corpus", served_collection["corpus"], "--queries", collection, "--out",
-                  tmp_path / "bm25.trec", "--k", DEPTH).exit_code == 0
-    assert invoke("search", "--fuse", tmp_path / "bm25.trec", "--fuse", tmp_path / "dense.trec", "--out",
-                  tmp_path / "fused.trec", "--k", DEPTH).exit_code == 0
+    write_search_runs(served_collection, tmp_path, DEPTH)
     hybrid = HybridSearcher(Bm25Searcher(served_collection["corpus"]), DenseSearcher(served_collection["index"],
                                                                                      dtype="fp32"), depth=DEPTH)
     found = hybrid.batch_search(list(ALL_QUERIES.values()), list(ALL_QUERIES))

@@ -16,7 +16,7 @@ from llara_cli.search.service.config import HybridSpec, ServeConfig
 from llara_cli.search.service.server import ServerThread
 from llara_cli.search.service.service import SearchService
 from tests.cli.conftest import invoke
-from tests.search.service.conftest import ALL_QUERIES
+from tests.search.service.conftest import ALL_QUERIES, write_search_runs
 
 httpx = pytest.importorskip("httpx")
 pytestmark = [pytest.mark.java, pytest.mark.slow]
@@ -55,13 +55,7 @@ def _run_text(results, tag: str) -> str:
 
 def test_served_runs_equal_llara_search_runs_byte_for_byte(served, served_collection, tmp_path):
     base_url, service = served
-    collection = served_collection["collection"]
-    assert invoke("search", "--index", served_collection["index"], "--queries", collection, "--out",
-                  tmp_path / "dense.trec", "--k", HITS, "--dtype", "fp32").exit_code == 0
-    assert invoke("search", "--bm25", "--corpus", served_collection["corpus"], "--queries", collection, "--out",
-                  tmp_path / "bm25.trec", "--k", HITS).exit_code == 0
-    assert invoke("search", "--fuse", tmp_path / "bm25.trec", "--fuse", tmp_path / "dense.trec", "--out",
-                  tmp_path / "fused.trec", "--k", HITS).exit_code == 0
+    write_search_runs(served_collection, tmp_path, HITS)
     for index, tag, expected in (("tiny", "llara-dense", "dense.trec"), ("tiny-bm25", "bm25", "bm25.trec"),
                                  ("tiny-hybrid", "llara-robust", "fused.trec")):
         served_results = asyncio.run(_search_all(base_url, index, HITS))
