@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import SHARED_DATA, save_report, seeded_encoder
+from benchmarks._common import REPO_ROOT, SHARED_DATA, save_report, seeded_encoder
 
 logger = logging.getLogger("finetune_effect")
 
@@ -189,14 +189,22 @@ def write_jsonl(path: Path, records) -> None:
 
 
 def bm25_run(corpus: Path, queries, out: Path, k: int = 1000) -> dict[str, list[tuple[str, float]]]:
-    """BM25 results for ``queries`` (cached as a TREC run; the index lives beside the runs, never in the data)."""
-    from llara_cli.data.runs import group_run, read_run, write_run
-    from llara_cli.index.lucene_index import build_bm25_index
-    from llara_cli.search.bm25 import bm25_search
+    """BM25 results for ``queries`` (cached as a TREC run; the index lives beside the runs, never in the data),
+    from ``llara search --bm25`` in a child process: the JVM never starts in this process, which goes on to train
+    with torch (pyjnius and a later torch run in one process crashed in the garbage collector here)."""
+    import os
+    import subprocess
+
+    from llara_cli.data.runs import group_run, read_run
 
     if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        query_file = out.with_suffix(".queries.jsonl")
+        write_jsonl(query_file, ({"_id": query.query_id, "text": query.text} for query in queries))
         index_dir = out.parent.parent / "bm25-indexes" / f"{corpus.parent.name}-{corpus.name}"
-        write_run(out, bm25_search(build_bm25_index(corpus, index_dir), queries, k=k), tag="bm25")
+        subprocess.run([sys.executable, "-m", "llara_cli", "search", "--bm25", "--corpus", str(corpus), "--queries",
+                        str(query_file), "--bm25-index", str(index_dir), "--k", str(k), "--out", str(out)],
+                       check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     return group_run(read_run(out))
 
 

@@ -63,18 +63,11 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def measure(train: Path, work: Path, batch: int, group: int, length: int, chunk: int, checkpointing: bool,
-            cap_bytes: int) -> dict:
-    out = work / f"b{batch}-g{group}-l{length}-c{chunk}-{'gc' if checkpointing else 'nogc'}"
-    command = [sys.executable, "-m", "llara_cli", "finetune", "--train", str(train), "--model", MODEL,
-               "--out", str(out), "--max-steps", "1", "--batch-size", str(batch), "--group-size", str(group),
-               "--passage-max-length", str(length), "--chunk-size", str(chunk), "--save-steps", "1000",
-               "--no-memory-check", "--overwrite"]
-    if checkpointing:
-        command.append("--gradient-checkpointing")
+def peak_rss_of(command: list[str], cap_bytes: int) -> tuple[int | None, int, bool]:
+    """Run ``command`` (with the repository on PYTHONPATH); its exit code, peak RSS in bytes, and whether it was
+    killed for passing ``cap_bytes``. The parent samples the RSS every 0.1 s; a helper process reads the exact
+    peak (``ru_maxrss`` of its only child) when the command exits."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    started = time.perf_counter()
-    # a helper process per run, so ru_maxrss of *its* children is this run's peak alone
     wrapper = ("import resource, subprocess, sys, json; p = subprocess.Popen(sys.argv[1:]); "
                "print('PID', p.pid, flush=True); rc = p.wait(); "
                "print('RESULT', json.dumps([rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]), flush=True)")
@@ -90,9 +83,22 @@ def measure(train: Path, work: Path, batch: int, group: int, length: int, chunk:
         time.sleep(0.1)
     lines = [line for line in process.stdout.read().splitlines() if line.startswith("RESULT")]
     rc, max_rss_kib = json.loads(lines[-1].split(" ", 1)[1]) if lines else (None, 0)
+    return rc, max(sampled, max_rss_kib * 1024), killed
+
+
+def measure(train: Path, work: Path, batch: int, group: int, length: int, chunk: int, checkpointing: bool,
+            cap_bytes: int) -> dict:
+    out = work / f"b{batch}-g{group}-l{length}-c{chunk}-{'gc' if checkpointing else 'nogc'}"
+    command = [sys.executable, "-m", "llara_cli", "finetune", "--train", str(train), "--model", MODEL,
+               "--out", str(out), "--max-steps", "1", "--batch-size", str(batch), "--group-size", str(group),
+               "--passage-max-length", str(length), "--chunk-size", str(chunk), "--save-steps", "1000",
+               "--no-memory-check", "--overwrite"]
+    if checkpointing:
+        command.append("--gradient-checkpointing")
+    started = time.perf_counter()
+    rc, peak, killed = peak_rss_of(command, cap_bytes)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
-    peak = max(sampled, max_rss_kib * 1024)
     return {"batch": batch, "group": group, "passage_length": length, "chunk_size": chunk,
             "gradient_checkpointing": checkpointing, "peak_rss_gib": round(peak / GIB, 2), "over_cap": killed,
             "exit_code": rc, "wall_s": round(time.perf_counter() - started, 1),

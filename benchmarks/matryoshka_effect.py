@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -27,31 +26,13 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
+from benchmarks.finetune_effect import bm25_run  # noqa: E402
 
 MODEL = "smollm2-135m"
 FAMILY = "flagembedding"
 SEED = 1
 MRL_DIMS = (288, 144, 64)
 DEPTH, SKIP, NUM_NEGATIVES = 50, 3, 8  # hard negatives: BM25 ranks 4..50
-
-
-def bm25_results(corpus: Path, queries, out: Path, k: int) -> dict:
-    """BM25 top ``k`` of ``queries`` through ``llara search --bm25`` in a child process (cached as a run): the
-    JVM never starts in this process, which goes on to train with torch (pyjnius and a later torch run in one
-    process crashed in the garbage collector here)."""
-    import subprocess
-
-    from benchmarks.finetune_effect import write_jsonl
-    from llara_cli.data.runs import group_run, read_run
-
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        query_file = out.with_suffix(".queries.jsonl")
-        write_jsonl(query_file, ({"_id": query.query_id, "text": query.text} for query in queries))
-        subprocess.run([sys.executable, "-m", "llara_cli", "search", "--bm25", "--corpus", str(corpus), "--queries",
-                        str(query_file), "--bm25-index", str(out.parent / "bm25-index"), "--k", str(k),
-                        "--out", str(out)], check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    return group_run(read_run(out))
 
 
 def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
@@ -67,7 +48,7 @@ def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
     queries = random.Random(SEED).sample(queries_for_search(source, "test"), n_queries)
     wanted = {query.query_id for query in queries}
     qrels = [qrel for qrel in read_qrels(source, "test") if qrel.query_id in wanted]
-    pooled = bm25_results(source, queries, work / "runs" / f"{target.name}-pool.trec", pool_depth)
+    pooled = bm25_run(source, queries, work / "runs" / f"{target.name}-pool.trec", pool_depth)
     return write_pooled_collection(source, target, queries, qrels, pooled)
 
 
@@ -81,7 +62,7 @@ def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None
     if not out.is_dir():
         queries = queries_for_search(source, "train")
         run_path = work / "runs" / "scifact-train-bm25.trec"
-        bm25_results(source, queries, run_path, DEPTH)
+        bm25_run(source, queries, run_path, DEPTH)
         data = mine_training_data(collection_files(source, split="train"), run_path,
                                   MiningSettings(skip=SKIP, depth=DEPTH, num_negatives=NUM_NEGATIVES, seed=SEED))
         started = time.perf_counter()

@@ -330,11 +330,28 @@ def benchmark(config: dict, work_dir: Path, options: list[str]) -> dict:
 
 
 def reproject(result: dict) -> dict:
-    """(Re)derive every measured option's MS MARCO x 4096 projection from its measurements."""
+    """(Re)derive every measured option's MS MARCO x 4096 projection and its search RAM against flat's."""
+    flat = result["results"].get("flat", {})
     for option, measured in result["results"].items():
         if "status" not in measured and "peak_rss_search_bytes" in measured:
             measured["msmarco_4096_projection"] = project(option, measured, result["config"])
+            if "peak_rss_search_bytes" in flat:
+                measured["search_ram_vs_flat"] = search_ram_ratios(flat, measured)
     return result
+
+
+def search_ram_ratios(flat: dict, measured: dict) -> dict:
+    """How many times less search memory than flat: of the peak RSS, and of what the search adds to an empty
+    child's (``baseline_rss_bytes``: python, numpy, faiss and llara imported, the same for every option)."""
+    baseline = measured["baseline_rss_bytes"]
+    return {"peak_rss": round(flat["peak_rss_search_bytes"] / measured["peak_rss_search_bytes"], 2),
+            "above_baseline": round((flat["peak_rss_search_bytes"] - baseline)
+                                    / max(1, measured["peak_rss_search_bytes"] - baseline), 2)}
+
+
+def ram_ratio(measured: dict) -> str:
+    ratios = measured.get("search_ram_vs_flat")
+    return f"{ratios['peak_rss']:.1f}x ({ratios['above_baseline']:.1f}x)" if ratios else ""
 
 
 def markdown_tables(result: dict) -> str:
@@ -343,17 +360,19 @@ def markdown_tables(result: dict) -> str:
         return f"{value / 1e9:.2f}"
 
     lines = ["| option | build | on disk (GB) | in-memory bytes / vector | peak RSS build (GB) | peak RSS search (GB) "
-             "| QPS | QPS batch 1 | recall@10 | recall@100 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| search RAM: flat / this (above baseline) | QPS | QPS batch 1 | recall@10 | recall@100 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     n_docs = result["config"]["n_docs"]
     for option, measured in result["results"].items():
         if "status" in measured:
-            lines.append(f"| {option} | {measured['status']} | | | | | | | | |")
+            lines.append(f"| {option} | {measured['status']} | | | | | | | | | |")
             continue
         lines.append(
             f"| {option} | {measured['build_s']:.0f} s | {gb(measured['bytes_on_disk'])} "
             f"| {measured.get('index_bytes', measured['bytes_on_disk']) / n_docs:.0f} "
             f"| {gb(measured['peak_rss_build_bytes'])} "
-            f"| {gb(measured['peak_rss_search_bytes'])} | {measured['qps']} | {measured.get('qps_batch1', '')} "
+            f"| {gb(measured['peak_rss_search_bytes'])} | {ram_ratio(measured)} "
+            f"| {measured['qps']} | {measured.get('qps_batch1', '')} "
             f"| {measured.get('recall@10', '')} | {measured.get('recall@100', '')} |")
     lines += ["", "| option | bytes / vector | index (GB) | peak RSS / index byte | one index: peak (GB) "
               "| 64 GB machine | 256 GB machine |", "|---|---:|---:|---:|---:|---|---|"]

@@ -123,9 +123,6 @@ def finetune(
         "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
         "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
         "largest chunk that fits; 0: off.", rich_help_panel=TRAINING)] = None,
-    memory_check: Annotated[bool, typer.Option(
-        "--memory-check/--no-memory-check", help="Refuse a run whose estimated peak memory exceeds the machine's "
-        "(--no-memory-check: warn and start anyway).", rich_help_panel=TRAINING)] = True,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
     lora_settings: dict[str, Any] | None = None,
     data_settings: dict[str, Any] | None = None,
@@ -164,7 +161,7 @@ def finetune(
         temperature=temperature, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
         lora_targets=_split_targets(lora_targets), merge=merge,
         mrl_dims=_parse_numbers("--mrl-dims", mrl_dims, int), mrl_weights=_parse_numbers("--mrl-weights", mrl_weights, float),
-        chunk_size=chunk_size, memory_check=memory_check,
+        chunk_size=chunk_size,
         pairs_from=pairs_from, pair_source=pair_source, max_pairs=max_pairs,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )

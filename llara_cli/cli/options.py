@@ -162,6 +162,9 @@ Bf16Opt = Annotated[bool, typer.Option("--bf16", help="Same as --precision bf16 
 GradientCheckpointingOpt = Annotated[bool, typer.Option(
     "--gradient-checkpointing", help="Recompute activations in the backward pass (less memory, slower).",
     rich_help_panel=TRAINING)]
+MemoryCheckOpt = Annotated[bool, typer.Option(
+    "--memory-check/--no-memory-check", help="Refuse a CPU run whose estimated peak memory exceeds the machine's "
+    "(--no-memory-check: warn and start anyway).", rich_help_panel=TRAINING)]
 LoraOpt = Annotated[bool, typer.Option(
     "--lora/--full", help="Train LoRA adapters, or every weight (--full).", rich_help_panel=TRAINING)]
 LoraROpt = Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank.", rich_help_panel=TRAINING)]
@@ -196,7 +199,7 @@ RUN_OPTIONS: OptionGroup = options_of(TrainingRunConfig, {  # adapt and finetune
     "precision": PrecisionOpt, "bf16": Bf16Opt, "gradient_checkpointing": GradientCheckpointingOpt, "seed": SeedOpt,
     "save_steps": SaveStepsOpt, "save_total_limit": SaveTotalLimitOpt, "logging_steps": LoggingStepsOpt,
     "resume": ResumeOpt, "keep_checkpoints": KeepCheckpointsOpt, "overwrite": OverwriteOpt,
-    "trust_remote_code": TrustRemoteCodeOpt,
+    "trust_remote_code": TrustRemoteCodeOpt, "memory_check": MemoryCheckOpt,
 })
 RUN_OPTIONS["precision"] = (PrecisionOpt, DEFAULT_DTYPE)  # the library's default is fp32; the CLI's is auto
 LORA_OPTIONS = {"lora": LoraOpt, "lora_r": LoraROpt, "lora_alpha": LoraAlphaOpt, "lora_dropout": LoraDropoutOpt}

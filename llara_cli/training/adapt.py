@@ -170,6 +170,9 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
     from accelerate import PartialState
 
     state = PartialState()
+    memory = _plan_memory(config, plan.source, distributed=args.world_size > 1, device=args.device.type)
+    if on_log is not None and state.is_main_process:
+        on_log({"event": "plan", "lines": [memory.describe(), *memory.notes]})
     fingerprint = config.fingerprint(prompt_family=plan.source.config.prompt_family.value,
                                      prompt_layout=plan.source.config.prompt_layout,
                                      **config.objective_settings().to_dict(),
@@ -213,6 +216,18 @@ def _prepare(config: AdaptConfig) -> _Plan:
     AdaptationStream(config.corpus, source.tokenizer, span_tokens=span_tokens,
                      data_format=data_format).check_not_empty()
     return _Plan(source, data_format, span_tokens)
+
+
+def _plan_memory(config: AdaptConfig, source: ModelSource, *, distributed: bool, device: str):
+    """Refuse a CPU run whose estimated peak exceeds the machine's memory (before any weight is loaded); a GPU
+    run or one of several processes is not estimated."""
+    from llara_cli.training.memory_plan import not_estimated, plan_adapt_memory, source_shape
+
+    if device != "cpu" or distributed:
+        return not_estimated(f"training on {device}" if device != "cpu" else "several processes")
+    plan = plan_adapt_memory(config, source_shape(source))
+    logger.info("%s", plan.describe())
+    return plan
 
 
 def _training_arguments(config: AdaptConfig):

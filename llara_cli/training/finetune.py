@@ -186,7 +186,7 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
     from accelerate import PartialState
 
     state = PartialState()
-    plan = _plan_memory(config, source, distributed=args.world_size > 1)
+    plan = _plan_memory(config, source, distributed=args.world_size > 1, device=args.device.type)
     if on_log is not None and state.is_main_process:
         on_log({"event": "plan", "lines": [plan.describe(), *plan.notes]})
     per_step = config.batch_size * args.world_size
@@ -225,23 +225,18 @@ def _check_model(config: FinetuneConfig) -> ModelSource:
     return source
 
 
-def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool):
-    """Choose the cached loss's chunk size (when unset) and refuse a run that cannot fit; sets
-    ``config.chunk_size`` to the plan's (0: off)."""
-    from llara_cli.model.adapters import adapter_base_model
-    from llara_cli.model.resolve import is_peft_adapter_dir, resolve_model
-    from llara_cli.training.memory_plan import model_shape, plan_finetune_memory
+def _plan_memory(config: FinetuneConfig, source: ModelSource, *, distributed: bool, device: str):
+    """Choose the cached loss's chunk size (when unset) and refuse a CPU run that cannot fit; sets
+    ``config.chunk_size`` to the plan's (0: off). A run on a GPU is not estimated (the plan models host memory)."""
+    from llara_cli.training.memory_plan import not_estimated, plan_finetune_memory, source_shape
 
     if distributed and config.chunk_size:
         raise UsageError("--chunk-size (the cached contrastive loss) runs in one process; drop it under torchrun")
-    model_dir, adapter_dir = source.model_dir, source.adapter_dir
-    while model_dir is None:  # an adapter directory: its base model's sizes
-        base = adapter_base_model(adapter_dir)
-        if is_peft_adapter_dir(base):
-            adapter_dir = Path(base)
-        else:
-            model_dir = resolve_model(base)
-    plan = plan_finetune_memory(config, model_shape(model_dir), distributed=distributed)
+    if device != "cpu":
+        plan = not_estimated(f"training on {device}")
+        config.chunk_size = config.chunk_size or 0
+        return plan
+    plan = plan_finetune_memory(config, source_shape(source), distributed=distributed)
     config.chunk_size = plan.chunk_size
     logger.info("%s", plan.describe())
     return plan

@@ -96,7 +96,6 @@ class FinetuneConfig(TrainingRunConfig):
     mrl_dims: tuple[int, ...] | None = None  # Matryoshka prefix dims (the full dim is always trained too)
     mrl_weights: tuple[float, ...] | None = None  # one per trained dim, full dim first; default 1 each
     chunk_size: int | None = None  # texts per pass of the cached loss; None: chosen by the memory plan, 0: off
-    memory_check: bool = True  # refuse a run the memory plan says cannot fit (False: warn only)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,4 +1,5 @@
-"""Will a finetuning run fit in memory? A pre-flight estimate of its peak, and the cached-loss chunk that makes it fit.
+"""Will a training run fit in memory? A pre-flight estimate of its peak, and the cached-loss chunk that makes a
+finetuning run fit.
 
 Contrastive finetuning holds the activations of every text of the batch until the backward pass:
 ``batch x (1 + group)`` texts of up to ``passage_max_length`` tokens, through every layer. On the embedded
@@ -16,6 +17,14 @@ autocast copies), gradients and AdamW state of the trainable ones, and the activ
 Llama-style decoder (hidden and MLP widths) -- with its constants fitted to the measured peaks of
 ``benchmarks/finetune_memory.py`` on the embedded model (results in ``benchmarks/results/finetune_memory.md``).
 It is a guard against the impossible, not a promise: other decoders and other kernels may differ.
+
+Adaptation (:func:`estimate_adapt_memory`, :func:`plan_adapt_memory`) is the same model over one joint sequence
+per example (``batch x max_length`` tokens in one graph; two passes' worth without ``--joint``), usually with
+every weight trainable (AdamW state for all of them: a 7B model needs ~112 GB before any activation), plus the
+released objective's next-token logits over the text tokens. It has no cached loss, so a run that cannot fit is
+refused with the options that shrink it (``--lora``, ``--gradient-checkpointing``, a smaller batch or length).
+Both plans estimate this process's resident memory on a CPU; a run on a GPU or in several processes is not
+estimated (the GPU's memory is another budget, and DeepSpeed/FSDP shard the state).
 """
 from __future__ import annotations
 
@@ -29,10 +38,13 @@ from typing import TYPE_CHECKING
 from llara_cli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llara_cli.model.llara_model import ModelSource
+    from llara_cli.training.adapt import AdaptConfig
     from llara_cli.training.finetune_config import FinetuneConfig
 
-__all__ = ["MemoryEstimate", "MemoryPlan", "ModelShape", "available_memory_bytes", "estimate_finetune_memory",
-           "model_shape", "plan_finetune_memory"]
+__all__ = ["MemoryEstimate", "MemoryPlan", "ModelShape", "available_memory_bytes", "estimate_adapt_memory",
+           "estimate_finetune_memory", "model_shape", "not_estimated", "plan_adapt_memory", "plan_finetune_memory",
+           "source_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +64,9 @@ CHECKPOINT_HIDDEN_FACTOR = 26
 # The cached loss's peak over one chunk's graph: the allocator still holds part of the previous chunk when the next
 # is built (measured: batch 8 x group 8 x 196 tokens in chunks of 16, 7.38 GiB peak against 5.7 for one graph).
 CHUNKED_ACTIVATION_FACTOR = 1.4
+# The next-token loss's logits over the text tokens (fp32), their softmax and gradient: bytes per token and
+# vocabulary entry (an estimate: logits, log-softmax and its gradient held at once).
+LM_LOGIT_BYTES = 12
 AUTO_CHUNK_SHARE = 0.5  # the automatic chunk keeps the estimate within this share of the available memory
 WARN_SHARE = 0.8  # above this share of the available memory: a warning
 
@@ -86,6 +101,21 @@ def model_shape(model_dir: str | Path) -> ModelShape:
     return ModelShape(parameters, layers, hidden, intermediate, heads, tied, vocab)
 
 
+def source_shape(source: ModelSource) -> ModelShape:
+    """The sizes of a resolved model: its decoder's, or (an adapter directory) its base model's."""
+    from llara_cli.model.adapters import adapter_base_model
+    from llara_cli.model.resolve import is_peft_adapter_dir, resolve_model
+
+    model_dir, adapter_dir = source.model_dir, source.adapter_dir
+    while model_dir is None:  # an adapter directory, perhaps on another adapter: the base model's sizes
+        base = adapter_base_model(adapter_dir)
+        if is_peft_adapter_dir(base):
+            adapter_dir = Path(base)
+        else:
+            model_dir = resolve_model(base)
+    return model_shape(model_dir)
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """The estimated peak resident memory of one run, in bytes, and its parts."""
@@ -109,9 +139,23 @@ def _lora_parameters(shape: ModelShape, rank: int) -> int:
     return shape.layers * per_layer
 
 
-def _activation_bytes_per_token_layer(config: FinetuneConfig, shape: ModelShape, sequence: int) -> int:
+def _activation_bytes_per_token_layer(config: FinetuneConfig | AdaptConfig, shape: ModelShape, sequence: int) -> int:
     hidden_factor = HIDDEN_FACTOR_LORA_DROPOUT if config.lora and config.lora_dropout > 0 else HIDDEN_FACTOR
     return hidden_factor * shape.hidden + MLP_FACTOR * shape.intermediate + ATTENTION_BYTES * shape.heads * sequence
+
+
+def _activations(config: FinetuneConfig | AdaptConfig, shape: ModelShape, tokens: int, sequence: int) -> int:
+    """The activations ``tokens`` tokens (of sequences up to ``sequence`` long) keep for the backward pass."""
+    per_token_layer = _activation_bytes_per_token_layer(config, shape, sequence)
+    if config.gradient_checkpointing:  # every layer's input, plus one layer recomputed at a time
+        return tokens * (shape.layers * CHECKPOINT_HIDDEN_FACTOR * shape.hidden + per_token_layer)
+    return tokens * shape.layers * per_token_layer
+
+
+def _weights_and_state(config: FinetuneConfig | AdaptConfig, shape: ModelShape, trainable: int) -> tuple[int, int]:
+    """fp32 weights (and autocast's half-precision copies); gradients + AdamW moments of ``trainable`` weights."""
+    mixed = config.precision in ("bf16", "fp16")
+    return shape.parameters * (4 + (2 if mixed else 0)), trainable * 12
 
 
 def estimate_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, chunk_size: int | None = None) -> MemoryEstimate:
@@ -127,20 +171,27 @@ def estimate_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, chunk
         tokens = min(chunk, config.batch_size * group) * config.passage_max_length
     else:
         tokens = query_tokens + passage_tokens
-    per_token_layer = _activation_bytes_per_token_layer(config, shape, config.passage_max_length)
-    if config.gradient_checkpointing:  # every layer's input, plus one layer recomputed at a time
-        activations = tokens * (shape.layers * CHECKPOINT_HIDDEN_FACTOR * shape.hidden + per_token_layer)
-    else:
-        activations = tokens * shape.layers * per_token_layer
+    activations = _activations(config, shape, tokens, config.passage_max_length)
     if chunk:
         activations = int(activations * CHUNKED_ACTIVATION_FACTOR)
-    mixed = config.precision in ("bf16", "fp16")
-    weights = shape.parameters * (4 + (2 if mixed else 0))  # fp32 weights, and autocast's half-precision copies
     if config.lora:
         trainable = _lora_parameters(shape, config.lora_r)
     else:
         trainable = shape.parameters - (0 if shape.tied_embeddings else shape.vocab * shape.hidden)  # head frozen
-    return MemoryEstimate(RUNTIME_BYTES, weights, trainable * 12, activations, tokens)
+    weights, state = _weights_and_state(config, shape, trainable)
+    return MemoryEstimate(RUNTIME_BYTES, weights, state, activations, tokens)
+
+
+def estimate_adapt_memory(config: AdaptConfig, shape: ModelShape) -> MemoryEstimate:
+    """The peak resident memory of ``llara adapt`` with ``config`` on a model of ``shape`` (CPU, one process):
+    ``batch x max_length`` tokens in one graph (twice that without the joint pass: both sides' graphs are kept)."""
+    tokens = config.batch_size * config.max_length * (1 if config.joint else 2)
+    activations = _activations(config, shape, tokens, config.max_length)
+    if config.objective_settings().lm_loss_weight > 0:  # next-token logits over the text tokens
+        activations += config.batch_size * config.max_length * shape.vocab * LM_LOGIT_BYTES
+    trainable = _lora_parameters(shape, config.lora_r) if config.lora else shape.parameters
+    weights, state = _weights_and_state(config, shape, trainable)
+    return MemoryEstimate(RUNTIME_BYTES, weights, state, activations, tokens)
 
 
 def available_memory_bytes() -> int:
@@ -182,12 +233,15 @@ class MemoryPlan:
     """What a run will do about memory: its chunk size (0: off), the estimate, the memory available."""
 
     chunk_size: int
-    estimate: MemoryEstimate
+    estimate: MemoryEstimate | None  # None: not estimated (a GPU run, several processes)
     available_bytes: int
     chosen: bool = False  # the chunk size was chosen here (``chunk_size`` unset)
     notes: tuple[str, ...] = field(default=())
+    unestimated_reason: str = ""  # why ``estimate`` is None
 
     def describe(self) -> str:
+        if self.estimate is None:
+            return f"memory: not estimated ({self.unestimated_reason})"
         chunk = f"cached loss, {self.chunk_size} texts a pass" if self.chunk_size else "whole batch in one pass"
         how = " (chosen to fit)" if self.chosen and self.chunk_size else ""
         return (f"memory: estimated peak {self.estimate.total_bytes / GIB:.1f} GiB of "
@@ -208,15 +262,37 @@ def plan_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, available
     if chosen and not distributed:
         chunk = _fitting_chunk(config, shape, int(available * AUTO_CHUNK_SHARE))
     estimate = estimate_finetune_memory(config, shape, chunk_size=chunk)
+    advice = ("lower --batch-size/--group-size/--passage-max-length, or add --gradient-checkpointing"
+              if chunk else "pass --chunk-size (the cached contrastive loss) or --gradient-checkpointing, or "
+              "lower --batch-size/--group-size/--passage-max-length")
+    notes = _check_fits(estimate, available, advice, config.memory_check)
+    return MemoryPlan(chunk, estimate, available, chosen=chosen and chunk > 0, notes=notes)
+
+
+def plan_adapt_memory(config: AdaptConfig, shape: ModelShape, *, available_bytes: int | None = None) -> MemoryPlan:
+    """Check that an adaptation run fits: UsageError when its estimate exceeds ``available_bytes`` and
+    ``config.memory_check`` is on (off: a warning note)."""
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    estimate = estimate_adapt_memory(config, shape)
+    advice = ("add --gradient-checkpointing, or lower --batch-size/--max-length (--grad-accum keeps the global "
+              "batch)" if config.lora else "train LoRA adapters (--lora), add --gradient-checkpointing, or lower "
+              "--batch-size/--max-length (--grad-accum keeps the global batch)")
+    return MemoryPlan(0, estimate, available, notes=_check_fits(estimate, available, advice, config.memory_check))
+
+
+def not_estimated(reason: str) -> MemoryPlan:
+    """The plan of a run whose memory is not this module's to estimate (on a GPU, in several processes)."""
+    return MemoryPlan(0, None, 0, unestimated_reason=reason)
+
+
+def _check_fits(estimate: MemoryEstimate, available: int, advice: str, memory_check: bool) -> tuple[str, ...]:
+    """Refuse (UsageError) an estimate over ``available`` when ``memory_check``; else the notes to warn with."""
     notes = []
     if estimate.total_bytes > available:
-        advice = ("lower --batch-size/--group-size/--passage-max-length, or add --gradient-checkpointing"
-                  if chunk else "pass --chunk-size (the cached contrastive loss) or --gradient-checkpointing, or "
-                  "lower --batch-size/--group-size/--passage-max-length")
         message = (f"this run needs about {estimate.total_bytes / GIB:.1f} GiB (estimated: "
                    f"{estimate.tokens_in_graph:,} tokens in one graph) but {available / GIB:.1f} GiB are available; "
                    f"{advice}")
-        if getattr(config, "memory_check", True):
+        if memory_check:
             raise UsageError(message + " (--no-memory-check starts it anyway)")
         notes.append(message)
     elif estimate.total_bytes > WARN_SHARE * available:
@@ -224,7 +300,7 @@ def plan_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, available
                      "available; other work on the machine could push it out of memory")
     for note in notes:
         logger.warning(note)
-    return MemoryPlan(chunk, estimate, available, chosen=chosen and chunk > 0, notes=tuple(notes))
+    return tuple(notes)
 
 
 def _fitting_chunk(config: FinetuneConfig, shape: ModelShape, budget: int) -> int:

@@ -52,6 +52,7 @@ class TrainingRunConfig:
     keep_checkpoints: bool = False
     trust_remote_code: bool = False
     attn_implementation: str = "sdpa"
+    memory_check: bool = True  # refuse a run the memory plan says cannot fit (False: warn only)
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = ()  # the settings that change the weights: a resume must match
     RUN_CONFIG_FILE: ClassVar[str] = "run_config.json"  # the settings file in the run and model directories

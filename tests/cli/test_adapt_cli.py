@@ -84,3 +84,25 @@ def test_an_interrupt_says_how_to_resume(tiny_model_dir, corpus, tmp_path, monke
     result = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out")
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "nothing to resume" in result.stderr
+
+
+def test_adapt_prints_its_memory_plan(tiny_model_dir, corpus, tmp_path):
+    result = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--max-length", "48",
+                    "--max-steps", "1", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "memory: estimated peak" in result.output and "whole batch in one pass" in result.output
+
+
+def test_an_adaptation_that_cannot_fit_is_refused_before_loading_weights(tiny_model_dir, corpus, tmp_path,
+                                                                         monkeypatch):
+    import llara_cli.training.memory_plan as memory_plan
+
+    monkeypatch.setattr(memory_plan, "available_memory_bytes", lambda: 1024 ** 2)  # a 1 MiB machine
+    result = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--max-length", "48",
+                    "--max-steps", "1")
+    assert result.exit_code == 2 and "--lora" in result.output and "--no-memory-check" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    kept = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--max-length", "48",
+                  "--max-steps", "1", "--batch-size", "2", "--no-memory-check")
+    assert kept.exit_code == 0 and "GiB are available" in kept.output

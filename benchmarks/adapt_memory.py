@@ -1,0 +1,120 @@
+"""Peak memory (RSS) of ``llara adapt`` per setting on the embedded model, beside the pre-flight estimate.
+
+    python benchmarks/adapt_memory.py                  # the default grid, one optimizer step each
+    python benchmarks/adapt_memory.py --cap-gib 12     # stop (and record) any run that passes 12 GiB
+
+Each setting is one ``python -m llara_cli adapt --max-steps 1`` process (every weight trained unless the row says
+LoRA; the released objective, whose next-token loss adds logits over the text tokens) on SciFact's abstracts
+joined into one long text file, so every example fills ``--max-length``. The peak is measured as in
+``finetune_memory.py`` (RSS sampled every 0.1 s and the child's exact ``ru_maxrss``); beside it the library's
+estimate (:func:`llara_cli.training.memory_plan.estimate_adapt_memory`), so the estimate's error is measured.
+Results: ``benchmarks/results/adapt_memory.{json,md}`` with the machine kind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result
+from benchmarks.finetune_memory import GIB, MODEL, peak_rss_of
+
+# (batch, max length, LoRA, gradient checkpointing)
+DEFAULT_GRID = ((8, 128, False, False), (8, 512, False, False), (8, 512, False, True), (8, 512, True, False))
+CORPUS_DOCUMENTS = 400  # abstracts written to the text corpus (far more than one step of any row reads)
+ABSTRACTS_PER_LINE = 6  # one text document: ~1,500 tokens, so every span fills the longest max length here
+
+
+def text_corpus(path: Path) -> Path:
+    """SciFact abstracts as a plain text corpus, ``ABSTRACTS_PER_LINE`` to a document, so every span is full."""
+    with (SHARED_DATA / "scifact" / "corpus.jsonl").open() as source:
+        texts = [" ".join(f"{record['title']}. {record['text']}".split())
+                 for record in map(json.loads, (line for _, line in zip(range(CORPUS_DOCUMENTS), source)))]
+    path.write_text("".join(" ".join(texts[start:start + ABSTRACTS_PER_LINE]) + "\n"
+                            for start in range(0, len(texts), ABSTRACTS_PER_LINE)))
+    return path
+
+
+def config_for(batch: int, length: int, lora: bool, checkpointing: bool):
+    from llara_cli.training.adapt import AdaptConfig
+
+    return AdaptConfig(corpus=Path("unused"), out_dir=Path("unused"), model=MODEL, batch_size=batch,
+                       max_length=length, lora=lora, gradient_checkpointing=checkpointing, precision="auto",
+                       objective="released")
+
+
+def estimate(batch: int, length: int, lora: bool, checkpointing: bool) -> int:
+    from llara_cli.model.resolve import resolve_model
+    from llara_cli.training.memory_plan import estimate_adapt_memory, model_shape
+
+    config = config_for(batch, length, lora, checkpointing)
+    return estimate_adapt_memory(config, model_shape(resolve_model(MODEL))).total_bytes
+
+
+def measure(corpus: Path, work: Path, batch: int, length: int, lora: bool, checkpointing: bool,
+            cap_bytes: int) -> dict:
+    out = work / f"b{batch}-l{length}-{'lora' if lora else 'full'}-{'gc' if checkpointing else 'nogc'}"
+    command = [sys.executable, "-m", "llara_cli", "adapt", "--corpus", str(corpus), "--model", MODEL,
+               "--out", str(out), "--max-steps", "1", "--batch-size", str(batch), "--max-length", str(length),
+               "--objective", "released", "--save-steps", "1000", "--no-memory-check", "--overwrite",
+               "--lora" if lora else "--full"]
+    if checkpointing:
+        command.append("--gradient-checkpointing")
+    started = time.perf_counter()
+    rc, peak, killed = peak_rss_of(command, cap_bytes)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+    return {"batch": batch, "max_length": length, "lora": lora, "gradient_checkpointing": checkpointing,
+            "peak_rss_gib": round(peak / GIB, 2), "over_cap": killed, "exit_code": rc,
+            "wall_s": round(time.perf_counter() - started, 1),
+            "estimate_gib": round(estimate(batch, length, lora, checkpointing) / GIB, 2)}
+
+
+def table(result: dict) -> str:
+    lines = [(f"Peak RSS of one `llara adapt` step, {MODEL}, {result['precision']}, released objective "
+              f"(cap {result['cap_gib']} GiB); {result['machine']['model']}, {result['machine']['cores']} cores"), "",
+             "| batch | max length | weights | grad. ckpt | peak RSS GiB | estimate GiB | estimate / peak | wall s |",
+             "|---:|---:|---|:---:|---:|---:|---:|---:|"]
+    for row in result["rows"]:
+        peak = f"> {result['cap_gib']} (stopped)" if row["over_cap"] else f"{row['peak_rss_gib']:.2f}"
+        ratio = "" if row["over_cap"] or row["exit_code"] else f"{row['estimate_gib'] / row['peak_rss_gib']:.2f}"
+        lines.append(f"| {row['batch']} | {row['max_length']} | {'LoRA' if row['lora'] else 'all'} | "
+                     f"{'yes' if row['gradient_checkpointing'] else 'no'} | {peak} | {row['estimate_gib']:.2f} | "
+                     f"{ratio} | {row['wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from benchmarks._common import cpu_kind
+    from llara_cli.runtime.precision import resolve_dtype
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cap-gib", type=float, default=12.0)
+    parser.add_argument("--grid", default=None, help="batch,length,lora,gc;... (lora, gc: 0/1); default: built in")
+    arguments = parser.parse_args()
+    grid = DEFAULT_GRID
+    if arguments.grid:
+        grid = tuple((int(batch), int(length), bool(int(lora)), bool(int(checkpointing)))
+                     for batch, length, lora, checkpointing in (item.split(",") for item in arguments.grid.split(";")))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="adapt-memory-") as work:
+        corpus = text_corpus(Path(work) / "corpus.txt")
+        for setting in grid:
+            row = measure(corpus, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": 1,
+              "objective": "released", "machine": cpu_kind(), "rows": rows}
+    save_result("adapt_memory", result)
+    (RESULTS_DIR / "adapt_memory.md").write_text(table(result))
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
