@@ -40,10 +40,10 @@ from llara_cli.encode.embedding_store import (
     check_compatible,
     load_embedding_meta,
     load_embeddings,
-    read_ids,
 )
 from llara_cli.encode.shards import expand_shard_dirs
 from llara_cli.errors import LlaraError, UsageError
+from llara_cli.index.doc_ids import read_doc_ids
 from llara_cli.index.faiss_types import (  # re-exported: the index kinds and their defaults
     BINARY_TYPES,
     COMPACT_TYPES,
@@ -151,7 +151,7 @@ class DenseIndex:
     whitened index, the transform queries pass before search."""
 
     faiss_index: Any
-    doc_ids: list[str]
+    doc_ids: Sequence[str]  # a DocIds when loaded from a directory
     meta: IndexMeta
     path: Path | None = None
     whitening: Any = None
@@ -397,7 +397,7 @@ def load_index(directory: str | Path) -> DenseIndex:
         except RuntimeError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise UsageError(f"{directory / INDEX_FILE}: not a readable faiss index ({reason})") from None
-    doc_ids = read_ids(directory / DOCID_FILE)
+    doc_ids = read_doc_ids(directory / DOCID_FILE)
     if len(doc_ids) != faiss_index.ntotal:
         raise UsageError(
             f"{directory}: {DOCID_FILE} has {len(doc_ids)} ids but the index holds {faiss_index.ntotal} vectors"

@@ -85,6 +85,14 @@ def _check_shards_agree(directories: Sequence[Path], metas: Sequence[IndexMeta])
         )
 
 
+def _doc_ids_at(doc_ids: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """The ids of ``rows (n_queries, k)`` as a str array of the same shape; MISSING_ID gives NO_DOC."""
+    import numpy as np
+
+    named = [NO_DOC if row == MISSING_ID else doc_ids[row] for row in rows.ravel().tolist()]
+    return np.asarray(named, dtype=np.str_).reshape(rows.shape)
+
+
 def _merge_top_k(
     best_scores: np.ndarray, best_docs: np.ndarray, scores: np.ndarray, docs: np.ndarray, k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +131,10 @@ def search_index_shards(
         index = load_index(directory)
         vectors = check_queries(index, query_vectors, query_ids)
         scores, rows = search_rows(index, vectors, k, **search_options)
-        shard_doc_ids = np.asarray([*index.doc_ids, NO_DOC])  # MISSING_ID (-1) picks NO_DOC
         missing = rows == MISSING_ID
         scores[missing] = -np.inf
-        best_scores, best_docs = _merge_top_k(best_scores, best_docs, scores, shard_doc_ids[rows], k)
-        del index, shard_doc_ids, scores, rows
+        best_scores, best_docs = _merge_top_k(best_scores, best_docs, scores, _doc_ids_at(index.doc_ids, rows), k)
+        del index, scores, rows
         gc.collect()  # hand the shard's memory back before the next one is read
         logger.info("searched index shard %s", directory)
     return {
