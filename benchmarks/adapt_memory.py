@@ -1,13 +1,16 @@
 """Peak memory (RSS) of ``llara adapt`` per setting on the embedded model, beside the pre-flight estimate.
 
-    python benchmarks/adapt_memory.py                  # the default grid, one optimizer step each
+    python benchmarks/adapt_memory.py                  # the default grid, two optimizer steps each
     python benchmarks/adapt_memory.py --cap-gib 12     # stop (and record) any run that passes 12 GiB
 
-Each setting is one ``python -m llara_cli adapt --max-steps 1`` process (every weight trained unless the row says
-LoRA; the released objective, whose next-token loss adds logits over the text tokens) on SciFact's abstracts
+Each setting is one ``python -m llara_cli adapt --max-steps 2`` process (every weight trained unless the row says
+LoRA; the released objective, whose next-token loss adds logits over the text tokens, or the paper's BoW-only
+one) on SciFact's abstracts
 joined into one long text file, so every example fills ``--max-length``. The peak is measured as in
 ``finetune_memory.py`` (RSS sampled every 0.1 s and the child's exact ``ru_maxrss``); beside it the library's
 estimate (:func:`llara_cli.training.memory_plan.estimate_adapt_memory`), so the estimate's error is measured.
+Two steps, because AdamW creates its moments at the first optimizer step: only the second step's forward and
+backward pass run beside them, as every later step does.
 Results: ``benchmarks/results/adapt_memory.{json,md}`` with the machine kind.
 """
 from __future__ import annotations
@@ -25,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result
 from benchmarks.finetune_memory import GIB, MODEL, peak_rss_of
 
-# (batch, max length, LoRA, gradient checkpointing)
-DEFAULT_GRID = ((8, 128, False, False), (8, 512, False, False), (8, 512, False, True), (8, 512, True, False))
+STEPS = 2
+# (batch, max length, LoRA, gradient checkpointing, objective)
+DEFAULT_GRID = ((8, 128, False, False, "released"), (8, 512, False, False, "released"), (8, 512, False, False, "paper"),
+                (8, 512, False, True, "released"), (8, 512, True, False, "released"))
 CORPUS_DOCUMENTS = 400  # abstracts written to the text corpus (far more than one step of any row reads)
 ABSTRACTS_PER_LINE = 6  # one text document: ~1,500 tokens, so every span fills the longest max length here
 
@@ -41,28 +46,28 @@ def text_corpus(path: Path) -> Path:
     return path
 
 
-def config_for(batch: int, length: int, lora: bool, checkpointing: bool):
+def config_for(batch: int, length: int, lora: bool, checkpointing: bool, objective: str):
     from llara_cli.training.adapt import AdaptConfig
 
     return AdaptConfig(corpus=Path("unused"), out_dir=Path("unused"), model=MODEL, batch_size=batch,
                        max_length=length, lora=lora, gradient_checkpointing=checkpointing, precision="auto",
-                       objective="released")
+                       objective=objective)
 
 
-def estimate(batch: int, length: int, lora: bool, checkpointing: bool) -> int:
+def estimate(batch: int, length: int, lora: bool, checkpointing: bool, objective: str) -> int:
     from llara_cli.model.resolve import resolve_model
     from llara_cli.training.memory_plan import estimate_adapt_memory, model_shape
 
-    config = config_for(batch, length, lora, checkpointing)
+    config = config_for(batch, length, lora, checkpointing, objective)
     return estimate_adapt_memory(config, model_shape(resolve_model(MODEL))).total_bytes
 
 
-def measure(corpus: Path, work: Path, batch: int, length: int, lora: bool, checkpointing: bool,
+def measure(corpus: Path, work: Path, batch: int, length: int, lora: bool, checkpointing: bool, objective: str,
             cap_bytes: int) -> dict:
-    out = work / f"b{batch}-l{length}-{'lora' if lora else 'full'}-{'gc' if checkpointing else 'nogc'}"
+    out = work / f"b{batch}-l{length}-{'lora' if lora else 'full'}-{'gc' if checkpointing else 'nogc'}-{objective}"
     command = [sys.executable, "-m", "llara_cli", "adapt", "--corpus", str(corpus), "--model", MODEL,
-               "--out", str(out), "--max-steps", "1", "--batch-size", str(batch), "--max-length", str(length),
-               "--objective", "released", "--save-steps", "1000", "--no-memory-check", "--overwrite",
+               "--out", str(out), "--max-steps", str(STEPS), "--batch-size", str(batch), "--max-length", str(length),
+               "--objective", objective, "--save-steps", "1000", "--no-memory-check", "--overwrite",
                "--lora" if lora else "--full"]
     if checkpointing:
         command.append("--gradient-checkpointing")
@@ -71,21 +76,23 @@ def measure(corpus: Path, work: Path, batch: int, length: int, lora: bool, check
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     return {"batch": batch, "max_length": length, "lora": lora, "gradient_checkpointing": checkpointing,
+            "objective": objective,
             "peak_rss_gib": round(peak / GIB, 2), "over_cap": killed, "exit_code": rc,
             "wall_s": round(time.perf_counter() - started, 1),
-            "estimate_gib": round(estimate(batch, length, lora, checkpointing) / GIB, 2)}
+            "estimate_gib": round(estimate(batch, length, lora, checkpointing, objective) / GIB, 2)}
 
 
 def table(result: dict) -> str:
-    lines = [(f"Peak RSS of one `llara adapt` step, {MODEL}, {result['precision']}, released objective "
+    lines = [(f"Peak RSS of `llara adapt` over {result['steps']} steps, {MODEL}, {result['precision']} "
               f"(cap {result['cap_gib']} GiB); {result['machine']['model']}, {result['machine']['cores']} cores"), "",
-             "| batch | max length | weights | grad. ckpt | peak RSS GiB | estimate GiB | estimate / peak | wall s |",
-             "|---:|---:|---|:---:|---:|---:|---:|---:|"]
+             "| batch | max length | weights | grad. ckpt | objective | peak RSS GiB | estimate GiB | estimate / peak "
+             "| wall s |", "|---:|---:|---|:---:|---|---:|---:|---:|---:|"]
     for row in result["rows"]:
         peak = f"> {result['cap_gib']} (stopped)" if row["over_cap"] else f"{row['peak_rss_gib']:.2f}"
         ratio = "" if row["over_cap"] or row["exit_code"] else f"{row['estimate_gib'] / row['peak_rss_gib']:.2f}"
         lines.append(f"| {row['batch']} | {row['max_length']} | {'LoRA' if row['lora'] else 'all'} | "
-                     f"{'yes' if row['gradient_checkpointing'] else 'no'} | {peak} | {row['estimate_gib']:.2f} | "
+                     f"{'yes' if row['gradient_checkpointing'] else 'no'} | {row['objective']} | {peak} | "
+                     f"{row['estimate_gib']:.2f} | "
                      f"{ratio} | {row['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -96,12 +103,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-gib", type=float, default=12.0)
-    parser.add_argument("--grid", default=None, help="batch,length,lora,gc;... (lora, gc: 0/1); default: built in")
+    parser.add_argument("--grid", default=None,
+                        help="batch,length,lora,gc,objective;... (lora, gc: 0/1); default: built in")
     arguments = parser.parse_args()
     grid = DEFAULT_GRID
     if arguments.grid:
-        grid = tuple((int(batch), int(length), bool(int(lora)), bool(int(checkpointing)))
-                     for batch, length, lora, checkpointing in (item.split(",") for item in arguments.grid.split(";")))
+        grid = tuple((int(batch), int(length), bool(int(lora)), bool(int(checkpointing)), objective)
+                     for batch, length, lora, checkpointing, objective in (item.split(",")
+                                                                           for item in arguments.grid.split(";")))
     rows = []
     with tempfile.TemporaryDirectory(prefix="adapt-memory-") as work:
         corpus = text_corpus(Path(work) / "corpus.txt")
@@ -109,8 +118,8 @@ def main() -> None:
             row = measure(corpus, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": 1,
-              "objective": "released", "machine": cpu_kind(), "rows": rows}
+    result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": STEPS,
+              "machine": cpu_kind(), "rows": rows}
     save_result("adapt_memory", result)
     (RESULTS_DIR / "adapt_memory.md").write_text(table(result))
     print(table(result))

@@ -80,16 +80,20 @@ def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None
 
 
 def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_length: int) -> dict:
-    from llara_cli.data.corpus import read_corpus, read_queries
+    """Every dim of ``model`` on ``collection``'s test queries: exact (flat), int8 and binary codes alone, and
+    each rescored with the float store (the default candidates: at least 500), through ``build_index`` /
+    ``search_index`` as ``llara index`` / ``llara search`` run them. Per arm: nDCG@10, R@100, the overlap of its
+    top 10 with flat's at the same dim, the bytes a search holds per vector (``index`` + ``docid``) and QPS."""
+    from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.qrels import read_qrels
     from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
     from llara_cli.encode.encoder import LlaraEncoder
     from llara_cli.encode.truncation import truncate_vectors
     from llara_cli.evaluation.measures import aggregate, calc_per_query, parse_measures, qrels_to_dict
-    from llara_cli.index.faiss_index import build_index, load_index
+    from llara_cli.index.faiss_index import DOCID_FILE, INDEX_FILE, build_index, load_index
     from llara_cli.search.faiss_search import search_index
 
-    documents, queries = read_corpus(collection), read_queries(collection)
+    documents, queries = read_corpus(collection), queries_for_search(collection, "test")
     encoder = LlaraEncoder.load(str(model), dtype="bf16")
     started = time.perf_counter()
     passages = encoder.encode_passages([document.text for document in documents], batch_size=16,
@@ -99,7 +103,7 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
     qrels = qrels_to_dict(read_qrels(collection, "test"))
     measures = parse_measures(["nDCG@10", "R@100"])
     doc_ids, query_ids = [document.doc_id for document in documents], [query.query_id for query in queries]
-    results: dict[str, dict] = {"encode_s": round(encode_s, 1)}
+    results: dict[str, dict] = {"encode_s": round(encode_s, 1), "passages": len(doc_ids), "queries": len(query_ids)}
     work = Path(tempfile.mkdtemp(prefix="llara-mrl-"))
     try:
         for dim in [passages.shape[1], *dims]:
@@ -109,13 +113,28 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
             save_embeddings(emb, doc_ids, doc_prefix, EmbeddingMeta(
                 model=str(model), prompt_family=FAMILY, pooling="marker_mean", side="passage", dim=dim,
                 max_length=passage_max_length, normalize=True, count=len(doc_ids), source_sha256="pooled"))
-            for kind in ("flat", "binary"):
-                build_index([emb], work / f"{kind}-{dim}", kind, overwrite=True)
-                hits = search_index(load_index(work / f"{kind}-{dim}"), query_prefix, query_ids, k=100)
-                run = {query_id: dict(query_hits) for query_id, query_hits in hits.items()}
-                values = aggregate(measures, calc_per_query(measures, qrels, run))
-                results[f"{kind}@{dim}"] = {"ndcg@10": round(values["nDCG@10"], 4),
-                                            "recall@100": round(values["R@100"], 4)}
+            flat_top10 = None
+            for kind, factors in (("flat", (None,)), ("int8", (1, None)), ("binary", (1, None))):
+                out = work / f"{kind}-{dim}"
+                build_index([emb], out, kind, overwrite=True)
+                index = load_index(out)
+                held = (out / INDEX_FILE).stat().st_size + (out / DOCID_FILE).stat().st_size
+                for factor in factors:
+                    arm = kind if factor is None and kind == "flat" else f"{kind}{'' if factor == 1 else '+rescore'}"
+                    search_index(index, query_prefix[:1], query_ids[:1], k=100, rescore_factor=factor)  # warm-up
+                    searched = time.perf_counter()
+                    hits = search_index(index, query_prefix, query_ids, k=100, rescore_factor=factor)
+                    qps = len(query_ids) / (time.perf_counter() - searched)
+                    run = {query_id: dict(query_hits) for query_id, query_hits in hits.items()}
+                    values = aggregate(measures, calc_per_query(measures, qrels, run))
+                    top10 = {query_id: {doc for doc, _ in query_hits[:10]} for query_id, query_hits in hits.items()}
+                    flat_top10 = flat_top10 or top10
+                    overlap = sum(len(top10[q] & flat_top10[q]) for q in query_ids) / (10 * len(query_ids))
+                    results[f"{arm}@{dim}"] = {"ndcg@10": round(values["nDCG@10"], 4),
+                                               "recall@100": round(values["R@100"], 4),
+                                               "recall@10_vs_flat": round(overlap, 4),
+                                               "bytes_per_vector": round(held / len(doc_ids), 1), "qps": round(qps, 1)}
+                del index
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -127,50 +146,73 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=2)
     parser.add_argument("--passage-max-length", type=int, default=128)
+    parser.add_argument("--collection", choices=("full", "pooled"), default="full",
+                        help="full: SciFact's 5,183 passages and 300 test queries; pooled: a sampled sub-collection")
     parser.add_argument("--eval-queries", type=int, default=100)
     parser.add_argument("--pool-depth", type=int, default=10)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "llara-matryoshka-effect")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.steps, args.eval_queries, args.pool_depth, args.batch_size = 4, 10, 3, 4
+        args.steps, args.eval_queries, args.pool_depth, args.batch_size, args.collection = 4, 10, 3, 4, "pooled"
         args.work = args.work.with_name(args.work.name + "-quick")
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    collection = pooled_collection(args.work, args.eval_queries, args.pool_depth)
+    collection = SHARED_DATA / "scifact" if args.collection == "full" else pooled_collection(
+        args.work, args.eval_queries, args.pool_depth)
     arms = {}
     for name, dims in (("no-mrl", None), ("mrl", MRL_DIMS)):
         model, training = finetune(args.work, name, args.steps, dims, args)
         arms[name] = {"mrl_dims": list(dims) if dims else None, "training": training,
                       **evaluate_model(model, collection, list(MRL_DIMS), args.passage_max_length)}
         print(json.dumps({name: arms[name]}), flush=True)
-    n_docs = sum(1 for _ in (collection / "corpus.jsonl").open())
+    first = next(iter(arms.values()))
     result = {"benchmark": "matryoshka_effect", "model": MODEL, "prompt_family": FAMILY, "seed": SEED,
               "mrl_dims": [576, *MRL_DIMS], "steps": args.steps, "batch_size": args.batch_size,
               "group_size": args.group_size, "passage_max_length": args.passage_max_length,
-              "eval_queries": args.eval_queries, "pool_depth": args.pool_depth, "eval_passages": n_docs,
+              "collection": args.collection, "pool_depth": args.pool_depth if args.collection == "pooled" else None,
+              "eval_queries": first["queries"], "eval_passages": first["passages"],
               "quick": args.quick, "arms": arms, "total_s": round(time.perf_counter() - started, 1)}
     table = markdown_table(result)
     if args.quick:
         print(json.dumps(result))
     else:
-        save_result("matryoshka_effect", result)
-        (RESULTS_DIR / "matryoshka_effect.md").write_text(table)
+        name = "matryoshka_effect" if args.collection == "full" else "matryoshka_effect_pooled"
+        save_result(name, result)
+        (RESULTS_DIR / f"{name}.md").write_text(table)
     print(table)
     return 0
 
 
+ARMS = ("flat", "int8", "int8+rescore", "binary", "binary+rescore")
+
+
 def markdown_table(result: dict) -> str:
     dims = result["mrl_dims"]
+    where = (f"SciFact ({result['eval_passages']} passages, {result['eval_queries']} test queries)"
+             if result["collection"] == "full" else
+             f"SciFact pooled ({result['eval_passages']} passages, {result['eval_queries']} test queries)")
     lines = [f"{result['model']} finetuned {result['steps']} LoRA steps (seed {result['seed']}) with / without "
-             f"--mrl-dims {','.join(map(str, dims[1:]))}; SciFact pooled: {result['eval_queries']} test queries, "
-             f"{result['eval_passages']} passages. nDCG@10 (exact / binary + rescore)", "",
+             f"--mrl-dims {','.join(map(str, dims[1:]))}; {where}. nDCG@10 (share of the arm's full dim)", "",
              "| model | " + " | ".join(f"dim {dim}" for dim in dims) + " |", "|---|" + "---:|" * len(dims)]
     for name, arm in result["arms"].items():
         full = arm[f"flat@{dims[0]}"]["ndcg@10"]
-        cells = [f"{arm[f'flat@{dim}']['ndcg@10']:.4f} ({arm[f'flat@{dim}']['ndcg@10'] / full:.1%}) / "
-                 f"{arm[f'binary@{dim}']['ndcg@10']:.4f}" if full else "-" for dim in dims]
+        cells = [f"{arm[f'flat@{dim}']['ndcg@10']:.4f} ({arm[f'flat@{dim}']['ndcg@10'] / full:.1%})" if full else "-"
+                 for dim in dims]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Each index type, per model and dim: nDCG@10 / R@100 / top-10 overlap with flat at that dim / bytes a "
+              "search holds per vector / QPS (all test queries in one call)", "",
+              "| model | dim | " + " | ".join(ARMS) + " |", "|---|---:|" + "---|" * len(ARMS)]
+    for name, arm in result["arms"].items():
+        for dim in dims:
+            cells = []
+            for kind in ARMS:
+                value = arm.get(f"{kind}@{dim}")
+                cells.append("-" if value is None else
+                             f"{value['ndcg@10']:.4f} / {value['recall@100']:.3f} / "
+                             f"{value.get('recall@10_vs_flat', 1.0):.3f} / {value.get('bytes_per_vector', 0):.0f} B / "
+                             f"{value.get('qps', 0):.0f}")
+            lines.append(f"| {name} | {dim} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

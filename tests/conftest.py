@@ -45,7 +45,7 @@ def build_tiny_tokenizer():
     )
 
 
-def build_tiny_model(vocab_size: int, attn_implementation: str = "sdpa", seed: int = 0):
+def build_tiny_model(vocab_size: int, attn_implementation: str = "sdpa", seed: int = 0, tied: bool = False):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -53,7 +53,7 @@ def build_tiny_model(vocab_size: int, attn_implementation: str = "sdpa", seed: i
     config = LlamaConfig(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         vocab_size=vocab_size, max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
     )
     config._attn_implementation = attn_implementation
     return LlamaForCausalLM(config).eval()

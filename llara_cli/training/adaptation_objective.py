@@ -20,6 +20,12 @@ from llara_cli.model.config import BowLogits
 from llara_cli.model.embedding_pass import decoder_of, run_decoder, side_hidden_states
 
 
+def head_bias(head) -> torch.Tensor | None:
+    """The LM head's bias, if any: peft's ``TrainableTokensWrapper`` (the head of a tied-embedding model whose
+    added marker tokens train under ``--lora``) exposes the merged ``weight`` only."""
+    return getattr(head, "bias", None)
+
+
 class LlaraAdaptationModel(nn.Module):
     """The LLaRA adaptation objective around a causal LM.
 
@@ -60,8 +66,8 @@ class LlaraAdaptationModel(nn.Module):
         if self.bow_logits is BowLogits.MARKER_MAX:
             count = int(pool_mask[0].sum())
             states = gather_positions(hidden, pool_mask, count)  # (batch, markers, dim)
-            return marker_max_bow_loss(states, head.weight, target_mask, head.bias), present
-        return bow_loss(masked_mean_pool(hidden, pool_mask), head.weight, target_mask, head.bias), present
+            return marker_max_bow_loss(states, head.weight, target_mask, head_bias(head)), present
+        return bow_loss(masked_mean_pool(hidden, pool_mask), head.weight, target_mask, head_bias(head)), present
 
     def next_token_loss(self, hidden: torch.Tensor, lm_labels: torch.Tensor) -> torch.Tensor:
         """Ordinary next-token cross-entropy over the text tokens only (LM head applied to those rows alone)."""

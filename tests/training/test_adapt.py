@@ -115,6 +115,21 @@ def test_a_crash_while_publishing_is_resumed_without_another_step(tiny_model_dir
     assert LlaraConfig.load(out).stage == "adapted" and not config.run_dir.exists()
 
 
+def test_lora_adapts_a_tied_embedding_model_whose_head_trains_added_markers(tiny_tokenizer, corpus, tmp_path):
+    """SmolLM2 (the embedded model) ties its head to the embeddings: under --lora peft wraps both to train the
+    added marker tokens, and the wrapped head has no ``bias`` attribute."""
+    from tests.conftest import build_tiny_model
+
+    model_dir = tmp_path / "tied"
+    build_tiny_model(len(tiny_tokenizer), tied=True).save_pretrained(model_dir, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "lora"
+    run_adaptation(settings(corpus, model_dir, out, prompt_family="flagembedding", lora=True, lora_r=4, lora_alpha=8,
+                            max_steps=2, objective="released"))
+    assert LlaraConfig.load(out).stage == "adapted"
+    assert LlaraEncoder.load(str(out)).encode_passages(["river city"]).shape == (1, 64)
+
+
 def test_flagembedding_lora_two_pass(tiny_model_dir, corpus, tmp_path):
     out = tmp_path / "lora"
     run_adaptation(settings(corpus, tiny_model_dir, out, prompt_family="flagembedding", lora=True, joint=False,
