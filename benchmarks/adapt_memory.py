@@ -2,6 +2,7 @@
 
     python benchmarks/adapt_memory.py                  # the default grid, two optimizer steps each
     python benchmarks/adapt_memory.py --cap-gib 12     # stop (and record) any run that passes 12 GiB
+    python benchmarks/adapt_memory.py --grid "8,256,1,0,released" --earlier benchmarks/results/adapt_memory.json
 
 Each setting is one ``python -m llara_cli adapt --max-steps 2`` process (every weight trained unless the row says
 LoRA; the released objective, whose next-token loss adds logits over the text tokens, or the paper's BoW-only
@@ -105,19 +106,25 @@ def main() -> None:
     parser.add_argument("--cap-gib", type=float, default=12.0)
     parser.add_argument("--grid", default=None,
                         help="batch,length,lora,gc,objective;... (lora, gc: 0/1); default: built in")
+    parser.add_argument("--earlier", type=Path, default=None,
+                        help="an earlier adapt_memory.json whose rows are reported first (estimates recomputed)")
+    parser.add_argument("--report-only", action="store_true", help="measure nothing: report --earlier")
     arguments = parser.parse_args()
-    grid = DEFAULT_GRID
+    grid = () if arguments.report_only else DEFAULT_GRID
     if arguments.grid:
         grid = tuple((int(batch), int(length), bool(int(lora)), bool(int(checkpointing)), objective)
                      for batch, length, lora, checkpointing, objective in (item.split(",")
                                                                            for item in arguments.grid.split(";")))
-    rows = []
+    rows = json.loads(arguments.earlier.read_text())["rows"] if arguments.earlier else []
     with tempfile.TemporaryDirectory(prefix="adapt-memory-") as work:
         corpus = text_corpus(Path(work) / "corpus.txt")
         for setting in grid:
             row = measure(corpus, Path(work), *setting, cap_bytes=int(arguments.cap_gib * GIB))
             print(json.dumps(row), flush=True)
             rows.append(row)
+    for row in rows:  # the current estimate for every row, earlier ones included
+        row["estimate_gib"] = round(estimate(row["batch"], row["max_length"], row["lora"],
+                                             row["gradient_checkpointing"], row["objective"]) / GIB, 2)
     result = {"model": MODEL, "precision": resolve_dtype("auto"), "cap_gib": arguments.cap_gib, "steps": STEPS,
               "machine": cpu_kind(), "rows": rows}
     save_result("adapt_memory", result)

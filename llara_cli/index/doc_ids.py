@@ -21,6 +21,7 @@ from typing import overload
 import numpy as np
 
 from llara_cli.encode.embedding_store import read_ids
+from llara_cli.runtime.memory import release_free_memory
 
 __all__ = ["DocIds", "read_doc_ids"]
 
@@ -91,13 +92,18 @@ class DocIds(Sequence[str]):
 
 
 def read_doc_ids(path: str | Path) -> DocIds:
-    """The ids of an index's ``docid`` file (checked as :func:`~llara_cli.encode.embedding_store.read_ids` does)."""
+    """The ids of an index's ``docid`` file (checked as :func:`~llara_cli.encode.embedding_store.read_ids` does).
+
+    The checks' temporary arrays (several times the file's size) are freed and handed back to the OS before
+    returning (glibc keeps freed blocks under its raised mmap threshold otherwise): open the ids before the
+    index, and the search's peak memory is the index plus the packed ids, not plus the checks.
+    """
     path = Path(path)
     buffer = path.read_bytes()
     starts = _fast_starts(buffer)
-    if starts is not None:
-        return DocIds(buffer, starts)
-    return DocIds.from_strings(read_ids(path))
+    doc_ids = DocIds(buffer, starts) if starts is not None else DocIds.from_strings(read_ids(path))
+    release_free_memory()
+    return doc_ids
 
 
 def _fast_starts(buffer: bytes) -> np.ndarray | None:

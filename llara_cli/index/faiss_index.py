@@ -389,6 +389,7 @@ def load_index(directory: str | Path) -> DenseIndex:
         if not (directory / name).is_file():
             raise UsageError(f"{directory}: missing {name} (not a faiss index directory)")
     meta = load_index_meta(directory)
+    doc_ids = read_doc_ids(directory / DOCID_FILE)  # first: its checks' temporaries are gone before the index loads
     if meta.index_type in BINARY_TYPES:
         faiss_index = read_binary_index(directory, INDEX_FILE, meta.params.get(WHITENING_PARAM) or meta.embedding.dim)
     else:
@@ -397,7 +398,6 @@ def load_index(directory: str | Path) -> DenseIndex:
         except RuntimeError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise UsageError(f"{directory / INDEX_FILE}: not a readable faiss index ({reason})") from None
-    doc_ids = read_doc_ids(directory / DOCID_FILE)
     if len(doc_ids) != faiss_index.ntotal:
         raise UsageError(
             f"{directory}: {DOCID_FILE} has {len(doc_ids)} ids but the index holds {faiss_index.ntotal} vectors"

@@ -64,9 +64,13 @@ CHECKPOINT_HIDDEN_FACTOR = 26
 # The cached loss's peak over one chunk's graph: the allocator still holds part of the previous chunk when the next
 # is built (measured: batch 8 x group 8 x 196 tokens in chunks of 16, 7.38 GiB peak against 5.7 for one graph).
 CHUNKED_ACTIVATION_FACTOR = 1.4
-# The next-token loss's logits over the text tokens (fp32), their softmax and gradient: bytes per token and
-# vocabulary entry (an estimate: logits, log-softmax and its gradient held at once).
-LM_LOGIT_BYTES = 12
+# Adaptation's own fit (benchmarks/results/adapt_memory.md, smollm2-135m, bf16, two steps, 8 x 128..512 tokens):
+# hidden-width bytes per token and layer with every weight trained / with LoRA (whose trainable marker tokens
+# and dropout keep more), and the released objective's next-token logits, bytes per text token and vocabulary
+# entry (fitted 5.3: bf16 logits and their fp32 copy; rounded up). Residuals within 0.4 GiB of the measured peaks.
+ADAPT_HIDDEN_FACTOR = 25
+ADAPT_HIDDEN_FACTOR_LORA = 84
+LM_LOGIT_BYTES = 6
 AUTO_CHUNK_SHARE = 0.5  # the automatic chunk keeps the estimate within this share of the available memory
 WARN_SHARE = 0.8  # above this share of the available memory: a warning
 
@@ -139,14 +143,11 @@ def _lora_parameters(shape: ModelShape, rank: int) -> int:
     return shape.layers * per_layer
 
 
-def _activation_bytes_per_token_layer(config: FinetuneConfig | AdaptConfig, shape: ModelShape, sequence: int) -> int:
-    hidden_factor = HIDDEN_FACTOR_LORA_DROPOUT if config.lora and config.lora_dropout > 0 else HIDDEN_FACTOR
-    return hidden_factor * shape.hidden + MLP_FACTOR * shape.intermediate + ATTENTION_BYTES * shape.heads * sequence
-
-
-def _activations(config: FinetuneConfig | AdaptConfig, shape: ModelShape, tokens: int, sequence: int) -> int:
+def _activations(config: FinetuneConfig | AdaptConfig, shape: ModelShape, tokens: int, sequence: int,
+                 hidden_factor: int) -> int:
     """The activations ``tokens`` tokens (of sequences up to ``sequence`` long) keep for the backward pass."""
-    per_token_layer = _activation_bytes_per_token_layer(config, shape, sequence)
+    per_token_layer = (hidden_factor * shape.hidden + MLP_FACTOR * shape.intermediate
+                       + ATTENTION_BYTES * shape.heads * sequence)
     if config.gradient_checkpointing:  # every layer's input, plus one layer recomputed at a time
         return tokens * (shape.layers * CHECKPOINT_HIDDEN_FACTOR * shape.hidden + per_token_layer)
     return tokens * shape.layers * per_token_layer
@@ -171,7 +172,8 @@ def estimate_finetune_memory(config: FinetuneConfig, shape: ModelShape, *, chunk
         tokens = min(chunk, config.batch_size * group) * config.passage_max_length
     else:
         tokens = query_tokens + passage_tokens
-    activations = _activations(config, shape, tokens, config.passage_max_length)
+    hidden_factor = HIDDEN_FACTOR_LORA_DROPOUT if config.lora and config.lora_dropout > 0 else HIDDEN_FACTOR
+    activations = _activations(config, shape, tokens, config.passage_max_length, hidden_factor)
     if chunk:
         activations = int(activations * CHUNKED_ACTIVATION_FACTOR)
     if config.lora:
@@ -186,7 +188,8 @@ def estimate_adapt_memory(config: AdaptConfig, shape: ModelShape) -> MemoryEstim
     """The peak resident memory of ``llara adapt`` with ``config`` on a model of ``shape`` (CPU, one process):
     ``batch x max_length`` tokens in one graph (twice that without the joint pass: both sides' graphs are kept)."""
     tokens = config.batch_size * config.max_length * (1 if config.joint else 2)
-    activations = _activations(config, shape, tokens, config.max_length)
+    hidden_factor = ADAPT_HIDDEN_FACTOR_LORA if config.lora else ADAPT_HIDDEN_FACTOR
+    activations = _activations(config, shape, tokens, config.max_length, hidden_factor)
     if config.objective_settings().lm_loss_weight > 0:  # next-token logits over the text tokens
         activations += config.batch_size * config.max_length * shape.vocab * LM_LOGIT_BYTES
     trainable = _lora_parameters(shape, config.lora_r) if config.lora else shape.parameters
