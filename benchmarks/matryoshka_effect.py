@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
-from benchmarks.finetune_effect import bm25_run  # noqa: E402
+from benchmarks.finetune_effect import EmbeddingCache, bm25_run  # noqa: E402
 
 MODEL = "smollm2-135m"
 FAMILY = "flagembedding"
@@ -79,7 +79,7 @@ def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None
                  "last_loss": losses[-1] if losses else None}
 
 
-def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_length: int) -> dict:
+def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_length: int, cache) -> dict:
     """Every dim of ``model`` on ``collection``'s test queries: exact (flat), int8 and binary codes alone, and
     each rescored with the float store (the default candidates: at least 500), through ``build_index`` /
     ``search_index`` as ``llara index`` / ``llara search`` run them. Per arm: nDCG@10, R@100, the overlap of its
@@ -96,13 +96,15 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
     documents, queries = read_corpus(collection), queries_for_search(collection, "test")
     encoder = LlaraEncoder.load(str(model), dtype="bf16")
     started = time.perf_counter()
-    passages = encoder.encode_passages([document.text for document in documents], batch_size=16,
-                                       max_length=passage_max_length)  # (n_docs, 576)
-    query_vectors = encoder.encode_queries([query.text for query in queries], batch_size=32)  # (n_queries, 576)
+    doc_ids, query_ids = [document.doc_id for document in documents], [query.query_id for query in queries]
+    passages = cache.get(model.name, f"{collection.name}-passages", doc_ids, [document.text for document in documents],
+                         lambda texts: encoder.encode_passages(texts, batch_size=16,
+                                                               max_length=passage_max_length))  # (n_docs, 576)
+    query_vectors = cache.get(model.name, f"{collection.name}-queries", query_ids, [query.text for query in queries],
+                              lambda texts: encoder.encode_queries(texts, batch_size=32))  # (n_queries, 576)
     encode_s = time.perf_counter() - started
     qrels = qrels_to_dict(read_qrels(collection, "test"))
     measures = parse_measures(["nDCG@10", "R@100"])
-    doc_ids, query_ids = [document.doc_id for document in documents], [query.query_id for query in queries]
     results: dict[str, dict] = {"encode_s": round(encode_s, 1), "passages": len(doc_ids), "queries": len(query_ids)}
     work = Path(tempfile.mkdtemp(prefix="llara-mrl-"))
     try:
@@ -160,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     collection = SHARED_DATA / "scifact" if args.collection == "full" else pooled_collection(
         args.work, args.eval_queries, args.pool_depth)
+    cache = EmbeddingCache(args.work)  # encoded once per model and collection (a re-run re-evaluates only)
     arms = {}
     for name, dims in (("no-mrl", None), ("mrl", MRL_DIMS)):
         model, training = finetune(args.work, name, args.steps, dims, args)
         arms[name] = {"mrl_dims": list(dims) if dims else None, "training": training,
-                      **evaluate_model(model, collection, list(MRL_DIMS), args.passage_max_length)}
+                      **evaluate_model(model, collection, list(MRL_DIMS), args.passage_max_length, cache)}
         print(json.dumps({name: arms[name]}), flush=True)
     first = next(iter(arms.values()))
     result = {"benchmark": "matryoshka_effect", "model": MODEL, "prompt_family": FAMILY, "seed": SEED,

@@ -61,7 +61,7 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     training_sample,
 )
 from llara_cli.index.integrity import CHECKSUMS_KEY, check_checksums, file_checksums
-from llara_cli.index.quantized import read_binary_index, write_any_index
+from llara_cli.index.quantized import read_binary_index, train_index, write_any_index
 from llara_cli.index.rescore_store import (
     RESCORE_FILE,
     RESCORE_PARAM,
@@ -329,7 +329,7 @@ def build_index(
     temp_dir = _new_temp_dir(out_dir)
     try:
         if sample_rows:
-            faiss_index.train(stored(training_sample(vectors, sample_rows)))
+            train_index(faiss_index, stored(training_sample(vectors, sample_rows)))
         store = RescoreStoreWriter(temp_dir / RESCORE_FILE, total, index_dim, store_dtype) if store_dtype else None
         try:
             for block in vectors:

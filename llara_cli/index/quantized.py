@@ -20,6 +20,8 @@ The binary index is a :class:`BinarySignIndex`, which looks like a float faiss i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,34 @@ def new_int8_index(dim: int) -> Any:
     index.sq.rangestat = faiss.ScalarQuantizer.RS_quantiles
     index.sq.rangestat_arg = INT8_CLIP_QUANTILE
     return index
+
+
+def train_index(faiss_index: Any, sample: np.ndarray) -> None:
+    """``faiss_index.train(sample)``, deterministic: a scalar quantizer calibrated by quantiles (``int8``) trains on
+    one faiss thread. faiss 1.15 computes those ranges in parallel with a race: on SciFact's 5,183 x 576 vectors
+    of a finetuned smollm2-135m, repeated builds got different ranges and an int8 top-10 overlap with exact
+    search anywhere from 0.46 to 0.98 (one thread: identical ranges, 0.98, every time)."""
+    import faiss
+
+    quantizer = getattr(faiss_index, "sq", None)
+    if quantizer is None or quantizer.rangestat != faiss.ScalarQuantizer.RS_quantiles:
+        faiss_index.train(sample)
+        return
+    with one_faiss_thread():
+        faiss_index.train(sample)
+
+
+@contextmanager
+def one_faiss_thread() -> Iterator[None]:
+    """faiss's OpenMP pool at one thread inside the block (the previous count restored after)."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def sign_bits(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
