@@ -83,20 +83,26 @@ def shared_data() -> Path:
 # ------------------------------------------------------------------------------ collections several packages share
 
 
+def write_beir_collection(directory: Path, docs: dict[str, str], queries: dict[str, str], qrels, *,
+                          split: str = "test") -> Path:
+    """A BEIR directory: ``corpus.jsonl`` (empty titles), ``queries.jsonl`` and ``qrels/<split>.tsv`` of
+    ``(query_id, doc_id, relevance)`` rows."""
+    (directory / "qrels").mkdir(parents=True, exist_ok=True)
+    (directory / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in docs.items()))
+    (directory / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in queries.items()))
+    (directory / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in qrels))
+    return directory
+
+
 @pytest.fixture
 def beir_dir(tmp_path):
     """The pipeline tests' BEIR directory: six documents, three judged queries."""
     from tests.cli.test_pipeline_cli import DOCS, QRELS, QUERIES
 
-    directory = tmp_path / "collection"
-    (directory / "qrels").mkdir(parents=True)
-    (directory / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
-    (directory / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in QUERIES.items()))
-    (directory / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS))
-    return directory
+    return write_beir_collection(tmp_path / "collection", DOCS, QUERIES, QRELS)
 
 
 @pytest.fixture
@@ -131,15 +137,8 @@ def served_collection(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     from tests.search.service.conftest import ALL_QUERIES, MORE_QUERIES
 
     root = tmp_path_factory.mktemp("served")
-    collection = root / "collection"
-    (collection / "qrels").mkdir(parents=True)
-    (collection / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
-    (collection / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in ALL_QUERIES.items()))
-    (collection / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS)
-        + "".join(f"{query_id}\td1\t0\n" for query_id in MORE_QUERIES))
+    collection = write_beir_collection(root / "collection", DOCS, ALL_QUERIES,
+                                       [*QRELS, *((query_id, "d1", 0) for query_id in MORE_QUERIES)])
     result = invoke("encode", collection, "--model", tiny_model_dir, "--out", root / "emb", "--dtype", "fp32")
     assert result.exit_code == 0, result.output
     result = invoke("index", root / "emb", "--out", root / "index")

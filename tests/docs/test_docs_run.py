@@ -12,7 +12,6 @@ except those that need what no offline 2-core machine holds (``NEEDS_ELSEWHERE``
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_beir_collection
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,8 @@ def code_blocks(page: str) -> list[tuple[str, str]]:
 
 
 def _write_collection(directory: Path) -> None:
-    (directory / "qrels").mkdir(parents=True)
-    (directory / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n" for doc_id, text in DOCS.items()))
-    (directory / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": query_id, "text": text}) + "\n" for query_id, text in QUERIES.items()))
-    (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\nq3\td5\t2\n")
-    (directory / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
+    write_beir_collection(directory, DOCS, QUERIES, [("q1", "d1", 1), ("q2", "d3", 1), ("q3", "d5", 2)])
+    write_beir_collection(directory, DOCS, QUERIES, [("q1", "d1", 1), ("q2", "d3", 1)], split="train")
 
 
 @pytest.fixture
