@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result
-from benchmarks.finetune_memory import GIB, MODEL, peak_rss_of
+from benchmarks.finetune_memory import GIB, MODEL, measured_run
 
 STEPS = 2
 # (batch, max length, LoRA, gradient checkpointing, objective)
@@ -72,14 +70,8 @@ def measure(corpus: Path, work: Path, batch: int, length: int, lora: bool, check
                "--lora" if lora else "--full"]
     if checkpointing:
         command.append("--gradient-checkpointing")
-    started = time.perf_counter()
-    rc, peak, killed = peak_rss_of(command, cap_bytes)
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     return {"batch": batch, "max_length": length, "lora": lora, "gradient_checkpointing": checkpointing,
-            "objective": objective,
-            "peak_rss_gib": round(peak / GIB, 2), "over_cap": killed, "exit_code": rc,
-            "wall_s": round(time.perf_counter() - started, 1),
+            "objective": objective, **measured_run(command, out, cap_bytes),
             "estimate_gib": round(estimate(batch, length, lora, checkpointing, objective) / GIB, 2)}
 
 

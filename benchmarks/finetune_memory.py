@@ -86,6 +86,17 @@ def peak_rss_of(command: list[str], cap_bytes: int) -> tuple[int | None, int, bo
     return rc, max(sampled, max_rss_kib * 1024), killed
 
 
+def measured_run(command: list[str], out: Path, cap_bytes: int) -> dict:
+    """Run one training ``command`` writing ``out`` (removed after, with its ``.partial``): its peak RSS in GiB,
+    whether the cap stopped it, its exit code and wall time."""
+    started = time.perf_counter()
+    rc, peak, killed = peak_rss_of(command, cap_bytes)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+    return {"peak_rss_gib": round(peak / GIB, 2), "over_cap": killed, "exit_code": rc,
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
 def measure(train: Path, work: Path, batch: int, group: int, length: int, chunk: int, checkpointing: bool,
             cap_bytes: int) -> dict:
     out = work / f"b{batch}-g{group}-l{length}-c{chunk}-{'gc' if checkpointing else 'nogc'}"
@@ -95,13 +106,8 @@ def measure(train: Path, work: Path, batch: int, group: int, length: int, chunk:
                "--no-memory-check", "--overwrite"]
     if checkpointing:
         command.append("--gradient-checkpointing")
-    started = time.perf_counter()
-    rc, peak, killed = peak_rss_of(command, cap_bytes)
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     return {"batch": batch, "group": group, "passage_length": length, "chunk_size": chunk,
-            "gradient_checkpointing": checkpointing, "peak_rss_gib": round(peak / GIB, 2), "over_cap": killed,
-            "exit_code": rc, "wall_s": round(time.perf_counter() - started, 1),
+            "gradient_checkpointing": checkpointing, **measured_run(command, out, cap_bytes),
             "estimate_gib": round(estimate(batch, group, length, chunk, checkpointing) / GIB, 2)}
 
 
