@@ -23,7 +23,10 @@ def help_text(*args: str) -> str:
 
     from llara_cli.cli.app import app
 
-    environment = {"COLUMNS": HELP_WIDTH, "TERMINAL_WIDTH": HELP_WIDTH, "NO_COLOR": "1",
+    # COLUMNS, not TERMINAL_WIDTH: typer reads TERMINAL_WIDTH once, when typer.rich_utils is first imported, so
+    # setting it here froze every later --help in the same process at this width (the docs-run test's examples
+    # wrapped when this ran first).
+    environment = {"COLUMNS": HELP_WIDTH, "NO_COLOR": "1",
                    "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
     result = CliRunner().invoke(app, [*args, "--help"], env=environment, color=False)
     if result.exit_code != 0:
