@@ -1,14 +1,18 @@
 """Does training for prefixes pay? smollm2-135m finetuned with and without ``--mrl-dims`` (same seed), every prefix.
 
-    nice -n 10 python benchmarks/matryoshka_effect.py          # 60 LoRA steps each, a pooled SciFact subset
+    nice -n 10 python benchmarks/matryoshka_effect.py          # 60 LoRA steps each, all of SciFact
+    nice -n 10 python benchmarks/matryoshka_effect.py --mrl-weights 1,1,3,2   # + a weighted Matryoshka arm
     python benchmarks/matryoshka_effect.py --quick             # 4 steps, 10 queries: a smoke run
 
 Both models start from the raw embedded model (flagembedding prompt family) and are finetuned with the same seed,
 data (SciFact train, BM25 hard negatives) and schedule; one with the Matryoshka loss over ``--mrl-dims`` (the full
-576 first). Each is evaluated on a pooled SciFact sub-collection (``--eval-queries`` test queries, their judged
-passages and the BM25 top ``--pool-depth`` of each, as ``finetune_effect.py`` pools) at the full dim and at each
-prefix (cut and L2-normalised again, as ``llara encode --dim`` stores it), exact search and the prefix's binary
-index + rescoring. Saved to ``benchmarks/results/matryoshka_effect.json`` with the machine kind.
+576 first). Each is evaluated on all of SciFact's test queries and passages (``--collection pooled``: a pooled
+sub-collection, ``--eval-queries`` test queries, their judged passages and the BM25 top ``--pool-depth`` of
+each, as ``finetune_effect.py`` pools) at the full dim and at each prefix (cut and L2-normalised again, as
+``llara encode --dim`` stores it): exact search and the prefix's int8 and binary indexes, alone and rescored;
+and at each smaller dim the full vectors projected onto the corpus's principal directions (``llara index
+--pca``) instead of cut. ``--mrl-weights`` adds a third arm: the Matryoshka loss with those weights. Saved to
+``benchmarks/results/matryoshka_effect.json`` with the machine kind.
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
     return write_pooled_collection(source, target, queries, qrels, pooled)
 
 
-def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args) -> tuple[Path, dict]:
+def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args,
+             mrl_weights: tuple[float, ...] | None = None) -> tuple[Path, dict]:
     from llara_cli.data.corpus import queries_for_search
     from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
@@ -71,6 +76,7 @@ def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None
             skip=SKIP, depth=DEPTH, num_negatives=NUM_NEGATIVES, query_max_length=32,
             passage_max_length=args.passage_max_length, group_size=args.group_size, batch_size=args.batch_size,
             max_steps=steps, save_steps=max(25, steps), seed=SEED, merge=True, mrl_dims=mrl_dims,
+            mrl_weights=mrl_weights,
         ), data=data)
         print(f"finetuned {name} in {time.perf_counter() - started:.0f} s", flush=True)
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -83,7 +89,9 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
     """Every dim of ``model`` on ``collection``'s test queries: exact (flat), int8 and binary codes alone, and
     each rescored with the float store (the default candidates: at least 500), through ``build_index`` /
     ``search_index`` as ``llara index`` / ``llara search`` run them. Per arm: nDCG@10, R@100, the overlap of its
-    top 10 with flat's at the same dim, the bytes a search holds per vector (``index`` + ``docid``) and QPS."""
+    top 10 with flat's at the same dim, the bytes a search holds per vector (``index`` + ``docid``) and QPS.
+    Then, per smaller dim, the index projected onto the corpus's principal directions (``llara index --pca``)
+    instead of the prefix, flat and binary + rescore; its overlap is with the full dim's flat top 10."""
     from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.qrels import read_qrels
     from llara_cli.encode.embedding_store import EmbeddingMeta, save_embeddings
@@ -107,8 +115,26 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
     measures = parse_measures(["nDCG@10", "R@100"])
     results: dict[str, dict] = {"encode_s": round(encode_s, 1), "passages": len(doc_ids), "queries": len(query_ids)}
     work = Path(tempfile.mkdtemp(prefix="llara-mrl-"))
+
+    def measure(index, queries, factor, reference_top10) -> tuple[dict, dict]:
+        """One index searched with every test query: its row of the table, and its top 10 per query."""
+        search_index(index, queries[:1], query_ids[:1], k=100, rescore_factor=factor)  # warm-up
+        searched = time.perf_counter()
+        hits = search_index(index, queries, query_ids, k=100, rescore_factor=factor)
+        qps = len(query_ids) / (time.perf_counter() - searched)
+        run = {query_id: dict(query_hits) for query_id, query_hits in hits.items()}
+        values = aggregate(measures, calc_per_query(measures, qrels, run))
+        top10 = {query_id: {doc for doc, _ in query_hits[:10]} for query_id, query_hits in hits.items()}
+        reference_top10 = reference_top10 or top10
+        overlap = sum(len(top10[q] & reference_top10[q]) for q in query_ids) / (10 * len(query_ids))
+        held = (index.path / INDEX_FILE).stat().st_size + (index.path / DOCID_FILE).stat().st_size
+        return {"ndcg@10": round(values["nDCG@10"], 4), "recall@100": round(values["R@100"], 4),
+                "recall@10_vs_flat": round(overlap, 4), "bytes_per_vector": round(held / len(doc_ids), 1),
+                "qps": round(qps, 1)}, top10
+
     try:
-        for dim in [passages.shape[1], *dims]:
+        full_dim, full_top10 = passages.shape[1], None
+        for dim in [full_dim, *dims]:
             doc_prefix = truncate_vectors(passages, dim, True)  # (n_docs, dim)
             query_prefix = truncate_vectors(query_vectors, dim, True)  # (n_queries, dim)
             emb = work / f"emb-{dim}"
@@ -120,22 +146,19 @@ def evaluate_model(model: Path, collection: Path, dims: list[int], passage_max_l
                 out = work / f"{kind}-{dim}"
                 build_index([emb], out, kind, overwrite=True)
                 index = load_index(out)
-                held = (out / INDEX_FILE).stat().st_size + (out / DOCID_FILE).stat().st_size
                 for factor in factors:
                     arm = kind if factor is None and kind == "flat" else f"{kind}{'' if factor == 1 else '+rescore'}"
-                    search_index(index, query_prefix[:1], query_ids[:1], k=100, rescore_factor=factor)  # warm-up
-                    searched = time.perf_counter()
-                    hits = search_index(index, query_prefix, query_ids, k=100, rescore_factor=factor)
-                    qps = len(query_ids) / (time.perf_counter() - searched)
-                    run = {query_id: dict(query_hits) for query_id, query_hits in hits.items()}
-                    values = aggregate(measures, calc_per_query(measures, qrels, run))
-                    top10 = {query_id: {doc for doc, _ in query_hits[:10]} for query_id, query_hits in hits.items()}
+                    results[f"{arm}@{dim}"], top10 = measure(index, query_prefix, factor, flat_top10)
                     flat_top10 = flat_top10 or top10
-                    overlap = sum(len(top10[q] & flat_top10[q]) for q in query_ids) / (10 * len(query_ids))
-                    results[f"{arm}@{dim}"] = {"ndcg@10": round(values["nDCG@10"], 4),
-                                               "recall@100": round(values["R@100"], 4),
-                                               "recall@10_vs_flat": round(overlap, 4),
-                                               "bytes_per_vector": round(held / len(doc_ids), 1), "qps": round(qps, 1)}
+                del index
+            full_top10 = full_top10 or flat_top10
+        for dim in dims:  # the corpus's principal directions instead of the prefix (llara index --pca)
+            for kind, arm in (("flat", "pca"), ("binary", "pca+binary+rescore")):
+                out = work / f"pca-{kind}-{dim}"
+                build_index([work / f"emb-{full_dim}"], out, kind, overwrite=True, pca=dim)
+                index = load_index(out)  # takes full-dim queries: it projects them as it projected the passages
+                results[f"{arm}@{dim}"], _ = measure(index, truncate_vectors(query_vectors, full_dim, True), None,
+                                                     full_top10)
                 del index
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -153,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-queries", type=int, default=100)
     parser.add_argument("--pool-depth", type=int, default=10)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "llara-matryoshka-effect")
+    parser.add_argument("--mrl-weights", type=lambda text: tuple(float(part) for part in text.split(",")),
+                        help="a third arm: the Matryoshka loss with these weights, one per trained dim, the full "
+                             f"dim first ({len(MRL_DIMS) + 1} numbers, e.g. 1,1,3,2 to favour the small prefixes)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -164,9 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         args.work, args.eval_queries, args.pool_depth)
     cache = EmbeddingCache(args.work)  # encoded once per model and collection (a re-run re-evaluates only)
     arms = {}
-    for name, dims in (("no-mrl", None), ("mrl", MRL_DIMS)):
-        model, training = finetune(args.work, name, args.steps, dims, args)
-        arms[name] = {"mrl_dims": list(dims) if dims else None, "training": training,
+    plan = [("no-mrl", None, None), ("mrl", MRL_DIMS, None)]
+    if args.mrl_weights:
+        plan.append((f"mrl-w{'-'.join(f'{weight:g}' for weight in args.mrl_weights)}", MRL_DIMS, args.mrl_weights))
+    for name, dims, weights in plan:
+        model, training = finetune(args.work, name, args.steps, dims, args, weights)
+        arms[name] = {"mrl_dims": list(dims) if dims else None,
+                      "mrl_weights": list(weights) if weights else ([1.0] * (len(dims) + 1) if dims else None),
+                      "training": training,
                       **evaluate_model(model, collection, list(MRL_DIMS), args.passage_max_length, cache)}
         print(json.dumps({name: arms[name]}), flush=True)
     first = next(iter(arms.values()))
@@ -187,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-ARMS = ("flat", "int8", "int8+rescore", "binary", "binary+rescore")
+ARMS = ("flat", "int8", "int8+rescore", "binary", "binary+rescore", "pca", "pca+binary+rescore")
 
 
 def markdown_table(result: dict) -> str:
@@ -203,6 +234,10 @@ def markdown_table(result: dict) -> str:
         cells = [f"{arm[f'flat@{dim}']['ndcg@10']:.4f} ({arm[f'flat@{dim}']['ndcg@10'] / full:.1%})" if full else "-"
                  for dim in dims]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if f"pca@{dims[-1]}" in arm:  # the same model, its corpus's principal directions instead of the prefix
+            cells = ["(rotation)"] + [f"{arm[f'pca@{dim}']['ndcg@10']:.4f} ({arm[f'pca@{dim}']['ndcg@10'] / full:.1%})"
+                                      if full else "-" for dim in dims[1:]]
+            lines.append(f"| {name}, --pca | " + " | ".join(cells) + " |")
     lines += ["", "Each index type, per model and dim: nDCG@10 / R@100 / top-10 overlap with flat at that dim / bytes a "
               "search holds per vector / QPS (all test queries in one call)", "",
               "| model | dim | " + " | ".join(ARMS) + " |", "|---|---:|" + "---|" * len(ARMS)]

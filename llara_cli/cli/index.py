@@ -51,6 +51,9 @@ def index(
     whiten: Annotated[
         str | None, typer.Option("--whiten", metavar="DIM|auto", help="Whiten the embeddings (PCA on the corpus's passages to DIM components of unit variance, then L2 norm; queries get the same transform at search). Helps anisotropic embeddings, such as a lightly adapted small model's, and hurts others (docs/results.md). auto: choose whether and to what DIM without labels, by how well the corpus's own pseudo-queries (titles, crops) find their documents (needs --corpus).")
     ] = None,
+    pca: Annotated[
+        int | None, typer.Option("--pca", metavar="DIM", min=1, help="Project the embeddings onto the corpus's DIM principal directions (uncentred, unscaled: at the full dim a rotation that changes no score), then L2 norm; queries get the same projection at search. A smaller index that keeps more than a DIM prefix (llara encode --dim) does, also for a Matryoshka model (docs/results.md). Not with --whiten.")
+    ] = None,
     corpus: Annotated[
         Path | None, typer.Option("--corpus", help="The corpus the embeddings are of (for --whiten auto): its pseudo-queries are encoded with the embeddings' model.")
     ] = None,
@@ -87,10 +90,12 @@ def index(
     Milvus, embedded (searched by `llara search --index` and `llara serve` like a faiss index): [cyan]llara index runs/emb --out runs/index-milvus --engine milvus[/]
 
     Whiten only where it helps, chosen without labels: [cyan]llara index runs/emb --corpus data/cranfield --whiten auto --out runs/index[/]
+
+    A quarter of the dims, on the corpus's principal directions, as binary codes rescored at search: [cyan]llara index runs/emb --pca 144 --type binary --out runs/index-pca144[/]
     """
     if engine is not None:
         _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction, ef_search,
-                nlist, nprobe, partial, whiten, overwrite, engine_shards, engine_replicas)
+                nlist, nprobe, partial, whiten, pca, overwrite, engine_shards, engine_replicas)
         return
     if engine_uri is not None or collection is not None or engine_shards or engine_replicas:
         raise UsageError("--engine-uri, --collection, --engine-shards and --engine-replicas apply to --engine milvus")
@@ -99,16 +104,17 @@ def index(
         embedding_dirs, out, index_type,
         hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
         nlist=nlist, pq_m=pq_m, nprobe=nprobe, overwrite=overwrite, partial=partial, whiten=whiten_dim,
-        rescore_store=rescore_store,
+        rescore_store=rescore_store, pca=pca,
     )
-    whitened = f", whitened to {whiten_dim}" if whiten_dim is not None else ""
+    whitened = (f", whitened to {whiten_dim}" if whiten_dim is not None else
+                f", projected to {pca}" if pca is not None else "")
     typer.echo(f"indexed {meta.embedding.count} vectors of dim {meta.embedding.dim} ({meta.index_type.value}{whitened}) in {out}")
 
 
 def _export(embedding_dirs, out, engine, index_type, engine_uri, collection, hnsw_m, ef_construction,
-            ef_search, nlist, nprobe, partial, whiten, overwrite, shards, replicas) -> None:
-    if partial or whiten is not None:
-        raise UsageError("--partial and --whiten are faiss options; an engine takes the whole corpus as encoded")
+            ef_search, nlist, nprobe, partial, whiten, pca, overwrite, shards, replicas) -> None:
+    if partial or whiten is not None or pca is not None:
+        raise UsageError("--partial, --whiten and --pca are faiss options; an engine takes the whole corpus as encoded")
     if engine is Engine.PARQUET:
         if index_type is not IndexType.FLAT or engine_uri or collection or shards or replicas:
             raise UsageError("--engine parquet writes vectors only: no --type or Milvus options")

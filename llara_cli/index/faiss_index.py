@@ -14,7 +14,9 @@ vectors beside it (``vectors.npy``, :mod:`llara_cli.index.rescore_store`) that s
 with; a binary index's ``index`` is a faiss *binary* index (:mod:`llara_cli.index.quantized`).
 
 A *whitened* index (``index_params.whiten``) holds the passages after the corpus's whitening transform
-(:mod:`llara_cli.index.whitening`, file ``whitening``); queries pass the same transform before search.
+(:mod:`llara_cli.index.whitening`, file ``whitening``); a *projected* one (``index_params.pca``) after the
+projection onto the corpus's principal directions (:mod:`llara_cli.index.pca`, file ``pca``). Queries pass the
+same transform before search.
 
 faiss and numpy are imported inside functions, so importing this module (the CLI does) stays cheap.
 """
@@ -61,6 +63,7 @@ from llara_cli.index.faiss_types import (  # re-exported: the index kinds and th
     training_sample,
 )
 from llara_cli.index.integrity import CHECKSUMS_KEY, check_checksums, file_checksums
+from llara_cli.index.pca import PCA_FILE, PCA_PARAM, check_pca_dim, fit_pca
 from llara_cli.index.quantized import read_binary_index, train_index, write_any_index
 from llara_cli.index.rescore_store import (
     RESCORE_FILE,
@@ -71,6 +74,7 @@ from llara_cli.index.rescore_store import (
     resolve_rescore_store,
 )
 from llara_cli.index.whitening import (
+    WHITENING_FILE,
     WHITENING_PARAM,
     apply_whitening,
     check_whitening_dim,
@@ -148,7 +152,7 @@ class IndexMeta:
 @dataclass
 class DenseIndex:
     """A loaded index: the faiss object, doc ids in row order, its meta (search params applied) and, for a
-    whitened index, the transform queries pass before search."""
+    whitened or projected (``--pca``) index, the transform queries pass before search (then L2 norm)."""
 
     faiss_index: Any
     doc_ids: Sequence[str]  # a DocIds when loaded from a directory
@@ -159,11 +163,12 @@ class DenseIndex:
 
     @property
     def dim(self) -> int:
-        """The dimension of the query vectors it takes (the embeddings', also for a whitened index)."""
+        """The dimension of the query vectors it takes (the embeddings', also for a whitened or projected index)."""
         return int(self.whitening.d_in) if self.whitening is not None else int(self.faiss_index.d)
 
     def prepare_queries(self, query_vectors: np.ndarray) -> np.ndarray:
-        """``(n, dim)`` float32 query vectors as the index stores passages: whitened where it is whitened."""
+        """``(n, dim)`` float32 query vectors as the index stores passages: transformed where it is whitened or
+        projected."""
         return apply_whitening(self.whitening, query_vectors) if self.whitening is not None else query_vectors
 
     @property
@@ -218,11 +223,12 @@ def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[Embed
 
 
 def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta,
-                     whitening: Any = None, temp_dir: Path | None = None) -> IndexMeta:
-    """Write ``index``, ``docid``, ``meta.json`` (and ``whitening``) into a temp dir beside ``out_dir`` (or the
-    given ``temp_dir``, which may already hold the rescoring store), then rename it into place; ``meta.json``
-    records the sha256 of each file but the rescoring store (read by memory map, never whole). Returns the meta
-    as written."""
+                     whitening: Any = None, temp_dir: Path | None = None,
+                     transform_file: str = WHITENING_FILE) -> IndexMeta:
+    """Write ``index``, ``docid``, ``meta.json`` (and the transform ``whitening`` as ``transform_file``) into a
+    temp dir beside ``out_dir`` (or the given ``temp_dir``, which may already hold the rescoring store), then
+    rename it into place; ``meta.json`` records the sha256 of each file but the rescoring store (read by memory
+    map, never whole). Returns the meta as written."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     if temp_dir is None:
         temp_dir = _new_temp_dir(out_dir)
@@ -231,7 +237,7 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
         with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
             handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
         if whitening is not None:
-            save_whitening(whitening, temp_dir)
+            save_whitening(whitening, temp_dir, transform_file)
         checksums = file_checksums(temp_dir, sorted(path.name for path in temp_dir.iterdir()
                                                     if path.name != RESCORE_FILE))
         meta = dataclasses.replace(meta, embedding=dataclasses.replace(
@@ -280,6 +286,7 @@ def build_index(
     partial: bool = False,
     whiten: int | None = None,
     rescore_store: RescoreStore | str = RescoreStore.AUTO,
+    pca: int | None = None,
 ) -> IndexMeta:
     """Build an inner-product index from passage embedding shards, merged in ``shard_id`` order.
 
@@ -291,6 +298,8 @@ def build_index(
     sample can train; ``pq_m`` defaults to the largest divisor of dim <= 64.
     ``whiten`` (a dimension) fits the corpus's whitening on a bounded sample of the passages and indexes the
     whitened passages (not with ``partial``: each shard of a sharded index would get its own transform).
+    ``pca`` (a dimension) likewise fits the projection onto the passages' principal directions
+    (:mod:`llara_cli.index.pca`) and indexes the projected passages; not together with ``whiten``.
     ``rescore_store`` (``auto``: the embeddings at their stored precision for the compact kinds, nothing for
     the others; ``fp32``; ``fp16``; ``none``) copies the indexed vectors beside the index, in row order, for
     ``llara search`` to rescore candidates with. Returns the meta written to ``out_dir/meta.json``.
@@ -304,19 +313,25 @@ def build_index(
         raise UsageError("the same embedding directory is given twice")
     _check_output(out_dir, directories, overwrite)
 
-    if whiten is not None and partial:
-        raise UsageError("--whiten cannot build one shard of a sharded index (--partial): each shard would get "
-                         "its own transform; whiten a whole-corpus index")
+    if whiten is not None and pca is not None:
+        raise UsageError("--whiten and --pca are two transforms of the passages: give one")
+    for option, value in (("--whiten", whiten), ("--pca", pca)):
+        if value is not None and partial:
+            raise UsageError(f"{option} cannot build one shard of a sharded index (--partial): each shard would "
+                             "get its own transform; transform a whole-corpus index")
 
     shards, doc_ids = _load_shards(directories, partial)
     first_meta = shards[0].meta
     total, dim = len(doc_ids), first_meta.dim
     vectors = [shard.vectors for shard in shards]  # (rows, dim) each, memory maps
-    whitening = None
+    whitening = None  # the transform passages and queries pass: whitening or the --pca projection
     if whiten is not None:
         check_whitening_dim(whiten, dim, total)
         whitening = fit_whitening(training_sample(vectors, max_train_rows(total, dim)), whiten)
-    index_dim = whiten if whiten is not None else dim
+    elif pca is not None:
+        check_pca_dim(pca, dim, total)
+        whitening = fit_pca(training_sample(vectors, max_train_rows(total, dim)), pca)
+    index_dim = whiten or pca or dim
 
     def stored(rows: np.ndarray) -> np.ndarray:  # (n, dim) float32 -> (n, index_dim), as the index holds them
         return apply_whitening(whitening, rows) if whitening is not None else rows
@@ -349,6 +364,8 @@ def build_index(
         raise
     if whiten is not None:
         params = {**params, WHITENING_PARAM: whiten}
+    if pca is not None:
+        params = {**params, PCA_PARAM: pca}
     if store_dtype is not None:
         params = {**params, RESCORE_PARAM: store_dtype}
 
@@ -360,9 +377,11 @@ def build_index(
         corpus_shards=covered if partial else None,
         corpus_shard_num=first_meta.shard_num if partial else None,
     )
-    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening, temp_dir)
+    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening, temp_dir,
+                            PCA_FILE if pca is not None else WHITENING_FILE)
     logger.info("indexed %d vectors of dim %d (%s%s) into %s", total, dim, index_type.value,
-                f", whitened to {whiten}" if whiten is not None else "", out_dir)
+                f", whitened to {whiten}" if whiten is not None else
+                f", projected to {pca}" if pca is not None else "", out_dir)
     return meta
 
 
@@ -391,7 +410,8 @@ def load_index(directory: str | Path) -> DenseIndex:
     meta = load_index_meta(directory)
     doc_ids = read_doc_ids(directory / DOCID_FILE)  # first: its checks' temporaries are gone before the index loads
     if meta.index_type in BINARY_TYPES:
-        faiss_index = read_binary_index(directory, INDEX_FILE, meta.params.get(WHITENING_PARAM) or meta.embedding.dim)
+        faiss_index = read_binary_index(directory, INDEX_FILE, meta.params.get(WHITENING_PARAM)
+                                        or meta.params.get(PCA_PARAM) or meta.embedding.dim)
     else:
         try:
             faiss_index = faiss.read_index(str(directory / INDEX_FILE))
@@ -402,12 +422,15 @@ def load_index(directory: str | Path) -> DenseIndex:
         raise UsageError(
             f"{directory}: {DOCID_FILE} has {len(doc_ids)} ids but the index holds {faiss_index.ntotal} vectors"
         )
-    whiten = meta.params.get(WHITENING_PARAM)
-    stored_dim = whiten if whiten is not None else meta.embedding.dim
+    whiten, pca = meta.params.get(WHITENING_PARAM), meta.params.get(PCA_PARAM)
+    stored_dim = whiten if whiten is not None else pca if pca is not None else meta.embedding.dim
     if not isinstance(stored_dim, int) or faiss_index.d != stored_dim:
-        said = f"whitened dim {whiten}" if whiten is not None else f"dim {meta.embedding.dim}"
+        said = (f"whitened dim {whiten}" if whiten is not None else f"projected dim {pca}" if pca is not None
+                else f"dim {meta.embedding.dim}")
         raise UsageError(f"{directory}: {META_FILE} says {said} but the index has dim {faiss_index.d}")
-    whitening = load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else None
+    whitening = (load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else
+                 load_whitening(directory, meta.embedding.dim, pca, PCA_FILE, "projected (--pca)")
+                 if pca is not None else None)
     if faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise UsageError(f"{directory}: index does not use inner product (faiss metric {faiss_index.metric_type})")
     check_checksums(directory, meta.embedding.extra)  # last: the checks above name a specific fault first

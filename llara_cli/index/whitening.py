@@ -56,19 +56,22 @@ def apply_whitening(transform: Any, vectors: np.ndarray) -> np.ndarray:
     return whitened
 
 
-def save_whitening(transform: Any, directory: Path) -> None:
+def save_whitening(transform: Any, directory: Path, file_name: str = WHITENING_FILE) -> None:
+    """Write any faiss transform of an index (whitening, or ``--pca``'s projection under its own file name)."""
     import faiss
 
-    faiss.write_VectorTransform(transform, str(directory / WHITENING_FILE))
+    faiss.write_VectorTransform(transform, str(directory / file_name))
 
 
-def load_whitening(directory: Path, dim_in: int, dim_out: int) -> Any:
-    """The index's transform; UsageError if it is missing or does not map ``dim_in`` to ``dim_out``."""
+def load_whitening(directory: Path, dim_in: int, dim_out: int, file_name: str = WHITENING_FILE,
+                   said: str = "whitened") -> Any:
+    """The index's transform (``file_name``; ``said``: what meta.json says the index is); UsageError if it is
+    missing or does not map ``dim_in`` to ``dim_out``."""
     import faiss
 
-    path = directory / WHITENING_FILE
+    path = directory / file_name
     if not path.is_file():
-        raise UsageError(f"{directory}: meta.json says the index is whitened but {WHITENING_FILE} is missing")
+        raise UsageError(f"{directory}: meta.json says the index is {said} but {file_name} is missing")
     try:
         transform = faiss.read_VectorTransform(str(path))
     except RuntimeError as error:

@@ -136,7 +136,7 @@ KIND_RULES = {
                                      ("meta.json", "embeddings.npy", "ids.txt", "chunks", "progress.json",
                                       "shard-*", ".llara.lock")),
     OutputKind.FAISS_INDEX: _KindRule("an llara faiss index", "meta.json", ("index_type", "index_params"),
-                                      ("index", "docid", "meta.json", "whitening*",
+                                      ("index", "docid", "meta.json", "whitening*", "pca",
                                        "binary_thresholds.npy",  # index.quantized: a binary index's sign thresholds
                                        "vectors.npy")),  # index.rescore_store: the float copy for rescoring
     OutputKind.BM25_INDEX: _KindRule("an llara BM25 index", "llara_bm25.json", ("kind", "corpus"), ("*",)),
