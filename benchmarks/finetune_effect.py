@@ -294,6 +294,7 @@ class EmbeddingCache:
 
     def __init__(self, work: Path) -> None:
         self.root = work / "embeddings"
+        self.encode_seconds: dict[str, float] = {}  # "<system>/<key>" -> seconds, for what this process encoded
 
     def get(self, system: str, key: str, ids: list[str], texts: list[str], encode) -> np.ndarray:
         path = self.root / system / f"{key}.npy"
@@ -302,7 +303,8 @@ class EmbeddingCache:
             return np.load(path)
         started = time.perf_counter()
         vectors = encode(texts)
-        stage(f"  encoded {len(texts)} texts for {system}/{key} in {time.perf_counter() - started:.0f} s")
+        self.encode_seconds[f"{system}/{key}"] = time.perf_counter() - started
+        stage(f"  encoded {len(texts)} texts for {system}/{key} in {self.encode_seconds[f'{system}/{key}']:.0f} s")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
         ids_path.write_text(json.dumps(ids))
