@@ -8,7 +8,8 @@ The corpus and the judged test queries are encoded once (cached in ``--cache-dir
 sets, and every arm is built with the library's own ``build_index`` and searched with ``search_index``:
 ``flat`` (fp32, exact: the reference), ``int8``, ``binary``, ``binary-hnsw``, ``ivfpq``, each alone and
 rescored (``+rescore``, the kind's default factor), and for each prefix dim in ``--dims`` the prefix
-flat and the prefix binary + rescore (``llara encode --dim``: prefix, L2-normalised again).
+flat and the prefix binary + rescore (``llara encode --dim``: prefix, L2-normalised again), then the same two
+on the corpus's principal directions instead of the prefix (``llara index --pca DIM``).
 
 Per arm: nDCG@10 and recall@100 (k = 100), recall@10 against the flat run's top 10 (k = 10, the search the
 goals are stated for), the bytes of the in-memory index per vector (the ``index`` file faiss loads: search
@@ -102,7 +103,8 @@ def overlap_at_10(results: dict, exact: dict) -> float:
 
 
 def run_arm(name: str, kind: str, rescore: bool, emb_dir: Path, work: Path, queries: np.ndarray,
-            query_ids: list[str], qrels: dict, exact: dict | None, factor: int | None = None) -> tuple[dict, dict]:
+            query_ids: list[str], qrels: dict, exact: dict | None, factor: int | None = None,
+            pca: int | None = None) -> tuple[dict, dict]:
     from llara_cli.index.faiss_index import INDEX_FILE, build_index, load_index
     from llara_cli.index.rescore_store import RESCORE_FILE
     from llara_cli.search.faiss_search import search_index
@@ -110,7 +112,7 @@ def run_arm(name: str, kind: str, rescore: bool, emb_dir: Path, work: Path, quer
     out = work / name.replace("+", "_")
     started = time.perf_counter()
     meta = build_index([emb_dir], out, kind, hnsw_m=HNSW_M, rescore_store="auto" if rescore else "none",
-                       overwrite=True)
+                       overwrite=True, pca=pca)
     build_s = time.perf_counter() - started
     index = load_index(out)
     factor = factor if rescore else 1  # None: the kind's default (and the default candidate floor)
@@ -129,7 +131,7 @@ def run_arm(name: str, kind: str, rescore: bool, emb_dir: Path, work: Path, quer
 
     resolved = resolve_rescore_factor(index, factor)
     measured = {
-        "kind": kind, "dim": meta.embedding.dim, "rescore_factor": resolved,
+        "kind": kind, "dim": pca or meta.embedding.dim, "rescore_factor": resolved,
         "candidates_at_k10": candidate_count(K_OVERLAP, resolved, factor is not None, count),
         **evaluate(run_eval, qrels),
         "recall@10_vs_flat": overlap_at_10(run_top10, exact) if exact is not None else 1.0,
@@ -189,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                                         (f"dim{dim}-binary+rescore", "binary", True)):
                 arms[name], _ = run_arm(name, kind, rescore, prefix_dir, work, prefix_queries, query_ids, qrels,
                                         exact)
+                print(json.dumps({name: arms[name]}), flush=True)
+            for name, kind, rescore in ((f"pca{dim}-flat", "flat", False),  # llara index --pca: the principal
+                                        (f"pca{dim}-binary+rescore", "binary", True)):  # directions, not the prefix
+                arms[name], _ = run_arm(name, kind, rescore, full_dir, work, queries, query_ids, qrels, exact,
+                                        pca=dim)
                 print(json.dumps({name: arms[name]}), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
