@@ -119,3 +119,26 @@ def test_index_cli_projects_and_records_the_dim(embeddings):
     again = CliRunner().invoke(app, ["index", str(root / "emb"), "--out", str(root / "projected"),
                                      "--pca", str(PCA), "--overwrite"])
     assert again.exit_code == 0, again.output  # its own transform file is llara's to replace
+
+
+def test_projected_dimensions_share_the_energy_that_the_top_principal_direction_holds_alone(embeddings):
+    """Binary codes spend one bit a stored dimension: the random turn within the subspace spreads the energy
+    the first principal direction would otherwise hold (the shared direction of these vectors)."""
+    root, docs, *_ = embeddings
+    build_index([root / "emb"], root / "projected", pca=PCA)
+    stored = load_index(root / "projected").rescore_vectors  # absent: a flat index keeps no store
+    assert stored is None
+    transform = load_index(root / "projected").whitening
+    projected = transform.apply(np.ascontiguousarray(docs))  # (n, PCA): the stored dims before L2 norm
+    shares = (projected ** 2).sum(axis=0) / (projected ** 2).sum()
+    singular = np.linalg.svd(docs.astype(np.float64), compute_uv=False)
+    top_share = singular[0] ** 2 / (singular[:PCA] ** 2).sum()
+    assert shares.max() < 0.8 * top_share  # unturned, the first stored dim holds top_share itself
+    rows = faiss_matrix(transform)  # (PCA, DIM): still an orthonormal basis of the principal subspace
+    np.testing.assert_allclose(rows @ rows.T, np.eye(PCA), atol=1e-5)
+
+
+def faiss_matrix(transform):
+    import faiss
+
+    return faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in)
