@@ -8,8 +8,13 @@ on pseudo-queries), nDCG@10 against BM25 on the collection's test qrels -- which
 
 Every stage is cached in ``--work`` (models, embeddings, runs), so an interrupted run continues. Besides the
 label-free choices, the labelled best whitening dim and fusion weight are computed *for reporting only*: how
-often the label-free choice matches them. One seed. Results: ``benchmarks/results/own_corpus_<collection>.{json,md,png}``
-(the sizes actually run are in the JSON: steps, corpus and query counts).
+often the label-free choice matches them. One seed a run (``--seed``; 42 by default). Results:
+``benchmarks/results/own_corpus_<collection>[-seed<N>].{json,md,png}`` (the sizes actually run are in the JSON:
+steps, corpus and query counts); ``--summarize`` gathers every full-collection run into
+``own_corpus_summary.{json,md}``: per collection and system, the mean and spread over seeds, against the goals.
+
+    python benchmarks/own_corpus.py --collection cacm --seed 7 --work DIR
+    python benchmarks/own_corpus.py --summarize
 """
 from __future__ import annotations
 
@@ -67,7 +72,10 @@ def sub_collection(source: Path, work: Path, max_queries: int | None, max_docs: 
     return target
 
 
-def adapt(corpus: Path, out: Path, steps: int | None) -> Path:
+DEFAULT_SEED = 42  # TrainingRunConfig's: the seed of the runs made before --seed existed (their cache names)
+
+
+def adapt(corpus: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) -> Path:
     from llara_cli.training.adapt import AdaptConfig, run_adaptation
     from llara_cli.training.recipes import ADAPT, apply_recipe, describe_choices
 
@@ -75,14 +83,14 @@ def adapt(corpus: Path, out: Path, steps: int | None) -> Path:
         return out
     config, choices = apply_recipe(AdaptConfig(corpus=corpus, out_dir=out, model=MODEL, precision="auto",
                                                max_steps=steps or 1, save_steps=50, overwrite=True,
-                                               shuffle_buffer=1000),
+                                               shuffle_buffer=1000, seed=seed),
                                    ADAPT, explicit={"max_steps"} if steps else ())
     stage("\n".join(describe_choices(MODEL, choices)))
     run_adaptation(config)
     return out
 
 
-def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Path:
+def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) -> Path:
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
     from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
 
@@ -90,7 +98,7 @@ def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Pa
         return out
     config, choices = apply_recipe(FinetuneConfig(out_dir=out, model=str(base), pairs_from="corpus", corpus=corpus,
                                                   precision="auto", max_steps=steps, save_steps=50, overwrite=True,
-                                                  relative_margin=0.05),
+                                                  relative_margin=0.05, seed=seed),
                                    FINETUNE, explicit={"max_steps"} if steps else ())
     stage("\n".join(describe_choices(str(base), choices)))
     run_finetuning(config)
@@ -100,9 +108,11 @@ def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None) -> Pa
 def main() -> None:
     global MODEL  # a plumbing check swaps in a tiny model
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--summarize", action="store_true",
+                        help="only gather the saved full-collection runs into own_corpus_summary.{json,md}")
     parser.add_argument("--collection", default="cranfield", help="a name under ../shared/data, or a BEIR directory")
     parser.add_argument("--model", default=MODEL, help="a plumbing check may pass a tiny model directory")
-    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--work", type=Path, help="models, embeddings and runs (required but with --summarize)")
     parser.add_argument("--adapt-steps", type=int, default=None, help="default: the model's recipe (200)")
     parser.add_argument("--pairs-steps", type=int, default=None, help="default: one epoch of the corpus pairs")
     parser.add_argument("--max-queries", type=int, default=None,
@@ -110,8 +120,14 @@ def main() -> None:
     parser.add_argument("--max-docs", type=int, default=None,
                         help="... and their judged documents plus the corpus's first others up to this many "
                         "(not a BM25 pool: no system is favoured)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="the seed of adaptation and pairs finetuning (models and embeddings are cached per seed)")
     arguments = parser.parse_args()
-
+    if arguments.summarize:
+        summarize()
+        return
+    if arguments.work is None:
+        parser.error("--work is required")
 
     from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.corpus_pairs import corpus_pairs
@@ -146,9 +162,11 @@ def main() -> None:
     cache = EmbeddingCache(work)
     dtype = resolve_dtype("auto")
 
-    adapted = adapt(source, work / "models" / f"{collection_name}-adapted", arguments.adapt_steps)
-    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs",
-                            arguments.pairs_steps)
+    seed = arguments.seed
+    seed_tag = "" if seed == DEFAULT_SEED else f"-seed{seed}"  # the default seed keeps the earlier runs' names
+    adapted = adapt(source, work / "models" / f"{collection_name}-adapted{seed_tag}", arguments.adapt_steps, seed)
+    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs{seed_tag}",
+                            arguments.pairs_steps, seed)
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
     models = {"raw": MODEL, "adapted": str(adapted), "adapted+pairs": str(paired)}
@@ -156,11 +174,12 @@ def main() -> None:
     choices: dict[str, dict] = {}
     for name, model in models.items():
         encoder = LlaraEncoder.load(model, dtype=dtype)
-        passages = cache.get(name, f"{collection_name}-passages", doc_ids, doc_texts,
+        cached = name if name == "raw" else f"{name}{seed_tag}"  # the raw model has no seed
+        passages = cache.get(cached, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
-        query_vectors = cache.get(name, f"{collection_name}-queries", query_ids, query_texts,
+        query_vectors = cache.get(cached, f"{collection_name}-queries", query_ids, query_texts,
                                   lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
-        pseudo_vectors = cache.get(name, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
+        pseudo_vectors = cache.get(cached, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
                                    lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
         runs[name] = dense_search(query_vectors, passages, query_ids, doc_ids)
         dims = [dim for dim in WHITEN_CANDIDATES if dim < min(passages.shape)]
@@ -203,19 +222,72 @@ def main() -> None:
     payload = {
         "collection": collection_name, "source": str(source), "max_queries": arguments.max_queries,
         "max_docs": arguments.max_docs, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
-        "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seeds": 1, "dtype": dtype,
+        "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seed": seed, "dtype": dtype,
         "adapt_steps": arguments.adapt_steps or "recipe (200)", "pairs_steps": arguments.pairs_steps or "one epoch",
         "results": result, "ratios_to_bm25": {system: round(value["ndcg10"] / bm25_score, 3)
                                                for system, value in result.items()},
         "choices": choices, "stage_times": {**stage_times, "total_s": round(time.perf_counter() - started)},
     }
-    save_report(f"own_corpus_{collection_name}", payload, table(payload), plot)
+    save_report(f"own_corpus_{collection_name}{seed_tag}", payload, table(payload), plot)
+
+
+GOALS = {"adapted": 0.5, "adapted+pairs, whiten auto": 0.7}  # issue #32 (a) and (b), as a ratio to BM25
+
+
+def summarize() -> None:
+    """Every saved full-collection run (``own_corpus_<collection>[-seed<N>].json``), per collection and system:
+    nDCG@10 mean and standard deviation over seeds, the ratio of the mean to BM25's, and how many seeds' runs
+    are significantly above BM25 (p < 0.05)."""
+    import statistics
+
+    from benchmarks._common import RESULTS_DIR, save_result
+
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(RESULTS_DIR.glob("own_corpus_*.json")):
+        payload = json.loads(path.read_text())
+        if path.stem == "own_corpus_summary" or payload.get("max_queries") or payload.get("max_docs"):
+            continue  # a sub-collection run is not the collection
+        runs.setdefault(payload["collection"], []).append(payload)
+    summary: dict[str, dict] = {}
+    lines = ["Own-corpus pipeline, full collections: nDCG@10 mean ± sd over seeds, × BM25 (of the means), runs "
+             "significantly above BM25 (p < 0.05, paired t-test) / runs", ""]
+    for collection, payloads in runs.items():
+        seeds = sorted(payload.get("seed", DEFAULT_SEED) for payload in payloads)
+        rows = {}
+        for system in payloads[0]["results"]:
+            values = [payload["results"][system]["ndcg10"] for payload in payloads if system in payload["results"]]
+            above = sum(1 for payload in payloads if system in payload["results"]
+                        and (payload["results"][system]["p_vs_bm25"] or 1.0) < 0.05
+                        and payload["results"][system]["ndcg10"] > payload["results"]["bm25"]["ndcg10"])
+            rows[system] = {"mean": round(statistics.fmean(values), 4),
+                            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+                            "runs": len(values), "significantly_above_bm25": above}
+        bm25 = rows["bm25"]["mean"]
+        for row in rows.values():
+            row["ratio_to_bm25"] = round(row["mean"] / bm25, 3)
+        summary[collection] = {"seeds": seeds, "documents": payloads[0]["documents"],
+                               "test_queries": payloads[0]["test_queries"], "systems": rows,
+                               "goals": {system: {"ratio": rows[system]["ratio_to_bm25"], "goal": goal,
+                                                  "met": rows[system]["ratio_to_bm25"] >= goal}
+                                         for system, goal in GOALS.items() if system in rows}}
+        lines += [f"**{collection}** ({payloads[0]['documents']} docs, {payloads[0]['test_queries']} test queries), "
+                  f"seeds {', '.join(map(str, seeds))}", "", "| system | nDCG@10 | × BM25 | above BM25 |",
+                  "|---|---:|---:|---:|"]
+        for system, row in rows.items():
+            spread = f" ± {row['sd']:.3f}" if row["sd"] is not None else ""
+            lines.append(f"| {system} | {row['mean']:.3f}{spread} | {row['ratio_to_bm25']:.2f} | "
+                         f"{row['significantly_above_bm25']}/{row['runs']} |")
+        lines.append("")
+    save_result("own_corpus_summary", {"benchmark": "own_corpus_summary", "collections": summary})
+    (RESULTS_DIR / "own_corpus_summary.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 def table(payload: dict) -> str:
     lines = [(f"{payload['collection']} ({payload['documents']} docs, {payload['test_queries']} test queries), "
               f"{payload['model']}, adapt steps {payload['adapt_steps']}, pairs steps {payload['pairs_steps']}, "
-              f"{payload['dtype']}, one seed; nDCG@10, ratio to BM25, p vs BM25 (paired t-test)"), "",
+              f"{payload['dtype']}, seed {payload.get('seed', DEFAULT_SEED)}; nDCG@10, ratio to BM25, "
+              "p vs BM25 (paired t-test)"), "",
              "| system | nDCG@10 | × BM25 | p |", "|---|---:|---:|---:|"]
     for system, value in payload["results"].items():
         p = value["p_vs_bm25"]
