@@ -90,7 +90,11 @@ def adapt(corpus: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) 
     return out
 
 
-def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) -> Path:
+DEFAULT_MARGIN = 0.05  # relative margin of the mined negatives to the positive's score (llara mine --relative-margin)
+
+
+def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED,
+                   margin: float = DEFAULT_MARGIN) -> Path:
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
     from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
 
@@ -98,7 +102,7 @@ def pairs_finetune(corpus: Path, base: Path, out: Path, steps: int | None, seed:
         return out
     config, choices = apply_recipe(FinetuneConfig(out_dir=out, model=str(base), pairs_from="corpus", corpus=corpus,
                                                   precision="auto", max_steps=steps, save_steps=50, overwrite=True,
-                                                  relative_margin=0.05, seed=seed),
+                                                  relative_margin=margin or None, seed=seed),
                                    FINETUNE, explicit={"max_steps"} if steps else ())
     stage("\n".join(describe_choices(str(base), choices)))
     run_finetuning(config)
@@ -122,6 +126,9 @@ def main() -> None:
                         "(not a BM25 pool: no system is favoured)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="the seed of adaptation and pairs finetuning (models and embeddings are cached per seed)")
+    parser.add_argument("--relative-margin", type=float, default=DEFAULT_MARGIN,
+                        help="the pairs stage's negatives: dropped within this relative margin of the positive's "
+                        "score (0: no margin); a margin other than 0.05 names its own pairs model")
     arguments = parser.parse_args()
     if arguments.summarize:
         summarize()
@@ -165,8 +172,11 @@ def main() -> None:
     seed = arguments.seed
     seed_tag = "" if seed == DEFAULT_SEED else f"-seed{seed}"  # the default seed keeps the earlier runs' names
     adapted = adapt(source, work / "models" / f"{collection_name}-adapted{seed_tag}", arguments.adapt_steps, seed)
-    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs{seed_tag}",
-                            arguments.pairs_steps, seed)
+    margin = arguments.relative_margin
+    margin_tag = "" if margin == DEFAULT_MARGIN else f"-margin{margin:g}"
+    paired = pairs_finetune(source, adapted,
+                            work / "models" / f"{collection_name}-adapted-pairs{seed_tag}{margin_tag}",
+                            arguments.pairs_steps, seed, margin)
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
     models = {"raw": MODEL, "adapted": str(adapted), "adapted+pairs": str(paired)}
@@ -174,7 +184,7 @@ def main() -> None:
     choices: dict[str, dict] = {}
     for name, model in models.items():
         encoder = LlaraEncoder.load(model, dtype=dtype)
-        cached = name if name == "raw" else f"{name}{seed_tag}"  # the raw model has no seed
+        cached = name if name == "raw" else f"{name}{seed_tag}{margin_tag if name == 'adapted+pairs' else ''}"
         passages = cache.get(cached, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
         query_vectors = cache.get(cached, f"{collection_name}-queries", query_ids, query_texts,
@@ -222,13 +232,14 @@ def main() -> None:
     payload = {
         "collection": collection_name, "source": str(source), "max_queries": arguments.max_queries,
         "max_docs": arguments.max_docs, "model": MODEL, "documents": len(doc_ids), "test_queries": len(query_ids),
-        "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seed": seed, "dtype": dtype,
+        "pseudo_queries": len(pseudo_ids), "corpus_pairs": len(pseudo), "seed": seed, "relative_margin": margin,
+        "dtype": dtype,
         "adapt_steps": arguments.adapt_steps or "recipe (200)", "pairs_steps": arguments.pairs_steps or "one epoch",
         "results": result, "ratios_to_bm25": {system: round(value["ndcg10"] / bm25_score, 3)
                                                for system, value in result.items()},
         "choices": choices, "stage_times": {**stage_times, "total_s": round(time.perf_counter() - started)},
     }
-    save_report(f"own_corpus_{collection_name}{seed_tag}", payload, table(payload), plot)
+    save_report(f"own_corpus_{collection_name}{seed_tag}{margin_tag}", payload, table(payload), plot)
 
 
 GOALS = {"adapted": 0.5, "adapted+pairs, whiten auto": 0.7}  # issue #32 (a) and (b), as a ratio to BM25
@@ -245,8 +256,9 @@ def summarize() -> None:
     runs: dict[str, list[dict]] = {}
     for path in sorted(RESULTS_DIR.glob("own_corpus_*.json")):
         payload = json.loads(path.read_text())
-        if path.stem == "own_corpus_summary" or payload.get("max_queries") or payload.get("max_docs"):
-            continue  # a sub-collection run is not the collection
+        if (path.stem == "own_corpus_summary" or payload.get("max_queries") or payload.get("max_docs")
+                or payload.get("relative_margin", DEFAULT_MARGIN) != DEFAULT_MARGIN):
+            continue  # a sub-collection run is not the collection; a margin ablation is not the pipeline
         runs.setdefault(payload["collection"], []).append(payload)
     summary: dict[str, dict] = {}
     lines = ["Own-corpus pipeline, full collections: nDCG@10 mean ± sd over seeds, × BM25 (of the means), runs "
