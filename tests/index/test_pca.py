@@ -142,3 +142,12 @@ def faiss_matrix(transform):
     import faiss
 
     return faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in)
+
+
+def test_an_engine_export_refuses_pca_before_writing_anything(embeddings):
+    root, *_ = embeddings
+    result = CliRunner().invoke(app, ["index", str(root / "emb"), "--out", str(root / "parquet"),
+                                      "--engine", "parquet", "--pca", str(PCA)])
+    assert result.exit_code == 2
+    assert "--pca are faiss options" in result.output
+    assert not (root / "parquet").exists()
