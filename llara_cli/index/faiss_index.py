@@ -409,9 +409,10 @@ def load_index(directory: str | Path) -> DenseIndex:
             raise UsageError(f"{directory}: missing {name} (not a faiss index directory)")
     meta = load_index_meta(directory)
     doc_ids = read_doc_ids(directory / DOCID_FILE)  # first: its checks' temporaries are gone before the index loads
+    whiten, pca = meta.params.get(WHITENING_PARAM), meta.params.get(PCA_PARAM)
+    stored_dim = whiten if whiten is not None else pca if pca is not None else meta.embedding.dim
     if meta.index_type in BINARY_TYPES:
-        faiss_index = read_binary_index(directory, INDEX_FILE, meta.params.get(WHITENING_PARAM)
-                                        or meta.params.get(PCA_PARAM) or meta.embedding.dim)
+        faiss_index = read_binary_index(directory, INDEX_FILE, stored_dim)
     else:
         try:
             faiss_index = faiss.read_index(str(directory / INDEX_FILE))
@@ -422,8 +423,6 @@ def load_index(directory: str | Path) -> DenseIndex:
         raise UsageError(
             f"{directory}: {DOCID_FILE} has {len(doc_ids)} ids but the index holds {faiss_index.ntotal} vectors"
         )
-    whiten, pca = meta.params.get(WHITENING_PARAM), meta.params.get(PCA_PARAM)
-    stored_dim = whiten if whiten is not None else pca if pca is not None else meta.embedding.dim
     if not isinstance(stored_dim, int) or faiss_index.d != stored_dim:
         said = (f"whitened dim {whiten}" if whiten is not None else f"projected dim {pca}" if pca is not None
                 else f"dim {meta.embedding.dim}")
