@@ -14,7 +14,7 @@ from llara_cli.index.faiss_index import build_index, load_index
 from llara_cli.index.faiss_types import IndexType
 from llara_cli.index.pca import PCA_FILE
 from llara_cli.search.faiss_search import search_index
-from tests.index.test_whitening import DIM, N_DOCS, N_QUERIES, anisotropic, meta
+from tests.index.test_whitening import DIM, N_DOCS, N_QUERIES, anisotropic, assert_scored_as, meta
 
 PCA = 6
 K = 10
@@ -54,10 +54,7 @@ def test_projected_index_ranks_as_numpy_truncated_svd_of_passages_and_queries(em
     assert (index.dim, index.faiss_index.d) == (DIM, PCA)
     results = search_index(index, queries, query_ids, k=K)
     expected = reference_projection(docs, queries, PCA) @ reference_projection(docs, docs, PCA).T
-    for row, query_id in enumerate(query_ids):
-        found = [(int(doc_id[1:]), score) for doc_id, score in results[query_id]]
-        np.testing.assert_allclose([score for _, score in found], expected[row, [doc for doc, _ in found]], atol=1e-4)
-        assert found[0][0] == int(np.argmax(expected[row]))
+    assert_scored_as(results, expected, query_ids, atol=1e-4)
 
 
 def test_projection_keeps_more_than_the_prefix_of_the_same_size(embeddings):
@@ -83,9 +80,7 @@ def test_binary_projected_index_rescores_with_projected_floats(embeddings):
     assert index.rescore_vectors.shape == (N_DOCS, PCA)
     results = search_index(index, queries, query_ids, k=K, rescore_factor=None)
     expected = reference_projection(docs, queries, PCA) @ reference_projection(docs, docs, PCA).T
-    for row, query_id in enumerate(query_ids):
-        found = [(int(doc_id[1:]), score) for doc_id, score in results[query_id]]
-        np.testing.assert_allclose([score for _, score in found], expected[row, [doc for doc, _ in found]], atol=1e-3)
+    assert_scored_as(results, expected, query_ids, atol=1e-3, top_is_best=False)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -46,6 +46,16 @@ def reference_whitening(docs, vectors, whiten):
     return projected / np.linalg.norm(projected, axis=1, keepdims=True)
 
 
+def assert_scored_as(results, expected, query_ids, atol, top_is_best=True):
+    """Each query's hits (doc ids ``d<row>``) carry the scores of ``expected`` (queries x docs) within ``atol``;
+    with ``top_is_best`` its first hit is the expected best document."""
+    for row, query_id in enumerate(query_ids):
+        found = [(int(doc_id[1:]), score) for doc_id, score in results[query_id]]
+        np.testing.assert_allclose([score for _, score in found], expected[row, [doc for doc, _ in found]], atol=atol)
+        if top_is_best:
+            assert found[0][0] == int(np.argmax(expected[row]))
+
+
 @pytest.fixture()
 def embeddings(tmp_path):
     docs = anisotropic(N_DOCS, seed=0)
@@ -61,10 +71,7 @@ def test_whitened_index_ranks_as_numpy_whitening_of_passages_and_queries(embeddi
     query_ids = [f"q{index}" for index in range(N_QUERIES)]
     results = search_index(index, queries, query_ids, k=K)
     expected = reference_whitening(docs, queries, WHITEN) @ reference_whitening(docs, docs, WHITEN).T
-    for row, query_id in enumerate(query_ids):
-        found = [(int(doc_id[1:]), score) for doc_id, score in results[query_id]]
-        np.testing.assert_allclose([score for _, score in found], expected[row, [doc for doc, _ in found]], atol=1e-4)
-        assert found[0][0] == int(np.argmax(expected[row]))
+    assert_scored_as(results, expected, query_ids, atol=1e-4)
     build_index([root / "emb"], root / "plain")
     unwhitened = search_index(load_index(root / "plain"), queries, query_ids, k=K)
     assert any(results[q][0][0] != unwhitened[q][0][0] for q in query_ids)  # it changes the ranking
