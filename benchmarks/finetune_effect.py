@@ -311,6 +311,23 @@ class EmbeddingCache:
         return vectors
 
 
+TRAIN_NEGATIVE_DEPTH, TRAIN_NEGATIVE_SKIP, TRAIN_NEGATIVES = 50, 3, 8  # train hard negatives: BM25 ranks 4..50
+
+
+def bm25_train_negatives(source: Path, work: Path, seed: int):
+    """``source``'s train queries with hard negatives from their BM25 ranks 4..50 (the run cached under
+    ``work/runs``): ``(training data, run path)``, as ``llara finetune --train --negatives-from`` mines them."""
+    from llara_cli.data.corpus import queries_for_search
+    from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
+
+    run_path = work / "runs" / f"{source.name}-train-bm25.trec"
+    bm25_run(source, queries_for_search(source, "train"), run_path, TRAIN_NEGATIVE_DEPTH)
+    data = mine_training_data(collection_files(source, split="train"), run_path,
+                              MiningSettings(skip=TRAIN_NEGATIVE_SKIP, depth=TRAIN_NEGATIVE_DEPTH,
+                                             num_negatives=TRAIN_NEGATIVES, seed=seed))
+    return data, run_path
+
+
 def dense_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, query_ids: list[str], doc_ids: list[str],
                  k: int = SEARCH_DEPTH) -> dict[str, list[tuple[str, float]]]:
     scores = query_vectors @ doc_vectors.T  # (n_queries, n_docs)

@@ -30,13 +30,19 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 from benchmarks._common import RESULTS_DIR, SHARED_DATA, save_result  # noqa: E402
-from benchmarks.finetune_effect import EmbeddingCache, bm25_run  # noqa: E402
+from benchmarks.finetune_effect import (  # noqa: E402
+    TRAIN_NEGATIVE_DEPTH,
+    TRAIN_NEGATIVE_SKIP,
+    TRAIN_NEGATIVES,
+    EmbeddingCache,
+    bm25_run,
+    bm25_train_negatives,
+)
 
 MODEL = "smollm2-135m"
 FAMILY = "flagembedding"
 SEED = 1
 MRL_DIMS = (288, 144, 64)
-DEPTH, SKIP, NUM_NEGATIVES = 50, 3, 8  # hard negatives: BM25 ranks 4..50
 
 
 def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
@@ -58,22 +64,16 @@ def pooled_collection(work: Path, n_queries: int, pool_depth: int) -> Path:
 
 def finetune(work: Path, name: str, steps: int, mrl_dims: tuple[int, ...] | None, args,
              mrl_weights: tuple[float, ...] | None = None) -> tuple[Path, dict]:
-    from llara_cli.data.corpus import queries_for_search
-    from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
 
     source = SHARED_DATA / "scifact"
     out = work / "models" / name
     if not out.is_dir():
-        queries = queries_for_search(source, "train")
-        run_path = work / "runs" / "scifact-train-bm25.trec"
-        bm25_run(source, queries, run_path, DEPTH)
-        data = mine_training_data(collection_files(source, split="train"), run_path,
-                                  MiningSettings(skip=SKIP, depth=DEPTH, num_negatives=NUM_NEGATIVES, seed=SEED))
+        data, run_path = bm25_train_negatives(source, work, SEED)
         started = time.perf_counter()
         run_finetuning(FinetuneConfig(
             out_dir=out, train=source, negatives_from=run_path, model=MODEL, prompt_family=FAMILY,
-            skip=SKIP, depth=DEPTH, num_negatives=NUM_NEGATIVES, query_max_length=32,
+            skip=TRAIN_NEGATIVE_SKIP, depth=TRAIN_NEGATIVE_DEPTH, num_negatives=TRAIN_NEGATIVES, query_max_length=32,
             passage_max_length=args.passage_max_length, group_size=args.group_size, batch_size=args.batch_size,
             max_steps=steps, save_steps=max(25, steps), seed=SEED, merge=True, mrl_dims=mrl_dims,
             mrl_weights=mrl_weights,

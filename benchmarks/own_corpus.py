@@ -27,7 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import SHARED_DATA, save_report
-from benchmarks.finetune_effect import EmbeddingCache, bm25_run, dense_search, stage
+from benchmarks.finetune_effect import (
+    TRAIN_NEGATIVE_DEPTH,
+    TRAIN_NEGATIVE_SKIP,
+    TRAIN_NEGATIVES,
+    EmbeddingCache,
+    bm25_run,
+    bm25_train_negatives,
+    dense_search,
+    stage,
+)
 
 MODEL = "smollm2-135m"
 MEASURE = "nDCG@10"
@@ -307,27 +316,18 @@ def summarize() -> None:
     print("\n".join(lines))
 
 
-SUPERVISED_DEPTH, SUPERVISED_SKIP, SUPERVISED_NEGATIVES = 50, 3, 8  # hard negatives: BM25 ranks 4..50 (finetune_effect)
-
-
 def supervised_finetune(source: Path, base: Path, out: Path, steps: int, seed: int, work: Path) -> Path:
     """``base`` finetuned on the collection's *train* queries and qrels (BM25 hard negatives), the model's
     finetune recipe but ``steps``: the labelled stage on top of the label-free pipeline."""
-    from llara_cli.data.corpus import queries_for_search
-    from llara_cli.data.finetune import MiningSettings, collection_files, mine_training_data
     from llara_cli.training.finetune import FinetuneConfig, run_finetuning
     from llara_cli.training.recipes import FINETUNE, apply_recipe, describe_choices
 
     if (out / "llara_config.json").is_file():
         return out
-    run_path = work / "runs" / f"{source.name}-train-bm25.trec"
-    bm25_run(source, queries_for_search(source, "train"), run_path, SUPERVISED_DEPTH)
-    data = mine_training_data(collection_files(source, split="train"), run_path,
-                              MiningSettings(skip=SUPERVISED_SKIP, depth=SUPERVISED_DEPTH,
-                                             num_negatives=SUPERVISED_NEGATIVES, seed=seed))
+    data, run_path = bm25_train_negatives(source, work, seed)
     config, choices = apply_recipe(FinetuneConfig(out_dir=out, model=str(base), train=source, negatives_from=run_path,
-                                                  skip=SUPERVISED_SKIP, depth=SUPERVISED_DEPTH,
-                                                  num_negatives=SUPERVISED_NEGATIVES, precision="auto",
+                                                  skip=TRAIN_NEGATIVE_SKIP, depth=TRAIN_NEGATIVE_DEPTH,
+                                                  num_negatives=TRAIN_NEGATIVES, precision="auto",
                                                   max_steps=steps, save_steps=50, overwrite=True, seed=seed),
                                    FINETUNE, explicit={"max_steps"})
     stage("\n".join(describe_choices(str(base), choices)))
