@@ -99,6 +99,40 @@ def adapt(corpus: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) 
     return out
 
 
+def adapted_query_prompt(adapted: Path, corpus: Path, seed: int):
+    """The query prompt ``llara adapt`` chose for ``adapted`` (label-free, on the corpus's pseudo-queries); a model
+    adapted before the choice existed gets it now, as ``llara adapt`` would have made it."""
+    from llara_cli.data.adaptation import DataFormat
+    from llara_cli.model.config import LlaraConfig
+    from llara_cli.training.query_prompt_choice import CHOICE_FILE, record_query_prompt
+
+    if not (adapted / CHOICE_FILE).is_file():
+        stage(record_query_prompt(adapted, "auto", corpus, DataFormat.CORPUS, seed=seed).describe())
+    return LlaraConfig.load(adapted).query_prompt
+
+
+def query_prompt_report(encoder, adapted: Path, query_vectors, passages, query_ids, query_texts, doc_ids,
+                        qrels, bm25: dict) -> dict:
+    """Reporting only: the model's query prompt (chosen without labels by ``llara adapt``) against the test qrels'
+    pick between the two prompts (the queries encoded the other way too, no whitening)."""
+    from llara_cli.core.prompts import QueryPrompt
+    from llara_cli.storage.files import read_json
+    from llara_cli.training.query_prompt_choice import CHOICE_FILE
+
+    own = encoder.config.query_prompt
+    other = QueryPrompt.EBAE if own is QueryPrompt.EBAR else QueryPrompt.EBAR
+    laid_out = encoder.model.prompt_format
+    encoder.model.prompt_format = laid_out.with_query_prompt(other)
+    other_vectors = encoder.encode_queries(query_texts, batch_size=16)
+    encoder.model.prompt_format = laid_out
+    runs = {"bm25": bm25, own.value: dense_search(query_vectors, passages, query_ids, doc_ids),
+            other.value: dense_search(other_vectors, passages, query_ids, doc_ids)}
+    scores = {prompt: value["ndcg10"] for prompt, value in evaluate(runs, qrels).items() if prompt != "bm25"}
+    labelled_best = max(scores, key=scores.get)
+    return {"label_free": own.value, "pseudo_mrr": read_json(adapted / CHOICE_FILE).get("scores"),
+            "labelled_ndcg10": scores, "labelled_best": labelled_best, "match": labelled_best == own.value}
+
+
 DEFAULT_MARGIN = 0.05  # relative margin of the mined negatives to the positive's score (llara mine --relative-margin)
 
 
@@ -148,6 +182,7 @@ def main() -> None:
     if arguments.work is None:
         parser.error("--work is required")
 
+    from llara_cli.core.prompts import QueryPrompt
     from llara_cli.data.corpus import queries_for_search, read_corpus
     from llara_cli.data.corpus_pairs import corpus_pairs
     from llara_cli.data.qrels import read_qrels
@@ -186,31 +221,39 @@ def main() -> None:
     seed = arguments.seed
     seed_tag = "" if seed == DEFAULT_SEED else f"-seed{seed}"  # the default seed keeps the earlier runs' names
     adapted = adapt(source, work / "models" / f"{collection_name}-adapted{seed_tag}", arguments.adapt_steps, seed)
+    query_prompt = adapted_query_prompt(adapted, source, seed)
+    prompt_tag = "" if query_prompt is QueryPrompt.EBAR else f"-{query_prompt.value}"  # finetuned on that layout
     margin = arguments.relative_margin
     margin_tag = "" if margin == DEFAULT_MARGIN else f"-margin{margin:g}"
     paired = pairs_finetune(source, adapted,
-                            work / "models" / f"{collection_name}-adapted-pairs{seed_tag}{margin_tag}",
+                            work / "models" / f"{collection_name}-adapted-pairs{seed_tag}{margin_tag}{prompt_tag}",
                             arguments.pairs_steps, seed, margin)
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
     models = {"raw": MODEL, "adapted": str(adapted), "adapted+pairs": str(paired)}
     if arguments.supervised_steps:
         models["adapted+pairs+supervised"] = str(supervised_finetune(
-            source, paired, work / "models" / f"{collection_name}-adapted-pairs-supervised{seed_tag}{margin_tag}",
+            source, paired,
+            work / "models" / f"{collection_name}-adapted-pairs-supervised{seed_tag}{margin_tag}{prompt_tag}",
             arguments.supervised_steps, seed, work))
     runs: dict[str, dict] = {"bm25": bm25}
     choices: dict[str, dict] = {}
     for name, model in models.items():
         encoder = LlaraEncoder.load(model, dtype=dtype)
+        finetuned = name.startswith("adapted+pairs")  # trained on the adapted model's query prompt
         cached = (name if name == "raw" else
-                  f"{name}{seed_tag}{margin_tag if name.startswith('adapted+pairs') else ''}")
+                  f"{name}{seed_tag}{margin_tag + prompt_tag if finetuned else ''}")
+        queries_cached = cached if finetuned or name == "raw" else f"{cached}{prompt_tag}"
         passages = cache.get(cached, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
-        query_vectors = cache.get(cached, f"{collection_name}-queries", query_ids, query_texts,
+        query_vectors = cache.get(queries_cached, f"{collection_name}-queries", query_ids, query_texts,
                                   lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
-        pseudo_vectors = cache.get(cached, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
+        pseudo_vectors = cache.get(queries_cached, f"{collection_name}-pseudo", pseudo_ids, pseudo_texts,
                                    lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
         runs[name] = dense_search(query_vectors, passages, query_ids, doc_ids)
+        prompt_report = (None if name == "raw" else
+                         query_prompt_report(encoder, adapted, query_vectors, passages, query_ids, query_texts,
+                                             doc_ids, qrels, bm25))
         dims = [dim for dim in WHITEN_CANDIDATES if dim < min(passages.shape)]
         choice = choose_whitening(passages, pseudo_vectors, pseudo_rows, candidates=dims)
         labelled = {}
@@ -236,7 +279,8 @@ def main() -> None:
                                        "anisotropy": round(choice.anisotropy, 3), "labelled_best": labelled_best,
                                        "labelled_ndcg10": {key: scores[key]["ndcg10"] for key in scores if key != "bm25"},
                                        "match": str(choice.dim or "none") == labelled_best},
-                         "fusion_weight": {"label_free": weight.dense_weight, "pseudo_best": weight.best_weight}}
+                         "fusion_weight": {"label_free": weight.dense_weight, "pseudo_best": weight.best_weight},
+                         "query_prompt": prompt_report}
         stage(f"{name}: {choice.describe()}; fusion weight {weight.dense_weight}")
     result = evaluate(runs, qrels)
     fused_grid = {}
@@ -345,11 +389,15 @@ def table(payload: dict) -> str:
         p = value["p_vs_bm25"]
         lines.append(f"| {system} | {value['ndcg10']:.3f} | {payload['ratios_to_bm25'][system]:.2f} | "
                      f"{'' if p is None else f'{p:.3g}'} |")
-    lines += ["", ("| model | whiten: label-free | labelled best | match | anisotropy | fusion w: label-free | "
-                   "labelled best |"), "|---|---|---|---|---:|---:|---:|"]
+    lines += ["", ("| model | query prompt: label-free | labelled best (ebar / ebae nDCG@10) | "
+                   "whiten: label-free | labelled best | match | anisotropy | fusion w: label-free | "
+                   "labelled best |"), "|---|---|---|---|---|---|---:|---:|---:|"]
     for name, choice in payload["choices"].items():
-        whitening, fusion = choice["whitening"], choice["fusion_weight"]
-        lines.append(f"| {name} | {whitening['label_free'] or 'none'} | {whitening['labelled_best']} | "
+        whitening, fusion, prompt = choice["whitening"], choice["fusion_weight"], choice.get("query_prompt")
+        prompt_cells = ("ebar (not chosen) | --" if not prompt else
+                        f"{prompt['label_free']} | {prompt['labelled_best']} ({prompt['labelled_ndcg10']['ebar']:.3f} / "
+                        f"{prompt['labelled_ndcg10']['ebae']:.3f})")
+        lines.append(f"| {name} | {prompt_cells} | {whitening['label_free'] or 'none'} | {whitening['labelled_best']} | "
                      f"{'yes' if whitening['match'] else 'no'} | {whitening['anisotropy']:.2f} | "
                      f"{fusion['label_free']} | {fusion.get('labelled_best')} |")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from llara_cli.core.losses import IGNORE_INDEX
-from llara_cli.core.prompts import PromptedSequence, PromptFormat, Segment, Side
+from llara_cli.core.prompts import PromptedSequence, PromptFormat, QueryPrompt, Segment, Side
 from llara_cli.errors import UsageError
 
 PADDING_SIDES = ("right", "left")
@@ -78,8 +78,10 @@ def collate_adaptation(examples: Sequence[tuple[Sequence[int], Sequence[int]]], 
 
     EBAE targets are the text tokens the model actually sees (after truncation); EBAR targets are the next
     span's tokens. ``joint`` lays out one sequence per example with both suffixes; otherwise each side gets
-    its own sequence (``passage_*`` / ``query_*`` keys) for the two-pass ablation.
+    its own sequence (``passage_*`` / ``query_*`` keys) for the two-pass ablation. Adaptation trains both prompts,
+    so the EBAR side keeps the query prompt whatever the model's ``query_prompt``.
     """
+    prompt_format = prompt_format.with_query_prompt(QueryPrompt.EBAR)
     budget = prompt_format.text_budget(max_length, joint=True)  # both modes see the same text
     examples = [(list(text_ids)[:budget], list(next_ids)) for text_ids, next_ids in examples]
     if joint:

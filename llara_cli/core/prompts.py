@@ -8,6 +8,11 @@
     query    ``"{text}", predict the following passage within eight words: <s9>...<s16>``
     embedding = mean of the last hidden states of the eight marker tokens.
 
+Queries may instead be laid out with the passage (EBAE) prompt (``query_prompt`` ``ebae`` in ``llara_config.json``,
+:class:`QueryPrompt`): a symmetric model, which ``llara adapt`` chooses without labels where the adapted model's
+EBAR side is the weaker one (:mod:`llara_cli.training.query_prompt_choice`). Adaptation itself always trains both
+prompts.
+
 ``</s>`` means the model's own eos token. Suffixes are tokenized on their own (never merged with the text),
 so the marker positions are known exactly; the text is truncated to fit ``max_length`` with the prompt.
 
@@ -21,7 +26,7 @@ directories saved without ``prompt_layout`` keep it, so they encode as they were
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from typing import NamedTuple, TypeVar
 
@@ -52,6 +57,17 @@ class Side(str, Enum):
 
     PASSAGE = "passage"
     QUERY = "query"
+
+
+class QueryPrompt(StrChoice):
+    """Which prompt a model's queries are laid out with."""
+
+    EBAR = "ebar"  # the paper's: the query prompt, its embedding predicts the next passage
+    EBAE = "ebae"  # the passage prompt: queries embedded as passages are (a symmetric model)
+
+
+def parse_query_prompt(value: str | QueryPrompt) -> QueryPrompt:
+    return parse_choice(QueryPrompt, value, "query prompt")
 
 
 class Segment(int, Enum):
@@ -182,18 +198,20 @@ class PromptFormat:
     prefix_ids: tuple[int, ...]
     suffix_ids: dict[Side, tuple[int, ...]]
     pool_offsets: dict[Side, tuple[int, ...]]  # positions inside the suffix whose states are pooled
+    query_prompt: QueryPrompt = QueryPrompt.EBAR  # the prompt :meth:`single` lays queries out with
 
     @property
     def family(self) -> PromptFamily:
         return self.template.family
 
     @classmethod
-    def from_tokenizer(cls, template: PromptTemplate, tokenizer,
-                       layout: int | PromptLayout = CURRENT_LAYOUT) -> PromptFormat:
+    def from_tokenizer(cls, template: PromptTemplate, tokenizer, layout: int | PromptLayout = CURRENT_LAYOUT,
+                       query_prompt: str | QueryPrompt = QueryPrompt.EBAR) -> PromptFormat:
         """Tokenize the template's fixed parts; the markers (or eos) must already be single tokens.
 
         The prefix is ``tokenizer(prefix)`` with the tokenizer's own leading specials (Llama's ``<s>``), as the
-        released ``prefix_ids``; the suffix follows ``layout``.
+        released ``prefix_ids``; the suffix follows ``layout``. ``query_prompt`` is the prompt :meth:`single`
+        gives queries (:meth:`joint`, adaptation's layout, always has both).
         """
         layout = parse_layout(layout)
         prefix_ids = tuple(_leading_special_ids(tokenizer)) + tuple(_encode(tokenizer, template.prefix))
@@ -204,7 +222,15 @@ class PromptFormat:
             words = tuple(_suffix_words(tokenizer, template, side, pooled, layout))
             suffix_ids[side] = words + pooled
             pool_offsets[side] = tuple(range(len(words), len(words) + len(pooled)))
-        return cls(template, prefix_ids, suffix_ids, pool_offsets)
+        return cls(template, prefix_ids, suffix_ids, pool_offsets, parse_query_prompt(query_prompt))
+
+    def with_query_prompt(self, query_prompt: str | QueryPrompt) -> PromptFormat:
+        """This format with queries laid out with ``query_prompt``."""
+        return replace(self, query_prompt=parse_query_prompt(query_prompt))
+
+    def prompt_side(self, side: Side) -> Side:
+        """The side whose prompt a text of ``side`` is laid out with by :meth:`single`."""
+        return Side.PASSAGE if side is Side.QUERY and self.query_prompt is QueryPrompt.EBAE else side
 
     def prompt_length(self, *, joint: bool) -> int:
         suffixes = self.suffix_ids.values() if joint else [max(self.suffix_ids.values(), key=len)]
@@ -221,14 +247,17 @@ class PromptFormat:
         return budget
 
     def single(self, text_ids: list[int], side: Side, max_length: int) -> PromptedSequence:
-        """``prefix + text + suffix(side)``: one embedding, the model's ordinary causal attention."""
+        """``prefix + text + suffix``: one embedding, the model's ordinary causal attention. The suffix is the
+        prompt of :meth:`prompt_side` (a query's own, or the passage's for an ``ebae`` model); the pooled
+        positions are keyed by ``side``."""
         budget = self.text_budget(max_length, joint=False)
         kept = text_ids[:budget]
         start = len(self.prefix_ids)
         suffix_start = start + len(kept)
-        input_ids = [*self.prefix_ids, *kept, *self.suffix_ids[side]]
-        segment_ids = [Segment.SHARED] * suffix_start + [Segment.FIRST_SUFFIX] * len(self.suffix_ids[side])
-        positions = {side: [suffix_start + offset for offset in self.pool_offsets[side]]}
+        prompted = self.prompt_side(side)
+        input_ids = [*self.prefix_ids, *kept, *self.suffix_ids[prompted]]
+        segment_ids = [Segment.SHARED] * suffix_start + [Segment.FIRST_SUFFIX] * len(self.suffix_ids[prompted])
+        positions = {side: [suffix_start + offset for offset in self.pool_offsets[prompted]]}
         return PromptedSequence(input_ids, segment_ids, positions, (start, suffix_start), len(kept) < len(text_ids))
 
     def joint(self, text_ids: list[int], max_length: int) -> PromptedSequence:

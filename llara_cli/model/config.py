@@ -3,7 +3,8 @@
 The prompt family, pooling and normalisation it embeds with, and the query/passage lengths it was trained with
 (``llara encode`` and ``llara search`` use those by default), its training stage and base model, and the
 embedding prefix dims it was trained for (``mrl_dims``, ``llara finetune --mrl-dims``; see
-:mod:`llara_cli.encode.truncation`).
+:mod:`llara_cli.encode.truncation`), and the prompt its queries are embedded with (``query_prompt``: ``ebar``, the
+paper's, unless ``llara adapt`` chose ``ebae``, see :mod:`llara_cli.training.query_prompt_choice`).
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from llara_cli.core.prompts import (
     CURRENT_LAYOUT,
     LEGACY_LAYOUT,
     PromptFamily,
+    QueryPrompt,
     Side,
     detect_family,
     family_for,
     parse_family,
     parse_layout,
+    parse_query_prompt,
 )
 from llara_cli.errors import UsageError
 from llara_cli.storage.files import read_json, write_json
@@ -76,6 +79,7 @@ class LlaraConfig:
     llara_version: str = __version__
     prompt_layout: int = int(CURRENT_LAYOUT)  # core.prompts.PromptLayout; absent from a file: LEGACY_LAYOUT
     mrl_dims: tuple[int, ...] | None = None  # Matryoshka: the prefix dims finetuning trained, full dim first
+    query_prompt: QueryPrompt = QueryPrompt.EBAR  # core.prompts.QueryPrompt: the prompt queries are laid out with
 
     @property
     def pooling(self) -> Pooling:
@@ -90,6 +94,10 @@ class LlaraConfig:
         payload["prompt_family"] = self.prompt_family.value
         payload["stage"] = self.stage.value
         payload["pooling"] = self.pooling.value
+        if self.query_prompt is QueryPrompt.EBAR:
+            payload.pop("query_prompt")  # the paper's: files of models without the choice stay as they were
+        else:
+            payload["query_prompt"] = self.query_prompt.value
         if self.mrl_dims is None:
             payload.pop("mrl_dims")  # files of models trained without it stay as they were
         else:
@@ -105,6 +113,11 @@ class LlaraConfig:
         if "stage" in values:
             values["stage"] = _parse_stage(values["stage"])
         values["prompt_layout"] = int(parse_layout(values.get("prompt_layout", LEGACY_LAYOUT)))
+        if "query_prompt" in values:
+            try:
+                values["query_prompt"] = parse_query_prompt(values["query_prompt"])
+            except UsageError as error:
+                raise UsageError(f"{LLARA_CONFIG_FILE}: {error}") from None
         if values.get("mrl_dims") is not None:
             dims = values["mrl_dims"]
             if not isinstance(dims, list) or not all(isinstance(dim, int) and dim > 0 for dim in dims):

@@ -62,7 +62,8 @@ def adapter_base_reference(model: str) -> str:
 
 def prompt_format_of(config: LlaraConfig, tokenizer) -> PromptFormat:
     """The prompt layout ``config`` asks for, bound to ``tokenizer`` (whose marker tokens must be there)."""
-    return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer, config.prompt_layout)
+    return PromptFormat.from_tokenizer(TEMPLATES[config.prompt_family], tokenizer, config.prompt_layout,
+                                       config.query_prompt)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ MODEL_ENTRIES = (
     "special_tokens_map.json", "added_tokens.json", "chat_template*", "vocab*", "merges.txt", "*.model",
     "llara_config.json", "adapt_config.json", "finetune_config.json", "adapter_config.json", "train_log.jsonl",
     "README.md", "checkpoints",
+    "query_prompt_choice.json",  # training.query_prompt_choice.CHOICE_FILE (llara adapt)
 )
 KIND_RULES = {
     OutputKind.EMBEDDINGS: _KindRule("an llara embedding directory", "meta.json", ("side", "dim"),

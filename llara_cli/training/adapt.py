@@ -17,11 +17,15 @@ Layout of a run writing ``out_dir``::
                                 max_length as its passage length), plus train_log.jsonl, adapt_config.json
                                 and, with keep_checkpoints, checkpoints/
 
-So ``out_dir`` either does not exist or holds a complete model; the run directory is removed on success.
+So ``out_dir`` either does not exist or holds a complete model; the run directory is removed on success. Then
+the main process chooses the prompt the model's queries get (``query_prompt``: measured on the corpus's own
+pseudo-queries for ``auto``, :mod:`llara_cli.training.query_prompt_choice`) and rewrites ``llara_config.json``
+(atomically: until then the model has the paper's query prompt).
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ from llara_cli.training.run_directory import (
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llara_cli.data.adaptation import DataFormat
     from llara_cli.model.llara_model import ModelSource
+    from llara_cli.training.query_prompt_choice import QueryPromptChoice
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +77,8 @@ class AdaptConfig(TrainingRunConfig):
     joint prompt. ``prompt_family`` ``None`` keeps the model's saved family (else the one its tokenizer implies,
     else ``flagembedding``). ``objective`` names a preset (:mod:`llara_cli.training.objective_presets`); the four
     objective switches
-    below override it when set (``None``: the preset's value).
+    below override it when set (``None``: the preset's value). ``query_prompt`` (``auto``, ``ebar``, ``ebae``) is
+    decided after training and does not change the weights.
     """
 
     FINGERPRINT_FIELDS: ClassVar[tuple[str, ...]] = FINGERPRINT_FIELDS
@@ -99,6 +105,7 @@ class AdaptConfig(TrainingRunConfig):
     exclude_special_targets: bool | None = None
     remove_stop_words: bool | None = None
     deepspeed: Path | None = None
+    query_prompt: str = "auto"  # training.query_prompt_choice.QueryPromptSetting: chosen after training
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -126,6 +133,9 @@ class AdaptConfig(TrainingRunConfig):
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         self.objective_settings()  # UsageError for an unknown preset or a weight out of range
+        from llara_cli.training.query_prompt_choice import parse_query_prompt_setting
+
+        parse_query_prompt_setting(self.query_prompt)
         if self.deepspeed is not None and not self.deepspeed.is_file():
             raise UsageError(f"{self.deepspeed}: no such DeepSpeed config file")
 
@@ -138,6 +148,7 @@ class AdaptResult:
     resumed_from_step: int | None
     train_loss: float | None
     log_path: Path
+    query_prompt: QueryPromptChoice | None = None  # None on the processes other than the main one
 
 
 def corpus_identity(path: Path) -> dict[str, Any]:
@@ -188,7 +199,15 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             _save_final_model(config, trainer, state)
             steps, train_loss = int(output.global_step), output.training_loss
-    return AdaptResult(config.out_dir, steps, start_step, train_loss, config.out_dir / "train_log.jsonl")
+    del trainer  # the query prompt choice loads the published model: the training copy goes first
+    gc.collect()
+    choice = None
+    if state.is_main_process:
+        from llara_cli.training.query_prompt_choice import record_query_prompt
+
+        choice = record_query_prompt(config.out_dir, config.query_prompt, config.corpus, plan.data_format,
+                                     device=args.device.type, seed=config.seed)
+    return AdaptResult(config.out_dir, steps, start_step, train_loss, config.out_dir / "train_log.jsonl", choice)
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,24 @@ def test_adapt_writes_a_model_that_encode_loads(tiny_model_dir, corpus, tmp_path
     assert "adapted" in result.stdout and str(out) in result.stdout
     assert "max_steps 2 (flag)" in result.stderr and "learning_rate 1e-05 (llara default)" in result.stderr
     assert LlaraConfig.load(out).stage == "adapted"
+    chosen = LlaraConfig.load(out).query_prompt.value  # measured on the corpus's own pseudo-queries (auto)
+    assert f"query prompt {chosen} (pseudo-query MRR@10 of" in result.stdout
     assert LlaraEncoder.load(str(out)).encode_passages(["river city"]).shape == (1, 64)
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records if record["event"] == "step"] == [1, 2]
 
     again = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", out, "--max-length", "48")
     assert again.exit_code == 2 and "--overwrite" in again.stderr
+    replaced = invoke("--corpus", corpus, "--model", tiny_model_dir, "--out", out, "--max-length", "48",
+                      "--max-steps", "1", "--batch-size", "2", "--query-prompt", "ebae", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output  # the choice file is llara's own: --overwrite replaces it
+    assert LlaraConfig.load(out).query_prompt == "ebae" and "query prompt ebae (--query-prompt)" in replaced.stdout
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--max-length", "10"], 2, "--max-length 10 is too short"),
     (["--format", "parquet"], 2, "unknown data format"),
+    (["--query-prompt", "both"], 2, "unknown --query-prompt 'both'"),
     (["--scheduler", "exotic"], 2, "unknown --scheduler"),
     (["--resume", "--overwrite"], 2, "contradict"),
 ])

@@ -7,10 +7,12 @@ from llara_cli.core.prompts import (
     TEMPLATES,
     PromptFamily,
     PromptFormat,
+    QueryPrompt,
     Segment,
     Side,
     add_marker_tokens,
     parse_family,
+    parse_query_prompt,
 )
 from llara_cli.errors import UsageError
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
@@ -93,3 +95,34 @@ def test_missing_markers_are_reported(tiny_tokenizer):
 def test_unknown_family_lists_the_known_ones():
     with pytest.raises(UsageError, match="paper, flagembedding"):
         parse_family("bert")
+
+
+def test_ebae_query_prompt_lays_queries_out_as_passages_and_keys_them_as_queries(tiny_tokenizer):
+    paper = PromptFormat.from_tokenizer(TEMPLATES[PromptFamily.PAPER], tiny_tokenizer)
+    symmetric = paper.with_query_prompt(QueryPrompt.EBAE)
+    text_ids = tiny_tokenizer("the cell", add_special_tokens=False)["input_ids"]
+    query = symmetric.single(text_ids, Side.QUERY, max_length=64)
+    passage = paper.single(text_ids, Side.PASSAGE, max_length=64)
+    assert query.input_ids == passage.input_ids
+    assert query.pool_positions == {Side.QUERY: passage.pool_positions[Side.PASSAGE]}
+    assert paper.single(text_ids, Side.QUERY, max_length=64).input_ids != passage.input_ids
+
+
+def test_ebae_query_prompt_pools_the_passage_markers_of_the_flagembedding_family(tiny_tokenizer):
+    tokenizer = build_tiny_tokenizer()
+    add_marker_tokens(tokenizer, None, TEMPLATES[PromptFamily.FLAGEMBEDDING])
+    flag = PromptFormat.from_tokenizer(TEMPLATES[PromptFamily.FLAGEMBEDDING], tokenizer, query_prompt="ebae")
+    sequence = flag.single(tokenizer("x", add_special_tokens=False)["input_ids"], Side.QUERY, max_length=64)
+    pooled = [sequence.input_ids[position] for position in sequence.pool_positions[Side.QUERY]]
+    assert tokenizer.convert_ids_to_tokens(pooled) == list(FLAG_MARKER_TOKENS[:8])
+
+
+def test_the_joint_adaptation_layout_keeps_both_prompts_for_an_ebae_model(paper_format, tiny_tokenizer):
+    text_ids = tiny_tokenizer("the cell", add_special_tokens=False)["input_ids"]
+    symmetric = paper_format.with_query_prompt(QueryPrompt.EBAE)
+    assert symmetric.joint(text_ids, max_length=64) == paper_format.joint(text_ids, max_length=64)
+
+
+def test_an_unknown_query_prompt_is_refused():
+    with pytest.raises(UsageError, match="unknown query prompt 'next'"):
+        parse_query_prompt("next")

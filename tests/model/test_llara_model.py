@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llara_cli.core.batching import collate_side
-from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily, Side
+from llara_cli.core.prompts import FLAG_MARKER_TOKENS, PromptFamily, QueryPrompt, Side
 from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import LoraSettings
@@ -54,6 +54,32 @@ def test_save_and_load_keep_the_weights_and_the_trained_lengths(tiny_model_dir, 
         before = model.embed(side_batch(model, Side.PASSAGE), Side.PASSAGE)
         after = again.embed(side_batch(again, Side.PASSAGE), Side.PASSAGE)
     assert torch.equal(before, after)
+
+
+def test_a_saved_ebae_query_prompt_makes_the_model_embed_queries_as_passages(tiny_model_dir, tmp_path):
+    model = LlaraModel.load(str(tiny_model_dir), prompt_family="flagembedding")
+    model.save(tmp_path / "symmetric", dataclasses.replace(model.config, stage=Stage.ADAPTED,
+                                                          query_prompt=QueryPrompt.EBAE))
+    saved = json.loads((tmp_path / "symmetric" / "llara_config.json").read_text())
+    assert saved["query_prompt"] == "ebae"
+    encoder = LlaraEncoder.load(str(tmp_path / "symmetric"))
+    assert encoder.config.query_prompt is QueryPrompt.EBAE
+    queries = encoder.encode_queries(TEXTS, max_length=64)
+    assert (queries == encoder.encode_passages(TEXTS, max_length=64)).all()
+    paper_default = LlaraEncoder(model).encode_queries(TEXTS, max_length=64)
+    assert not (paper_default == queries).all()
+
+
+def test_the_papers_query_prompt_is_not_written_so_older_files_stay_as_they_were(tiny_model_dir, tmp_path):
+    LlaraModel.load(str(tiny_model_dir)).save(tmp_path / "plain")
+    saved = json.loads((tmp_path / "plain" / "llara_config.json").read_text())
+    assert "query_prompt" not in saved
+    assert LlaraConfig.from_dict(saved).query_prompt is QueryPrompt.EBAR
+
+
+def test_an_unknown_saved_query_prompt_names_the_config_file():
+    with pytest.raises(UsageError, match="llara_config.json: unknown query prompt 'both'"):
+        LlaraConfig.from_dict({"query_prompt": "both"})
 
 
 def test_a_trained_model_refuses_another_prompt_family(tiny_model_dir, tmp_path):

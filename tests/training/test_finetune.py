@@ -1,6 +1,7 @@
 """Contrastive finetuning on the tiny model: batches, learning, LoRA outputs, loading, exact resume, DDP."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -11,12 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from llara_cli.core.batching import ContrastiveCollator
-from llara_cli.core.prompts import Side
+from llara_cli.core.prompts import QueryPrompt, Side
 from llara_cli.data.finetune import Passage, TrainingExample
 from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import adapter_base_model, add_lora
-from llara_cli.model.config import LlaraConfig
+from llara_cli.model.config import LlaraConfig, Stage
 from llara_cli.model.llara_model import LlaraModel
 from llara_cli.training.contrastive_objective import ContrastiveDataset, ContrastiveModel
 from llara_cli.training.finetune import FinetuneConfig, run_finetuning
@@ -184,6 +185,23 @@ def test_lora_run_leaves_the_base_untouched_and_saves_only_the_adapter(tiny_mode
                   for name, model in (("merged", merged), ("adapter", unmerged), ("base", base))}
     assert abs(embeddings["merged"] - embeddings["adapter"]).max() < 1e-5  # LoRA-merged == adapter
     assert abs(embeddings["merged"] - embeddings["base"]).max() > 1e-4  # ...and the training changed something
+
+
+def test_an_ebae_model_is_finetuned_and_saved_with_its_queries_laid_out_as_passages(tiny, tiny_model_dir, train_file,
+                                                                                    tmp_path):
+    causal_lm, tokenizer, config = tiny
+    symmetric = dataclasses.replace(config, query_prompt=QueryPrompt.EBAE)
+    collator = ContrastiveCollator(tokenizer, LlaraModel(causal_lm, tokenizer, symmetric).prompt_format, 64, 64)
+    example = make_examples(count=1)[0]
+    batch = collator([ContrastiveDataset([example], GROUP, seed=0)[0]])
+    as_passage = LlaraModel(causal_lm, tokenizer, config).prompt_format.single(
+        tokenizer(example.query, add_special_tokens=False)["input_ids"], Side.PASSAGE, 64)
+    assert batch["query_input_ids"][0].tolist()[:len(as_passage.input_ids)] == as_passage.input_ids
+
+    base = tmp_path / "adapted"
+    LlaraModel.load(str(tiny_model_dir)).save(base, dataclasses.replace(symmetric, stage=Stage.ADAPTED))
+    run_finetuning(settings(train_file, str(base), tmp_path / "tuned", max_steps=1, save_steps=100, merge=True))
+    assert LlaraConfig.load(tmp_path / "tuned").query_prompt is QueryPrompt.EBAE
 
 
 def test_merge_and_full_finetuning_write_plain_model_directories(tiny_model_dir, train_file, tmp_path):

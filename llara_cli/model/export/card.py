@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llara_cli.core.prompts import TEMPLATES, Side
+from llara_cli.core.prompts import TEMPLATES, QueryPrompt, Side
 from llara_cli.model.config import LlaraConfig, Pooling
 from llara_cli.storage.files import read_json
 
@@ -42,7 +42,9 @@ def render_model_card(config: LlaraConfig, directory: Path, export_format: str, 
                       merged_adapter: bool, dim: int) -> str:
     template = TEMPLATES[config.prompt_family]
     passage = template.render("{text}", Side.PASSAGE)
-    query = template.render("{text}", Side.QUERY)
+    query_side = Side.PASSAGE if config.query_prompt is QueryPrompt.EBAE else Side.QUERY
+    query = template.render("{text}", query_side)
+    query_prompt = "EBAR" if query_side is Side.QUERY else "the passage prompt: this model is symmetric"
     library = "sentence-transformers" if export_format == "sentence-transformers" else "transformers"
     front = ["---", f"library_name: {library}", "tags:", "- llara", "- dense-retrieval", "- sentence-transformers",
              "pipeline_tag: sentence-similarity"]
@@ -56,7 +58,7 @@ def render_model_card(config: LlaraConfig, directory: Path, export_format: str, 
         "# the modules are llara_cli's own (pip install llara); sentence-transformers >= 6 asks for",
         "# trust_remote_code for any module class outside its namespace (this directory holds no Python file)",
         f'model = SentenceTransformer("{name}", trust_remote_code=True)',
-        'query_embeddings = model.encode_query(["what causes tides"])        # EBAR side',
+        f'query_embeddings = model.encode_query(["what causes tides"])        # {query_prompt}',
         'passage_embeddings = model.encode_document(["The Moon pulls ..."])  # EBAE side',
         "scores = model.similarity(query_embeddings, passage_embeddings)",
         "```",
@@ -79,7 +81,7 @@ def render_model_card(config: LlaraConfig, directory: Path, export_format: str, 
         "",
         f"- prompt family: `{config.prompt_family.value}` (prompt layout {config.prompt_layout})",
         f"- passages (EBAE): `{passage}`",
-        f"- queries (EBAR): `{query}`",
+        f"- queries ({query_prompt}): `{query}`",
         f"- pooling: {POOLING_TEXT[config.pooling]}; "
         f"{'L2-normalised (cosine = inner product)' if config.normalize else 'not normalised'}",
         f"- dimension: {dim}",
