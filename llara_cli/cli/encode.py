@@ -27,7 +27,8 @@ def encode(
     source: Annotated[Path, typer.Argument(help="Corpus or queries: jsonl, tsv, or a BEIR directory.")],
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
-    queries: Annotated[bool, typer.Option("--queries", help="Encode queries (EBAR prompt) instead of passages.")] = False,
+    queries: Annotated[bool, typer.Option("--queries", help="Encode queries (the model's query prompt: EBAR, or the passage prompt where llara adapt chose ebae) "
+                                          "instead of passages.")] = False,
     max_length: ModelMaxLengthOpt = None,
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
     dtype: DtypeOpt = DEFAULT_DTYPE,

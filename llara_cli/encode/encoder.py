@@ -1,7 +1,8 @@
 """``LlaraEncoder``: texts in, float32 embedding arrays out, through :meth:`LlaraModel.embed`.
 
-Queries use the EBAR prompt, passages the EBAE prompt of the model's family; texts are tokenized once, batched
-longest first (less padding), and returned in input order. ``llara encode`` and ``llara search`` use this class.
+Queries use the EBAR prompt (or the passage prompt, for a model whose ``query_prompt`` is ``ebae``), passages the
+EBAE prompt of the model's family; texts are tokenized once, batched longest first (less padding), and returned in
+input order. ``llara encode`` and ``llara search`` use this class.
 """
 from __future__ import annotations
 

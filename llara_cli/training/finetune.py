@@ -2,8 +2,9 @@
 
 Each training step takes ``batch_size`` queries per process and, for each, a group of ``group_size`` passages:
 one positive and ``group_size - 1`` hard negatives sampled from the example's lists (deterministically from
-``(seed, epoch, example)``). Queries go through the query (EBAR) prompt, passages through the passage (EBAE)
-prompt of the model's own prompt family, embedded as at inference; the objective is
+``(seed, epoch, example)``). Queries go through the model's query prompt (EBAR, or EBAE for a ``query_prompt``
+``ebae`` model), passages through the passage (EBAE) prompt of the model's own prompt family, embedded as at
+inference; the objective is
 :mod:`llara_cli.training.contrastive_objective`, the settings :mod:`llara_cli.training.finetune_config`.
 
 The run lifecycle is ``llara adapt``'s (:mod:`llara_cli.training.adapt`): checkpoints and ``train_log.jsonl``
