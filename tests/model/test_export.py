@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from llara_cli.core.prompts import QueryPrompt, Side
 from llara_cli.encode.encoder import LlaraEncoder
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import LoraSettings
-from llara_cli.model.config import Stage
+from llara_cli.model.config import LlaraConfig, Stage
 from llara_cli.model.export import ExportFormat, export_model
 from llara_cli.model.llara_model import LlaraModel
 
@@ -84,6 +85,23 @@ def test_the_exported_model_gives_llara_encode_vectors_on_both_sides(trained_mod
     assert _cosines(queries, encoder.encode_queries(TEXTS)).min() >= 0.9999
     assert _cosines(passages, encoder.encode_passages(TEXTS)).min() >= 0.9999
     assert _cosines(queries, passages).min() < 0.9999  # the two sides are two prompts, not one
+
+
+def test_an_ebae_model_exports_its_queries_laid_out_with_the_passage_prompt(tiny_model_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    trained = _finetuned_full(tiny_model_dir, "flagembedding", tmp_path / "model")
+    config = LlaraConfig.load(trained)
+    dataclasses.replace(config, query_prompt=QueryPrompt.EBAE).save(trained)
+    export_model(str(trained), tmp_path / "st")
+    model = SentenceTransformer(str(tmp_path / "st"), trust_remote_code=True, device="cpu")
+    encoder = LlaraEncoder.load(str(trained))
+    queries = model.encode_query(TEXTS, batch_size=3)  # (n, dim)
+    assert _cosines(queries, encoder.encode_queries(TEXTS)).min() >= 0.9999
+    as_passages = encoder.encode(TEXTS, Side.PASSAGE, max_length=encoder.max_length(Side.QUERY))
+    assert _cosines(queries, as_passages).min() >= 0.9999  # the passage prompt, at the query length
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert "queries (the passage prompt: this model is symmetric)" in card
 
 
 def test_the_suffix_prompt_survives_truncation_and_no_chat_template_is_applied(tiny_model_dir, tmp_path):
