@@ -111,10 +111,11 @@ def adapted_query_prompt(adapted: Path, corpus: Path, seed: int):
     return LlaraConfig.load(adapted).query_prompt
 
 
-def query_prompt_report(encoder, adapted: Path, query_vectors, passages, query_ids, query_texts, doc_ids,
+def query_prompt_report(encoder, model_dir: Path, query_vectors, passages, query_ids, query_texts, doc_ids,
                         qrels, bm25: dict) -> dict:
-    """Reporting only: the model's query prompt (chosen without labels by ``llara adapt``) against the test qrels'
-    pick between the two prompts (the queries encoded the other way too, no whitening)."""
+    """Reporting only: the model's query prompt (chosen without labels after its training by ``llara adapt`` or
+    ``llara finetune``) against the test qrels' pick between the two prompts (the queries encoded the other way
+    too, no whitening)."""
     from llara_cli.core.prompts import QueryPrompt
     from llara_cli.storage.files import read_json
     from llara_cli.training.query_prompt_choice import CHOICE_FILE
@@ -129,7 +130,8 @@ def query_prompt_report(encoder, adapted: Path, query_vectors, passages, query_i
             other.value: dense_search(other_vectors, passages, query_ids, doc_ids)}
     scores = {prompt: value["ndcg10"] for prompt, value in evaluate(runs, qrels).items() if prompt != "bm25"}
     labelled_best = max(scores, key=scores.get)
-    return {"label_free": own.value, "pseudo_mrr": read_json(adapted / CHOICE_FILE).get("scores"),
+    measured = read_json(model_dir / CHOICE_FILE) if (model_dir / CHOICE_FILE).is_file() else {}
+    return {"label_free": own.value, "pseudo_mrr": measured.get("scores"),
             "labelled_ndcg10": scores, "labelled_best": labelled_best, "match": labelled_best == own.value}
 
 
@@ -222,7 +224,7 @@ def main() -> None:
     seed_tag = "" if seed == DEFAULT_SEED else f"-seed{seed}"  # the default seed keeps the earlier runs' names
     adapted = adapt(source, work / "models" / f"{collection_name}-adapted{seed_tag}", arguments.adapt_steps, seed)
     query_prompt = adapted_query_prompt(adapted, source, seed)
-    prompt_tag = "" if query_prompt is QueryPrompt.EBAR else f"-{query_prompt.value}"  # finetuned on that layout
+    prompt_tag = "" if query_prompt is QueryPrompt.EBAR else f"-{query_prompt.value}"  # negatives mined that way
     margin = arguments.relative_margin
     margin_tag = "" if margin == DEFAULT_MARGIN else f"-margin{margin:g}"
     paired = pairs_finetune(source, adapted,
@@ -252,7 +254,7 @@ def main() -> None:
                                    lambda texts, e=encoder: e.encode_queries(texts, batch_size=16))
         runs[name] = dense_search(query_vectors, passages, query_ids, doc_ids)
         prompt_report = (None if name == "raw" else
-                         query_prompt_report(encoder, adapted, query_vectors, passages, query_ids, query_texts,
+                         query_prompt_report(encoder, Path(model), query_vectors, passages, query_ids, query_texts,
                                              doc_ids, qrels, bm25))
         dims = [dim for dim in WHITEN_CANDIDATES if dim < min(passages.shape)]
         choice = choose_whitening(passages, pseudo_vectors, pseudo_rows, candidates=dims)

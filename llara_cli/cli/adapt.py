@@ -14,6 +14,7 @@ from llara_cli.cli.options import (
     TRAINING,
     ModelOpt,
     OutDirOpt,
+    QueryPromptOpt,
     config_default,
     explicit_options,
     options_of,
@@ -23,7 +24,7 @@ from llara_cli.cli.progress import is_main_process, printing_first, step_progres
 from llara_cli.core.prompts import PromptFamily
 from llara_cli.errors import EXIT_INTERRUPTED
 from llara_cli.training.adapt import AdaptConfig
-from llara_cli.training.query_prompt_choice import MIN_GAIN, QueryPromptSetting
+from llara_cli.training.query_prompt_choice import QueryPromptSetting
 
 OBJECTIVE = "Objective"
 RECIPE_PARAMETERS = {"lr": "learning_rate", "max_steps": "max_steps", "batch_size": "batch_size",
@@ -86,11 +87,7 @@ def adapt(
     exclude_special_targets: Annotated[bool | None, typer.Option(
         "--exclude-special-targets/--keep-special-targets", help="Never use special token ids as BoW targets "
         "(both presets: exclude).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
-    query_prompt: Annotated[str, typer.Option(
-        "--query-prompt", help="The prompt the model's queries get: auto (after training, the one whose corpus "
-        "pseudo-queries find their own document better: ebae where it beats ebar by "
-        f"{MIN_GAIN} MRR@10), ebar (the "
-        "paper's query prompt) or ebae (the passage prompt: a symmetric model).")] = QueryPromptSetting.AUTO.value,
+    query_prompt: QueryPromptOpt = QueryPromptSetting.AUTO.value,
     deepspeed: Annotated[Path | None, typer.Option(
         "--deepspeed", help="A DeepSpeed json config (under torchrun), e.g. configs/accelerate/deepspeed_zero3.json.",
         rich_help_panel=TRAINING)] = None,

@@ -16,6 +16,7 @@ from llara_cli.cli.options import (
     ModelOpt,
     OutDirOpt,
     PromptFamilyOpt,
+    QueryPromptOpt,
     config_default,
     explicit_options,
     options_of,
@@ -25,6 +26,7 @@ from llara_cli.cli.progress import is_main_process, printing_first, step_progres
 from llara_cli.core.prompts import MIN_MAX_LENGTH
 from llara_cli.errors import UsageError
 from llara_cli.training.finetune_config import FinetuneConfig
+from llara_cli.training.query_prompt_choice import QueryPromptSetting
 
 TrainOpt = Annotated[
     str | None,
@@ -123,6 +125,7 @@ def finetune(
         "--chunk-size", min=0, help="Texts per forward pass of the cached contrastive loss (GradCache: the same "
         "gradients in bounded memory, one more forward pass). Default: off when the batch fits in memory, else the "
         "largest chunk that fits; 0: off.", rich_help_panel=TRAINING)] = None,
+    query_prompt: QueryPromptOpt = QueryPromptSetting.AUTO.value,
     run_settings: dict[str, Any] | None = None,  # the option groups, added by with_options
     lora_settings: dict[str, Any] | None = None,
     data_settings: dict[str, Any] | None = None,
@@ -162,7 +165,7 @@ def finetune(
         lora_targets=_split_targets(lora_targets), merge=merge,
         mrl_dims=_parse_numbers("--mrl-dims", mrl_dims, int), mrl_weights=_parse_numbers("--mrl-weights", mrl_weights, float),
         chunk_size=chunk_size,
-        pairs_from=pairs_from, pair_source=pair_source, max_pairs=max_pairs,
+        pairs_from=pairs_from, pair_source=pair_source, max_pairs=max_pairs, query_prompt=query_prompt,
         **(data_settings or {}), **(lora_settings or {}), **(run_settings or {}),
     )
     config, choices = apply_recipe(config, FINETUNE, explicit_options(ctx, RECIPE_PARAMETERS))
@@ -178,6 +181,7 @@ def finetune(
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
     typer.echo(f"finetuned on {result.examples} queries for {steps}{resumed}{loss}, {config.precision} -> {kind} "
                f"in {out}")
+    typer.echo(result.query_prompt.describe())
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ from llara_cli.data.finetune import (
 )
 from llara_cli.model.resolve import DEFAULT_MODEL_ALIAS
 from llara_cli.runtime.dtypes import DEFAULT_DTYPE, Dtype
+from llara_cli.training.query_prompt_choice import MIN_GAIN as QUERY_PROMPT_MIN_GAIN
 from llara_cli.training.run_config import TrainingRunConfig
 
 DEFAULT_MODEL = DEFAULT_MODEL_ALIAS
@@ -68,6 +69,13 @@ ModelOpt = Annotated[
 OptionalModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model directory or alias; default: the one recorded with the index."),
+]
+QueryPromptOpt = Annotated[
+    str,
+    typer.Option("--query-prompt", help="The prompt the trained model's queries get at search: auto (after training, "
+                 "the one whose corpus pseudo-queries find their own document better: ebae where it beats ebar by "
+                 f"{QUERY_PROMPT_MIN_GAIN} MRR@10), ebar (the paper's query prompt) or ebae (the passage prompt: a "
+                 "symmetric model). Training always trains both prompts."),
 ]
 PromptFamilyOpt = Annotated[
     PromptFamily | None,

@@ -123,12 +123,15 @@ class AdaptationCollator:
 class ContrastiveCollator:
     """Tokenizes and lays out a list of groups: ``query_*`` tensors ``(n, ...)`` and ``passage_*`` tensors
     ``(n * group_size, ...)`` (group by group, positive first), each with ``input_ids``, ``segment_ids`` and
-    ``pool_mask`` for its side."""
+    ``pool_mask`` for its side. Queries are laid out with the query (EBAR) prompt whatever the model's
+    ``query_prompt``: finetuning trains LLaRA's two sides, and which one queries use at search is chosen after
+    training (:mod:`llara_cli.training.query_prompt_choice`; measured better than training queries on the passage
+    prompt, docs/results.md)."""
 
     def __init__(self, tokenizer, prompt_format: PromptFormat, query_max_length: int,
                  passage_max_length: int) -> None:
         self.tokenizer = tokenizer
-        self.prompt_format = prompt_format
+        self.prompt_format = prompt_format.with_query_prompt(QueryPrompt.EBAR)
         self.max_lengths = {Side.QUERY: query_max_length, Side.PASSAGE: passage_max_length}
 
     def _side(self, texts: list[str], side: Side) -> dict[str, torch.Tensor]:

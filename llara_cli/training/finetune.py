@@ -18,6 +18,7 @@ directory. Both also hold ``train_log.jsonl`` and ``finetune_config.json``.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -210,8 +211,31 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             _save_final_model(config, trainer, state)
             steps, train_loss = int(output.global_step), output.training_loss
+    del trainer  # the query prompt choice loads the published model: the training copy goes first
+    gc.collect()
+    choice = None
+    if state.is_main_process:
+        from llara_cli.data.adaptation import DataFormat
+        from llara_cli.training.query_prompt_choice import record_query_prompt
+
+        choice = record_query_prompt(config.out_dir, config.query_prompt, choice_corpus(config), DataFormat.CORPUS,
+                                     device=args.device.type, seed=config.seed)
     return FinetuneResult(config.out_dir, steps, start_step, train_loss, config.out_dir / "train_log.jsonl",
-                          len(examples), dropped, adapter=config.lora and not config.merge)
+                          len(examples), dropped, adapter=config.lora and not config.merge, query_prompt=choice)
+
+
+def choice_corpus(config: FinetuneConfig) -> Path | None:
+    """The corpus the query prompt is chosen on: the pairs' corpus, ``--corpus``, or a collection's (``--train``
+    a BEIR directory or name); None for a training jsonl without ``--corpus``."""
+    from llara_cli.data.collections import resolve_corpus
+
+    source = config.corpus or config.train
+    if source is None or (config.corpus is None and Path(source).is_file()):
+        return None
+    try:
+        return resolve_corpus(source)
+    except UsageError:
+        return None
 
 
 def _check_model(config: FinetuneConfig) -> ModelSource:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llara_cli.core.prompts import PromptFamily, check_max_length, parse_family
 from llara_cli.data.finetune import (
@@ -20,6 +20,9 @@ from llara_cli.data.finetune import (
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import ALL_LINEAR, LoraSettings
 from llara_cli.training.run_config import TrainingRunConfig
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llara_cli.training.query_prompt_choice import QueryPromptChoice
 
 DEFAULT_MODEL = "smollm2-135m"
 # finetuning's lengths (RepLLaMA's); a model's inference defaults are model.config's DEFAULT_*_MAX_LENGTH
@@ -96,6 +99,7 @@ class FinetuneConfig(TrainingRunConfig):
     mrl_dims: tuple[int, ...] | None = None  # Matryoshka prefix dims (the full dim is always trained too)
     mrl_weights: tuple[float, ...] | None = None  # one per trained dim, full dim first; default 1 each
     chunk_size: int | None = None  # texts per pass of the cached loss; None: chosen by the memory plan, 0: off
+    query_prompt: str = "auto"  # training.query_prompt_choice.QueryPromptSetting: chosen after training
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -154,6 +158,9 @@ class FinetuneConfig(TrainingRunConfig):
                 raise UsageError(f"--mrl-dims must be distinct positive dims, got {','.join(map(str, self.mrl_dims))}")
             if self.mrl_weights is not None and any(not weight > 0 for weight in self.mrl_weights):
                 raise UsageError("--mrl-weights must be positive")
+        from llara_cli.training.query_prompt_choice import parse_query_prompt_setting
+
+        parse_query_prompt_setting(self.query_prompt)
 
 
 def matryoshka_dims(dims: tuple[int, ...] | None, weights: tuple[float, ...] | None,
@@ -189,3 +196,4 @@ class FinetuneResult:
     examples: int
     dropped_without_negatives: int
     adapter: bool  # the output is an adapter directory (LoRA without --merge)
+    query_prompt: QueryPromptChoice | None = None  # None on the processes other than the main one

@@ -140,19 +140,22 @@ def choose_query_prompt(model_dir: str | Path, corpus: str | Path, data_format, 
                              len(sample.passages))
 
 
-def record_query_prompt(model_dir: str | Path, setting: str | QueryPromptSetting, corpus: str | Path, data_format,
-                        *, device: str | None = None, seed: int = 0) -> QueryPromptChoice:
-    """Write the query prompt ``setting`` asks for (``auto``: :func:`choose_query_prompt`) into the model's
-    ``llara_config.json`` and the measurements into :data:`CHOICE_FILE` (each atomically); returns the choice."""
+def record_query_prompt(model_dir: str | Path, setting: str | QueryPromptSetting, corpus: str | Path | None,
+                        data_format, *, device: str | None = None, seed: int = 0) -> QueryPromptChoice:
+    """Write the query prompt ``setting`` asks for (``auto``: :func:`choose_query_prompt`; with no ``corpus`` to
+    measure on, the prompt the model was trained from keeps) into the model's ``llara_config.json`` and the
+    measurements into :data:`CHOICE_FILE` (each atomically); returns the choice."""
     from llara_cli.model.config import LlaraConfig
     from llara_cli.storage.files import write_json
 
     setting = parse_query_prompt_setting(setting)
-    if setting is QueryPromptSetting.AUTO:
-        choice = choose_query_prompt(model_dir, corpus, data_format, device=device, seed=seed)
-    else:
-        choice = QueryPromptChoice(QueryPrompt(setting.value), reason="--query-prompt")
     config = LlaraConfig.load(model_dir)
+    if setting is not QueryPromptSetting.AUTO:
+        choice = QueryPromptChoice(QueryPrompt(setting.value), reason="--query-prompt")
+    elif corpus is None:
+        choice = QueryPromptChoice(config.query_prompt, reason="no corpus to measure on: the base model's")
+    else:
+        choice = choose_query_prompt(model_dir, corpus, data_format, device=device, seed=seed)
     replace(config, query_prompt=choice.query_prompt).save(model_dir)
     write_json(Path(model_dir) / CHOICE_FILE, choice.to_dict())
     logger.info("%s", choice.describe())

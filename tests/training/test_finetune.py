@@ -187,21 +187,25 @@ def test_lora_run_leaves_the_base_untouched_and_saves_only_the_adapter(tiny_mode
     assert abs(embeddings["merged"] - embeddings["base"]).max() > 1e-4  # ...and the training changed something
 
 
-def test_an_ebae_model_is_finetuned_and_saved_with_its_queries_laid_out_as_passages(tiny, tiny_model_dir, train_file,
-                                                                                    tmp_path):
+def test_finetuning_trains_queries_on_the_query_prompt_and_then_chooses_the_search_prompt(tiny, tiny_model_dir,
+                                                                                          train_file, tmp_path):
     causal_lm, tokenizer, config = tiny
     symmetric = dataclasses.replace(config, query_prompt=QueryPrompt.EBAE)
     collator = ContrastiveCollator(tokenizer, LlaraModel(causal_lm, tokenizer, symmetric).prompt_format, 64, 64)
     example = make_examples(count=1)[0]
     batch = collator([ContrastiveDataset([example], GROUP, seed=0)[0]])
-    as_passage = LlaraModel(causal_lm, tokenizer, config).prompt_format.single(
-        tokenizer(example.query, add_special_tokens=False)["input_ids"], Side.PASSAGE, 64)
-    assert batch["query_input_ids"][0].tolist()[:len(as_passage.input_ids)] == as_passage.input_ids
+    as_query = LlaraModel(causal_lm, tokenizer, config).prompt_format.single(
+        tokenizer(example.query, add_special_tokens=False)["input_ids"], Side.QUERY, 64)
+    assert batch["query_input_ids"][0].tolist()[:len(as_query.input_ids)] == as_query.input_ids
 
     base = tmp_path / "adapted"
     LlaraModel.load(str(tiny_model_dir)).save(base, dataclasses.replace(symmetric, stage=Stage.ADAPTED))
-    run_finetuning(settings(train_file, str(base), tmp_path / "tuned", max_steps=1, save_steps=100, merge=True))
-    assert LlaraConfig.load(tmp_path / "tuned").query_prompt is QueryPrompt.EBAE
+    run_finetuning(settings(train_file, str(base), tmp_path / "kept", max_steps=1, save_steps=100, merge=True))
+    assert LlaraConfig.load(tmp_path / "kept").query_prompt is QueryPrompt.EBAE  # a jsonl: no corpus to measure on
+    given = run_finetuning(settings(train_file, str(base), tmp_path / "given", max_steps=1, save_steps=100,
+                                    merge=True, query_prompt="ebar"))
+    assert given.query_prompt.query_prompt is QueryPrompt.EBAR
+    assert LlaraConfig.load(tmp_path / "given").query_prompt is QueryPrompt.EBAR
 
 
 def test_merge_and_full_finetuning_write_plain_model_directories(tiny_model_dir, train_file, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from llara_cli.data.corpus_pairs import corpus_pairs
 from llara_cli.data.finetune import MiningSettings
+from llara_cli.model.config import LlaraConfig
 from llara_cli.training.finetune import FinetuneConfig, run_finetuning
 from llara_cli.training.own_run import mine_from_own_run, rank_exactly
 from tests.conftest import WORDS
@@ -51,3 +52,6 @@ def test_finetuning_on_corpus_pairs_alone(tiny_model_dir, corpus, tmp_path):
     assert result.steps == 2 and result.examples == 10 and (out / "adapter_model.safetensors").is_file()
     fingerprint = json.loads((out / "finetune_config.json").read_text())["fingerprint"]
     assert (fingerprint["pairs_from"], fingerprint["pair_source"]) == ("corpus", "auto")
+    choice = result.query_prompt  # measured on the pairs' corpus, then written into the adapter's config
+    assert set(choice.scores) == {"ebar", "ebae"} and choice.passages > 0
+    assert LlaraConfig.load(out).query_prompt is choice.query_prompt
