@@ -25,7 +25,6 @@ pseudo-queries for ``auto``, :mod:`llara_cli.training.query_prompt_choice`) and 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,7 +199,6 @@ def run_adaptation(config: AdaptConfig, on_log: Callable[[dict[str, Any]], None]
             _save_final_model(config, trainer, state)
             steps, train_loss = int(output.global_step), output.training_loss
     del trainer  # the query prompt choice loads the published model: the training copy goes first
-    gc.collect()
     choice = None
     if state.is_main_process:
         from llara_cli.training.query_prompt_choice import record_query_prompt

@@ -18,7 +18,6 @@ directory. Both also hold ``train_log.jsonl`` and ``finetune_config.json``.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
 import logging
@@ -212,7 +211,6 @@ def run_finetuning(config: FinetuneConfig, on_log: Callable[[dict[str, Any]], No
             _save_final_model(config, trainer, state)
             steps, train_loss = int(output.global_step), output.training_loss
     del trainer  # the query prompt choice loads the published model: the training copy goes first
-    gc.collect()
     choice = None
     if state.is_main_process:
         from llara_cli.data.adaptation import DataFormat

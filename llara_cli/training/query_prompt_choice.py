@@ -128,6 +128,7 @@ def choose_query_prompt(model_dir: str | Path, corpus: str | Path, data_format, 
     if not sample.queries:
         return QueryPromptChoice(QueryPrompt.EBAR, reason="no document of the corpus gives a pseudo-query "
                                  "(too short)")
+    _release_memory()  # a training run's model has just gone: its memory is the encoder's now
     encoder = LlaraEncoder.load(str(model_dir), dtype=resolve_dtype(dtype, device or "cpu"), device=device)
     passages = encoder.encode_passages(sample.passages, batch_size=BATCH_SIZE)  # (n, dim)
     scores = {}
@@ -138,6 +139,16 @@ def choose_query_prompt(model_dir: str | Path, corpus: str | Path, data_format, 
     better = scores[QueryPrompt.EBAE.value] >= scores[QueryPrompt.EBAR.value] + MIN_GAIN
     return QueryPromptChoice(QueryPrompt.EBAE if better else QueryPrompt.EBAR, scores, len(sample.queries),
                              len(sample.passages))
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def record_query_prompt(model_dir: str | Path, setting: str | QueryPromptSetting, corpus: str | Path | None,
