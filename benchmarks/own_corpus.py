@@ -316,14 +316,17 @@ def summarize() -> None:
     """Every saved full-collection run (``own_corpus_<collection>[-seed<N>].json``), per collection and system:
     nDCG@10 mean and standard deviation over seeds, the ratio of the mean to BM25's, and how many seeds' runs
     are significantly above BM25 (p < 0.05)."""
+    import re
     import statistics
 
     from benchmarks._common import RESULTS_DIR, save_result
 
     runs: dict[str, list[dict]] = {}
     for path in sorted(RESULTS_DIR.glob("own_corpus_*.json")):
+        if path.stem == "own_corpus_summary" or not re.fullmatch(r"own_corpus_[a-z0-9]+(-seed\d+)?", path.stem):
+            continue  # the summary, and ablations (margin, pairs trained on the passage prompt, sub-collections)
         payload = json.loads(path.read_text())
-        if (path.stem == "own_corpus_summary" or payload.get("max_queries") or payload.get("max_docs")
+        if (payload.get("max_queries") or payload.get("max_docs")
                 or payload.get("relative_margin", DEFAULT_MARGIN) != DEFAULT_MARGIN):
             continue  # a sub-collection run is not the collection; a margin ablation is not the pipeline
         runs.setdefault(payload["collection"], []).append(payload)
