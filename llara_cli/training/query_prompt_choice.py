@@ -11,8 +11,9 @@ prompt (``ebae``) is chosen when it beats the query prompt (``ebar``, the paper'
 
 The choice and its measurements are kept beside the model as ``query_prompt_choice.json``.
 
-Adaptation data that is not a corpus of documents (the released pretraining jsonl, llara's native examples)
-has no documents to retrieve: the model keeps ``ebar`` and the choice says why.
+Training data that is not a corpus of documents (the released pretraining jsonl, llara's native examples, a
+finetuning jsonl without ``--corpus``) has no documents to retrieve: the model keeps the prompt of its base model
+(``ebar`` for a plain one) and the choice says why.
 """
 from __future__ import annotations
 
@@ -114,19 +115,21 @@ def sample_corpus(corpus: str | Path, data_format, *, documents: int = POOL_DOCU
 
 
 def choose_query_prompt(model_dir: str | Path, corpus: str | Path, data_format, *, dtype: str = "auto",
-                        device: str | None = None, seed: int = 0) -> QueryPromptChoice:
-    """Measure both query prompts of the model in ``model_dir`` on ``corpus``'s pseudo-queries (module docstring)."""
+                        device: str | None = None, seed: int = 0,
+                        unmeasured: QueryPrompt = QueryPrompt.EBAR) -> QueryPromptChoice:
+    """Measure both query prompts of the model in ``model_dir`` on ``corpus``'s pseudo-queries (module docstring);
+    ``unmeasured`` where the data gives nothing to measure on."""
     from llara_cli.data.adaptation import DataFormat
     from llara_cli.encode.encoder import LlaraEncoder
     from llara_cli.index.whitening_choice import self_retrieval_mrr
     from llara_cli.runtime.precision import resolve_dtype
 
     if data_format not in (DataFormat.CORPUS, DataFormat.TEXT):
-        return QueryPromptChoice(QueryPrompt.EBAR, reason=f"the adaptation data ({data_format.value} examples) "
+        return QueryPromptChoice(unmeasured, reason=f"the training data ({data_format.value} examples) "
                                  "has no documents to measure the query prompts on")
     sample = sample_corpus(corpus, data_format, seed=seed)
     if not sample.queries:
-        return QueryPromptChoice(QueryPrompt.EBAR, reason="no document of the corpus gives a pseudo-query "
+        return QueryPromptChoice(unmeasured, reason="no document of the corpus gives a pseudo-query "
                                  "(too short)")
     _release_memory()  # a training run's model has just gone: its memory is the encoder's now
     encoder = LlaraEncoder.load(str(model_dir), dtype=resolve_dtype(dtype, device or "cpu"), device=device)
@@ -153,8 +156,8 @@ def _release_memory() -> None:
 
 def record_query_prompt(model_dir: str | Path, setting: str | QueryPromptSetting, corpus: str | Path | None,
                         data_format, *, device: str | None = None, seed: int = 0) -> QueryPromptChoice:
-    """Write the query prompt ``setting`` asks for (``auto``: :func:`choose_query_prompt`; with no ``corpus`` to
-    measure on, the prompt the model was trained from keeps) into the model's ``llara_config.json`` and the
+    """Write the query prompt ``setting`` asks for (``auto``: :func:`choose_query_prompt`; with nothing to measure
+    on, the model keeps the prompt its config has: its base model's) into the model's ``llara_config.json`` and the
     measurements into :data:`CHOICE_FILE` (each atomically); returns the choice."""
     from llara_cli.model.config import LlaraConfig
     from llara_cli.storage.files import write_json
@@ -166,7 +169,8 @@ def record_query_prompt(model_dir: str | Path, setting: str | QueryPromptSetting
     elif corpus is None:
         choice = QueryPromptChoice(config.query_prompt, reason="no corpus to measure on: the base model's")
     else:
-        choice = choose_query_prompt(model_dir, corpus, data_format, device=device, seed=seed)
+        choice = choose_query_prompt(model_dir, corpus, data_format, device=device, seed=seed,
+                                     unmeasured=config.query_prompt)
     replace(config, query_prompt=choice.query_prompt).save(model_dir)
     write_json(Path(model_dir) / CHOICE_FILE, choice.to_dict())
     logger.info("%s", choice.describe())

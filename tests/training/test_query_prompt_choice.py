@@ -105,4 +105,14 @@ def test_released_examples_keep_the_papers_query_prompt_and_say_why(adapted_dir,
     path.write_text(json.dumps({"input": "a b c", "output_summarize": "a b c", "output_predict": "d e"}) + "\n")
     choice = choose_query_prompt(adapted_dir, path, DataFormat.RELEASED)
     assert choice.query_prompt is QueryPrompt.EBAR and not choice.scores
-    assert "no documents" in choice.describe()
+    assert "has no documents to measure" in choice.describe()
+
+
+def test_with_nothing_to_measure_on_a_model_keeps_its_base_models_prompt(adapted_dir, tmp_path):
+    config = LlaraConfig.load(adapted_dir)
+    config.__class__(**{**config.__dict__, "query_prompt": QueryPrompt.EBAE}).save(adapted_dir)
+    path = tmp_path / "pretrain.jsonl"
+    path.write_text(json.dumps({"input": "a b c", "output_summarize": "a b c", "output_predict": "d e"}) + "\n")
+    assert record_query_prompt(adapted_dir, "auto", path, DataFormat.RELEASED).query_prompt is QueryPrompt.EBAE
+    assert record_query_prompt(adapted_dir, "auto", None, DataFormat.CORPUS).query_prompt is QueryPrompt.EBAE
+    assert LlaraConfig.load(adapted_dir).query_prompt is QueryPrompt.EBAE
