@@ -17,8 +17,10 @@ from llara_cli.cli.options import (
     OutDirOpt,
     OverwriteOpt,
     PromptFamilyOpt,
+    QueryPromptOverrideOpt,
     TrustRemoteCodeOpt,
 )
+from llara_cli.errors import UsageError
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -27,8 +29,10 @@ def encode(
     source: Annotated[Path, typer.Argument(help="Corpus or queries: jsonl, tsv, or a BEIR directory.")],
     out: OutDirOpt,
     model: ModelOpt = DEFAULT_MODEL,
-    queries: Annotated[bool, typer.Option("--queries", help="Encode queries (the model's query prompt: EBAR, or the passage prompt where llara adapt chose ebae) "
-                                          "instead of passages.")] = False,
+    queries: Annotated[bool, typer.Option(
+        "--queries", help="Encode queries (the model's query prompt: EBAR, or the passage prompt where llara adapt "
+        "chose ebae) instead of passages.")] = False,
+    query_prompt: QueryPromptOverrideOpt = None,
     max_length: ModelMaxLengthOpt = None,
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
     dtype: DtypeOpt = DEFAULT_DTYPE,
@@ -66,6 +70,8 @@ def encode(
     from llara_cli.runtime.precision import resolve_dtype
 
     side = Side.QUERY if queries else Side.PASSAGE
+    if query_prompt is not None and not queries:
+        raise UsageError("--query-prompt applies to queries: add --queries")
     job = EncodeJob(source=source, out_dir=out, side=side, batch_size=batch_size, max_length=max_length,
                     shard_id=shard_id, shard_num=shard_num, chunk_size=chunk_size, overwrite=overwrite,
                     store_dtype=store_dtype, dim=dim)
@@ -75,7 +81,7 @@ def encode(
     device = encode_device(launched)
     dtype = resolve_dtype(dtype, device_type=device_type_of(device))
     encoder = LlaraEncoder.load(model, dtype=dtype, prompt_family=prompt_family, trust_remote_code=trust_remote_code,
-                                device=device)
+                                device=device, query_prompt=query_prompt)
     unit = "queries" if queries else "passages"
     with item_progress(f"encoding {unit}", unit) as (on_start, on_advance):
         meta = encode_to_directory(job, encoder, on_progress=on_advance, on_start=on_start)

@@ -77,6 +77,12 @@ QueryPromptOpt = Annotated[
                  f"{QUERY_PROMPT_MIN_GAIN} MRR@10), ebar (the paper's query prompt) or ebae (the passage prompt: a "
                  "symmetric model). Training always trains both prompts."),
 ]
+QueryPromptOverrideOpt = Annotated[
+    str | None,
+    typer.Option("--query-prompt", help="The prompt queries are encoded with: ebar (the paper's query prompt) or ebae "
+                 "(the passage prompt); default: the model's own (its llara_config.json query_prompt, chosen by "
+                 "llara adapt/finetune; ebar when absent)."),
+]
 PromptFamilyOpt = Annotated[
     PromptFamily | None,
     typer.Option("--prompt-family", help="paper or flagembedding; default: the model's saved family (a tokenizer "

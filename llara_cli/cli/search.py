@@ -16,6 +16,7 @@ from llara_cli.cli.options import (
     OverwriteOpt,
     PromptFamilyOpt,
     QueriesOpt,
+    QueryPromptOverrideOpt,
     TrustRemoteCodeOpt,
     at_most,
     finite,
@@ -50,6 +51,7 @@ def search(
     k: Annotated[int, typer.Option("--k", "-k", min=1, callback=at_most(MAX_K), help="Results per query.")] = DEFAULT_K,
     model: OptionalModelOpt = None,
     prompt_family: PromptFamilyOpt = None,
+    query_prompt: QueryPromptOverrideOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Queries per forward pass.")] = DEFAULT_QUERY_BATCH_SIZE,
     max_length: ModelMaxLengthOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
@@ -108,7 +110,7 @@ def search(
 
                         check_engine_dirs(index, engine)
                     _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
-                           trust_remote_code, dim, rescore_factor)
+                           trust_remote_code, dim, rescore_factor, query_prompt)
     if as_json:
         import json
 
@@ -121,13 +123,14 @@ def search(
 
 
 def _dense(index, queries, out, split, model, prompt_family, k, batch_size, max_length, dtype,
-           trust_remote_code, dim=None, rescore_factor=None) -> None:
+           trust_remote_code, dim=None, rescore_factor=None, query_prompt=None) -> None:
     from llara_cli.cli.progress import item_progress
     from llara_cli.search.dense import DenseSearchJob, run_dense_search
 
     job = DenseSearchJob(index_dir=index, queries=queries, out_run=out, split=split, model=model,
                          prompt_family=prompt_family, k=k, batch_size=batch_size, max_length=max_length, dtype=dtype,
-                         trust_remote_code=trust_remote_code, dim=dim, rescore_factor=rescore_factor)
+                         trust_remote_code=trust_remote_code, dim=dim, rescore_factor=rescore_factor,
+                         query_prompt=query_prompt)
     with item_progress("encoding queries", "queries") as (on_start, on_advance):
         summary = run_dense_search(job, on_start=on_start, on_progress=on_advance)  # resolves --dtype auto
     typer.echo(f"searched {summary.queries} queries (top {k}, {summary.dtype}) -> {out}")

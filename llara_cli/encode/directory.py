@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from llara_cli import __version__
-from llara_cli.core.prompts import Side
+from llara_cli.core.prompts import QueryPrompt, Side
 from llara_cli.data.corpus import BEIR_CORPUS_FILE, BEIR_QUERIES_FILE, read_corpus, read_queries, resolve_beir_file
 from llara_cli.encode.truncation import (
     TRUNCATED_FROM_FIELD,
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1024  # texts per saved chunk: the unit of resume
 CHUNKS_DIR = "chunks"
 STATE_FILE = "encode_state.json"
+QUERY_PROMPT_FIELD = "query_prompt"  # meta.json of query embeddings laid out with another prompt than EBAR
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def encode_to_directory(job: EncodeJob, encoder, on_progress: Callable[[int], No
              FINGERPRINT_KEY: weights_fingerprint(encoder.name)}
     if dim != encoder.dim:
         extra[TRUNCATED_FROM_FIELD] = encoder.dim
+    if job.side is Side.QUERY and encoder.prompt_format.query_prompt is not QueryPrompt.EBAR:
+        extra[QUERY_PROMPT_FIELD] = encoder.prompt_format.query_prompt.value  # queries laid out as passages
     meta = EmbeddingMeta(
         model=encoder.name, prompt_family=encoder.config.prompt_family.value, pooling=encoder.config.pooling.value,
         side=job.side.value, dim=dim, max_length=max_length, normalize=encoder.config.normalize,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from llara_cli.core.batching import check_batch_size, collate_side
-from llara_cli.core.prompts import PromptFamily, Side, check_max_length
+from llara_cli.core.prompts import PromptFamily, QueryPrompt, Side, check_max_length
 from llara_cli.model.llara_model import DEFAULT_ATTENTION, DEFAULT_DTYPE, LlaraModel
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,12 @@ class LlaraEncoder:
     @classmethod
     def load(cls, model: str, *, dtype: str = DEFAULT_DTYPE, prompt_family: PromptFamily | str | None = None,
              trust_remote_code: bool = False, attn_implementation: str = DEFAULT_ATTENTION,
-             device: str | None = None) -> LlaraEncoder:
-        """Load a llara model directory, a plain HF model directory, an adapter directory or an alias."""
+             device: str | None = None, query_prompt: QueryPrompt | str | None = None) -> LlaraEncoder:
+        """Load a llara model directory, a plain HF model directory, an adapter directory or an alias
+        (``query_prompt``: instead of the model's own)."""
         return cls(LlaraModel.load(model, dtype=dtype, prompt_family=prompt_family,
-                                   trust_remote_code=trust_remote_code, attn_implementation=attn_implementation),
+                                   trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+                                   query_prompt=query_prompt),
                    device=device)
 
     @property

@@ -12,6 +12,7 @@ source afterwards.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,15 @@ from typing import Any
 
 from torch import nn
 
-from llara_cli.core.prompts import TEMPLATES, PromptFamily, PromptFormat, Side, add_marker_tokens
+from llara_cli.core.prompts import (
+    TEMPLATES,
+    PromptFamily,
+    PromptFormat,
+    QueryPrompt,
+    Side,
+    add_marker_tokens,
+    parse_query_prompt,
+)
 from llara_cli.errors import UsageError
 from llara_cli.model.adapters import LoraSettings, adapter_base_model, add_lora, apply_adapter
 from llara_cli.model.config import LlaraConfig, resolve_config
@@ -176,12 +185,14 @@ class LlaraModel:
     @classmethod
     def load(cls, model: str | ModelSource, *, dtype: str = DEFAULT_DTYPE,
              prompt_family: PromptFamily | str | None = None, trust_remote_code: bool = False,
-             attn_implementation: str = DEFAULT_ATTENTION, merge: bool = True) -> LlaraModel:
+             attn_implementation: str = DEFAULT_ATTENTION, merge: bool = True,
+             query_prompt: QueryPrompt | str | None = None) -> LlaraModel:
         """Load for inference: a llara or plain HF model directory, an alias, a hub id in the local cache, or an
         adapter directory (``merge`` folds the adapter into the weights; otherwise a PeftModel).
 
         ``dtype`` is a concrete :data:`llara_cli.runtime.dtypes.DTYPES` name. A ``ModelSource`` already resolved
-        is loaded as it is (``prompt_family`` is then ignored).
+        is loaded as it is (``prompt_family`` is then ignored). ``query_prompt`` replaces the model's own (its
+        ``llara_config.json`` ``query_prompt``) for this load.
         """
         from transformers.utils import logging as transformers_logging
 
@@ -190,7 +201,10 @@ class LlaraModel:
             model, prompt_family=prompt_family, trust_remote_code=trust_remote_code)
         causal_lm = _load_weights(source, dtype=dtype, attn_implementation=attn_implementation,
                                   trust_remote_code=trust_remote_code, merge=merge)
-        return cls(causal_lm, source.tokenizer, source.config, name=model_reference(source.reference))
+        config = source.config
+        if query_prompt is not None:
+            config = dataclasses.replace(config, query_prompt=parse_query_prompt(query_prompt))
+        return cls(causal_lm, source.tokenizer, config, name=model_reference(source.reference))
 
     @classmethod
     def build(cls, model: str | ModelSource, *, prompt_family: PromptFamily | str | None = None,

@@ -46,6 +46,7 @@ class DenseSearchJob:
     tag: str = DENSE_RUN_TAG
     dim: int | None = None  # query prefix dim; must equal the index's (encode.truncation)
     rescore_factor: int | None = None  # compact indexes: candidates per result rescored (search.rescoring)
+    query_prompt: str | None = None  # ebar / ebae instead of the model's own (core.prompts.QueryPrompt)
 
 
 def check_query_encoder(index_meta, model: str | None, prompt_family: str | None) -> tuple[str, str]:
@@ -64,7 +65,8 @@ def check_query_encoder(index_meta, model: str | None, prompt_family: str | None
 class DenseSearcher:
     """Search an index built by ``llara index`` (or several index shards) with text queries.
 
-    Queries are encoded with the index's own model and prompt family (EBAR side), at the query length the model
+    Queries are encoded with the index's own model and prompt family (the model's query prompt: EBAR unless it
+    chose ``ebae``, or ``query_prompt``), at the query length the model
     was trained with unless ``max_length`` says otherwise; one index is held in memory, shards are read one at a
     time per batch search and merged exactly (:mod:`llara_cli.search.sharded`)::
 
@@ -76,13 +78,14 @@ class DenseSearcher:
                  prompt_family: str | None = None, dtype: str = "fp32", max_length: int | None = None,
                  batch_size: int = DEFAULT_QUERY_BATCH_SIZE, trust_remote_code: bool = False,
                  dim: int | None = None, rescore_factor: int | None = None,
-                 encoder: LlaraEncoder | None = None) -> None:
+                 encoder: LlaraEncoder | None = None, query_prompt: str | None = None) -> None:
         """``encoder``: a loaded :class:`LlaraEncoder` to encode queries with (one model shared by several
         searchers, as Pyserini's searchers take a query encoder); it must be the index's model and prompt
         family, and ``model``/``dtype``/``trust_remote_code`` are then not used. ``index`` may also be an
         external engine's index directory (``llara index --engine milvus``, :mod:`llara_cli.index.engines`).
         ``dim``: cut queries to this prefix (the index's dim by default); ``rescore_factor``: candidates per
-        result rescored with the float store of a compact index (:mod:`llara_cli.search.rescoring`)."""
+        result rescored with the float store of a compact index (:mod:`llara_cli.search.rescoring`);
+        ``query_prompt``: ``ebar`` or ``ebae`` instead of the model's own (with ``model``, not ``encoder``)."""
         from llara_cli.core.batching import check_batch_size
         from llara_cli.index.engines import is_engine_dir, open_engine_index
         from llara_cli.index.faiss_index import load_index
@@ -99,7 +102,9 @@ class DenseSearcher:
             self.index = load_index(self.shard_dirs[0]) if len(self.shard_dirs) == 1 else None  # shards: per search
         self.meta = self.index.meta if self.index is not None else self.shard_metas[0]
         if encoder is None:
-            encoder = self._load_encoder(model, prompt_family, dtype, trust_remote_code)
+            encoder = self._load_encoder(model, prompt_family, dtype, trust_remote_code, query_prompt)
+        elif query_prompt is not None:
+            raise UsageError("query_prompt is the loaded encoder's own: load it with LlaraEncoder.load(query_prompt=...)")
         else:
             check_query_encoder(self.meta, encoder.name, encoder.config.prompt_family.value)
         check_weights_fingerprint(self.meta.embedding.extra, encoder.name, weights_fingerprint(encoder.name),
@@ -113,13 +118,13 @@ class DenseSearcher:
         self.batch_size = batch_size
 
     def _load_encoder(self, model: str | None, prompt_family: str | None, dtype: str,
-                      trust_remote_code: bool) -> LlaraEncoder:
+                      trust_remote_code: bool, query_prompt: str | None) -> LlaraEncoder:
         from llara_cli.encode.encoder import LlaraEncoder
         from llara_cli.runtime.precision import resolve_dtype
 
         model, family = check_query_encoder(self.meta, model, prompt_family)
         return LlaraEncoder.load(model, dtype=resolve_dtype(dtype), prompt_family=family,
-                                 trust_remote_code=trust_remote_code)
+                                 trust_remote_code=trust_remote_code, query_prompt=query_prompt)
 
     def _query_dim(self, requested: int | None, model: str) -> int:
         """The dim queries are cut to: the index's (a prefix of the model's when the index was truncated)."""
@@ -180,12 +185,12 @@ class DenseSearchSummary(NamedTuple):
 
 def run_dense_search(job: DenseSearchJob, on_start: Callable[[int, int], None] | None = None,
                      on_progress: Callable[[int], None] | None = None) -> DenseSearchSummary:
-    """Encode the queries (EBAR side), search the index (or its shards, one at a time), write the run;
+    """Encode the queries (the model's query prompt), search the index (or its shards, one at a time), write the run;
     returns how many queries and in which dtype."""
     searcher = DenseSearcher(job.index_dir, model=job.model, prompt_family=job.prompt_family, dtype=job.dtype,
                              max_length=job.max_length, batch_size=job.batch_size,
                              trust_remote_code=job.trust_remote_code, dim=job.dim,
-                             rescore_factor=job.rescore_factor)
+                             rescore_factor=job.rescore_factor, query_prompt=job.query_prompt)
     queries = queries_for_search(job.queries, job.split)
     warn_if_swapped(len(queries), searcher.num_docs, job.index_dir)
     if on_start is not None:

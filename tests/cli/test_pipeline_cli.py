@@ -93,3 +93,40 @@ def test_search_over_index_shards_writes_the_run_of_one_flat_index(beir_dir, tin
     missing = invoke(*search, "--index", tmp_path / "shards" / "shard-0", "--index", tmp_path / "whole",
                      "--out", tmp_path / "bad.trec")
     assert missing.exit_code == 2 and "holds the whole corpus" in missing.output
+
+
+def test_query_prompt_ebae_searches_with_queries_encoded_as_passages(beir_dir, tiny_model_dir, tmp_path):
+    from llara_cli.encode.embedding_store import load_embeddings
+
+    assert invoke("encode", beir_dir, "--model", tiny_model_dir, "--out", tmp_path / "emb").exit_code == 0
+    assert invoke("index", tmp_path / "emb", "--out", tmp_path / "index").exit_code == 0
+    for prompt in ("ebar", "ebae"):
+        result = invoke("search", "--index", tmp_path / "index", "--queries", beir_dir, "--query-prompt", prompt,
+                        "--out", tmp_path / f"{prompt}.trec", "--k", 6)
+        assert result.exit_code == 0, result.output
+    queries = beir_dir / "queries.jsonl"
+    result = invoke("encode", queries, "--queries", "--query-prompt", "ebae", "--model", tiny_model_dir,
+                    "--out", tmp_path / "q-ebae", "--max-length", 64)
+    assert result.exit_code == 0, result.output
+    as_queries = load_embeddings(tmp_path / "q-ebae")
+    assert as_queries.meta.extra["query_prompt"] == "ebae"
+    assert invoke("encode", queries, "--model", tiny_model_dir, "--out", tmp_path / "q-passages",
+                  "--max-length", 64).exit_code == 0
+    assert (as_queries.vectors == load_embeddings(tmp_path / "q-passages").vectors).all()
+    ebae_run = {(s.query_id, s.doc_id): s.score for s in read_run(tmp_path / "ebae.trec")}
+    passages = load_embeddings(tmp_path / "emb")
+    rows = {doc_id: row for row, doc_id in enumerate(passages.ids)}
+    for row, query_id in enumerate(as_queries.ids):  # the ebae run scores are the passage-prompt query vectors'
+        for doc_id, row_doc in rows.items():
+            expected = float(as_queries.vectors[row] @ passages.vectors[row_doc])
+            assert abs(ebae_run[(query_id, doc_id)] - expected) < 1e-4
+    assert read_run(tmp_path / "ebar.trec") != read_run(tmp_path / "ebae.trec")
+
+
+def test_an_unknown_query_prompt_and_one_for_passages_are_refused_in_one_line(beir_dir, tiny_model_dir, tmp_path):
+    result = invoke("encode", beir_dir, "--query-prompt", "ebae", "--model", tiny_model_dir, "--out", tmp_path / "e")
+    assert result.exit_code == 2 and "--query-prompt applies to queries" in result.stderr
+    result = invoke("encode", beir_dir / "queries.jsonl", "--queries", "--query-prompt", "both",
+                    "--model", tiny_model_dir, "--out", tmp_path / "q")
+    assert result.exit_code == 2 and "unknown query prompt 'both'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
