@@ -99,16 +99,18 @@ def adapt(corpus: Path, out: Path, steps: int | None, seed: int = DEFAULT_SEED) 
     return out
 
 
-def adapted_query_prompt(adapted: Path, corpus: Path, seed: int):
-    """The query prompt ``llara adapt`` chose for ``adapted`` (label-free, on the corpus's pseudo-queries); a model
-    adapted before the choice existed gets it now, as ``llara adapt`` would have made it."""
+def trained_query_prompt(model_dir: Path, corpus: Path, seed: int):
+    """The query prompt ``llara adapt`` / ``llara finetune`` chose for ``model_dir`` after training (label-free, on
+    the corpus's pseudo-queries); a model trained before the choice existed (the choice does not change the
+    weights) gets it now, as the command would have made it."""
     from llara_cli.data.adaptation import DataFormat
     from llara_cli.model.config import LlaraConfig
     from llara_cli.training.query_prompt_choice import CHOICE_FILE, record_query_prompt
 
-    if not (adapted / CHOICE_FILE).is_file():
-        stage(record_query_prompt(adapted, "auto", corpus, DataFormat.CORPUS, seed=seed).describe())
-    return LlaraConfig.load(adapted).query_prompt
+    if not (model_dir / CHOICE_FILE).is_file():
+        stage(f"{model_dir.name}: " + record_query_prompt(model_dir, "auto", corpus, DataFormat.CORPUS,
+                                                           seed=seed).describe())
+    return LlaraConfig.load(model_dir).query_prompt
 
 
 def query_prompt_report(encoder, model_dir: Path, query_vectors, passages, query_ids, query_texts, doc_ids,
@@ -223,12 +225,9 @@ def main() -> None:
     seed = arguments.seed
     seed_tag = "" if seed == DEFAULT_SEED else f"-seed{seed}"  # the default seed keeps the earlier runs' names
     adapted = adapt(source, work / "models" / f"{collection_name}-adapted{seed_tag}", arguments.adapt_steps, seed)
-    query_prompt = adapted_query_prompt(adapted, source, seed)
-    prompt_tag = "" if query_prompt is QueryPrompt.EBAR else f"-{query_prompt.value}"  # negatives mined that way
     margin = arguments.relative_margin
     margin_tag = "" if margin == DEFAULT_MARGIN else f"-margin{margin:g}"
-    paired = pairs_finetune(source, adapted,
-                            work / "models" / f"{collection_name}-adapted-pairs{seed_tag}{margin_tag}{prompt_tag}",
+    paired = pairs_finetune(source, adapted, work / "models" / f"{collection_name}-adapted-pairs{seed_tag}{margin_tag}",
                             arguments.pairs_steps, seed, margin)
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
@@ -236,16 +235,16 @@ def main() -> None:
     if arguments.supervised_steps:
         models["adapted+pairs+supervised"] = str(supervised_finetune(
             source, paired,
-            work / "models" / f"{collection_name}-adapted-pairs-supervised{seed_tag}{margin_tag}{prompt_tag}",
+            work / "models" / f"{collection_name}-adapted-pairs-supervised{seed_tag}{margin_tag}",
             arguments.supervised_steps, seed, work))
     runs: dict[str, dict] = {"bm25": bm25}
     choices: dict[str, dict] = {}
     for name, model in models.items():
+        query_prompt = QueryPrompt.EBAR if name == "raw" else trained_query_prompt(Path(model), source, seed)
         encoder = LlaraEncoder.load(model, dtype=dtype)
-        finetuned = name.startswith("adapted+pairs")  # trained on the adapted model's query prompt
         cached = (name if name == "raw" else
-                  f"{name}{seed_tag}{margin_tag + prompt_tag if finetuned else ''}")
-        queries_cached = cached if finetuned or name == "raw" else f"{cached}{prompt_tag}"
+                  f"{name}{seed_tag}{margin_tag if name.startswith('adapted+pairs') else ''}")
+        queries_cached = cached if query_prompt is QueryPrompt.EBAR else f"{cached}-{query_prompt.value}"
         passages = cache.get(cached, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
         query_vectors = cache.get(queries_cached, f"{collection_name}-queries", query_ids, query_texts,

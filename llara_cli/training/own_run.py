@@ -4,7 +4,11 @@ the model about to be finetuned, rank the corpus for each pseudo-query, and mine
 The unsupervised path of ``llara finetune --pairs-from corpus`` (:mod:`llara_cli.data.corpus_pairs`): the
 pseudo-query of document ``d`` has query id ``d`` and ``d`` as its positive, so the ordinary mining
 (:func:`llara_cli.data.finetune.mine_negatives`: ranks ``skip+1..depth``, the score margins) applies unchanged.
-The ranking is exact (inner products of the model's embeddings, blockwise), at the lengths the run trains with.
+The ranking is exact (inner products of the model's embeddings, blockwise), at the lengths the run trains with,
+and the pseudo-queries are embedded with the query (EBAR) prompt, the side finetuning trains, whatever prompt the
+model searches with (``query_prompt``): mined from the passage-prompt run of an ``ebae`` model, whose run ranks
+the source document higher, the margin kept fewer pairs and the finetuned model came out worse (Cranfield
+nDCG@10 0.196 against 0.263; docs/results.md).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llara_cli.core.prompts import QueryPrompt
 from llara_cli.data.finetune import (
     MiningSettings,
     Passage,
@@ -53,7 +58,8 @@ def mine_from_own_run(data: TrainingData, model: str, corpus: str | Path, settin
 
     documents = read_corpus(corpus)
     texts = {document.doc_id: document.text for document in documents}
-    encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code)
+    encoder = LlaraEncoder.load(model, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code,
+                                query_prompt=QueryPrompt.EBAR)  # the side being trained
     if on_progress is not None:
         on_progress(f"mining negatives from {model}'s own run: encoding {len(documents):,} documents and "
                     f"{len(data.examples):,} pseudo-queries")

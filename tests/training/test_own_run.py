@@ -43,6 +43,20 @@ def test_negatives_from_the_models_own_run_exclude_the_source_document(tiny_mode
         assert len(ids) == 3 and example.query_id not in ids and len(set(ids)) == 3
 
 
+def test_an_ebae_model_mines_from_the_run_of_the_query_prompt_it_trains(tiny_model_dir, corpus, tmp_path):
+    import dataclasses
+
+    from llara_cli.core.prompts import QueryPrompt
+    from llara_cli.model.llara_model import LlaraModel
+
+    model = LlaraModel.load(str(tiny_model_dir))
+    model.save(tmp_path / "ebae", dataclasses.replace(model.config, query_prompt=QueryPrompt.EBAE))
+    settings = MiningSettings(skip=0, depth=5, num_negatives=3, relative_margin=0.05)
+    mined = [mine_from_own_run(corpus_pairs(corpus), str(directory), corpus, settings, query_max_length=16,
+                               passage_max_length=32) for directory in (tiny_model_dir, tmp_path / "ebae")]
+    assert mined[0].examples == mined[1].examples and mined[0].stats == mined[1].stats
+
+
 def test_finetuning_on_corpus_pairs_alone(tiny_model_dir, corpus, tmp_path):
     out = tmp_path / "ft"
     result = run_finetuning(FinetuneConfig(
