@@ -73,7 +73,7 @@ def finetune(
     prompt_family: PromptFamilyOpt = None,
     query_max_length: Annotated[int, typer.Option(
         "--query-max-length", min=MIN_MAX_LENGTH, help="Tokens per query, prompt included (saved with the model: the default "
-        "of encode and search). Default: the model's (its llara_config.json, else its recipe: 32).",
+        "of encode and search). Default: the model's (its llara_config.json, else its recipe: 64).",
         show_default=False)] = _default("query_max_length"),
     passage_max_length: Annotated[int, typer.Option(
         "--passage-max-length", min=MIN_MAX_LENGTH, help="Tokens per passage, prompt included (saved with the model: the "

@@ -72,7 +72,7 @@ def test_a_trained_model_keeps_its_lengths_and_its_bases_recipe(tiny_model_dir, 
     LlaraConfig(stage=Stage.ADAPTED, base_model="smollm2-135m", passage_max_length=100).save(adapted)
     config, choices = apply_recipe(FinetuneConfig(out_dir=tmp_path / "ft", model=str(adapted)), FINETUNE)
     assert config.passage_max_length == 100 and by_name(choices)["passage_max_length"].source is RecipeSource.MODEL
-    assert config.query_max_length == 32  # an adapted model was never trained on queries: the recipe's
+    assert config.query_max_length == 64  # an adapted model was never trained on queries: the recipe's
     assert (config.learning_rate, config.group_size) == (SMOLLM2_RECIPE.finetune["learning_rate"], 2)
     assert by_name(choices)["group_size"].source is RecipeSource.ALIAS
 
