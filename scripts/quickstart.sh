@@ -67,7 +67,7 @@ stage encode llara encode "$DATA" --model "$MODEL" --out "$OUT/embeddings" --max
   --batch-size 32 --dtype "$DTYPE" --overwrite
 echo "== llara index"
 stage index llara index "$OUT/embeddings" --out "$OUT/index" --overwrite
-echo "== llara search (dense; queries with the EBAR prompt)"
+echo "== llara search (dense; queries with the model's query prompt)"
 stage search-dense llara search --index "$OUT/index" --queries "$DATA" --split "$SPLIT" --dtype "$DTYPE" \
   --out "$OUT/runs/dense.trec"
 echo "== llara search --bm25 (Lucene through Anserini)"
