@@ -7,8 +7,8 @@ pseudo-query of document ``d`` has query id ``d`` and ``d`` as its positive, so 
 The ranking is exact (inner products of the model's embeddings, blockwise), at the lengths the run trains with,
 and the pseudo-queries are embedded with the query (EBAR) prompt, the side finetuning trains, whatever prompt the
 model searches with (``query_prompt``): mined from the passage-prompt run of an ``ebae`` model, whose run ranks
-the source document higher, the margin kept fewer pairs and the finetuned model came out worse (Cranfield
-nDCG@10 0.196 against 0.263; docs/results.md).
+the source document higher, the margin kept fewer pairs (Cranfield: 194 against 230) and the finetuned model
+scored a little lower (nDCG@10 0.196 against 0.204; docs/results.md).
 """
 from __future__ import annotations
 
