@@ -124,10 +124,9 @@ def query_prompt_report(encoder, model_dir: Path, query_vectors, passages, query
 
     own = encoder.config.query_prompt
     other = QueryPrompt.EBAE if own is QueryPrompt.EBAR else QueryPrompt.EBAR
-    laid_out = encoder.model.prompt_format
-    encoder.model.prompt_format = laid_out.with_query_prompt(other)
+    encoder.model.use_query_prompt(other)
     other_vectors = encoder.encode_queries(query_texts, batch_size=16)
-    encoder.model.prompt_format = laid_out
+    encoder.model.use_query_prompt(own)
     runs = {"bm25": bm25, own.value: dense_search(query_vectors, passages, query_ids, doc_ids),
             other.value: dense_search(other_vectors, passages, query_ids, doc_ids)}
     scores = {prompt: value["ndcg10"] for prompt, value in evaluate(runs, qrels).items() if prompt != "bm25"}

@@ -70,6 +70,11 @@ def parse_query_prompt(value: str | QueryPrompt) -> QueryPrompt:
     return parse_choice(QueryPrompt, value, "query prompt")
 
 
+def prompted_side(side: Side, query_prompt: QueryPrompt) -> Side:
+    """The side whose prompt a text of ``side`` is laid out with, for a model whose queries get ``query_prompt``."""
+    return Side.PASSAGE if side is Side.QUERY and query_prompt is QueryPrompt.EBAE else side
+
+
 class Segment(int, Enum):
     """Per-token role in a laid-out sequence; the joint attention mask is derived from these."""
 
@@ -228,10 +233,6 @@ class PromptFormat:
         """This format with queries laid out with ``query_prompt``."""
         return replace(self, query_prompt=parse_query_prompt(query_prompt))
 
-    def prompt_side(self, side: Side) -> Side:
-        """The side whose prompt a text of ``side`` is laid out with by :meth:`single`."""
-        return Side.PASSAGE if side is Side.QUERY and self.query_prompt is QueryPrompt.EBAE else side
-
     def prompt_length(self, *, joint: bool) -> int:
         suffixes = self.suffix_ids.values() if joint else [max(self.suffix_ids.values(), key=len)]
         return len(self.prefix_ids) + sum(len(ids) for ids in suffixes)
@@ -248,13 +249,13 @@ class PromptFormat:
 
     def single(self, text_ids: list[int], side: Side, max_length: int) -> PromptedSequence:
         """``prefix + text + suffix``: one embedding, the model's ordinary causal attention. The suffix is the
-        prompt of :meth:`prompt_side` (a query's own, or the passage's for an ``ebae`` model); the pooled
+        prompt of :func:`prompted_side` (a query's own, or the passage's for an ``ebae`` model); the pooled
         positions are keyed by ``side``."""
         budget = self.text_budget(max_length, joint=False)
         kept = text_ids[:budget]
         start = len(self.prefix_ids)
         suffix_start = start + len(kept)
-        prompted = self.prompt_side(side)
+        prompted = prompted_side(side, self.query_prompt)
         input_ids = [*self.prefix_ids, *kept, *self.suffix_ids[prompted]]
         segment_ids = [Segment.SHARED] * suffix_start + [Segment.FIRST_SUFFIX] * len(self.suffix_ids[prompted])
         positions = {side: [suffix_start + offset for offset in self.pool_offsets[prompted]]}

@@ -201,10 +201,10 @@ class LlaraModel:
             model, prompt_family=prompt_family, trust_remote_code=trust_remote_code)
         causal_lm = _load_weights(source, dtype=dtype, attn_implementation=attn_implementation,
                                   trust_remote_code=trust_remote_code, merge=merge)
-        config = source.config
+        loaded = cls(causal_lm, source.tokenizer, source.config, name=model_reference(source.reference))
         if query_prompt is not None:
-            config = dataclasses.replace(config, query_prompt=parse_query_prompt(query_prompt))
-        return cls(causal_lm, source.tokenizer, config, name=model_reference(source.reference))
+            loaded.use_query_prompt(query_prompt)
+        return loaded
 
     @classmethod
     def build(cls, model: str | ModelSource, *, prompt_family: PromptFamily | str | None = None,
@@ -225,6 +225,11 @@ class LlaraModel:
             built.causal_lm = add_lora(built.causal_lm, built.tokenizer, built.config.prompt_family, lora,
                                        base_reference)
         return built
+
+    def use_query_prompt(self, query_prompt: QueryPrompt | str) -> None:
+        """Lay queries out with ``query_prompt`` from now on (the config and the prompt format together)."""
+        self.config = dataclasses.replace(self.config, query_prompt=parse_query_prompt(query_prompt))
+        self.prompt_format = self.prompt_format.with_query_prompt(self.config.query_prompt)
 
     @property
     def dim(self) -> int:

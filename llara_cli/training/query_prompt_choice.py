@@ -136,7 +136,7 @@ def choose_query_prompt(model_dir: str | Path, corpus: str | Path, data_format, 
     passages = encoder.encode_passages(sample.passages, batch_size=BATCH_SIZE)  # (n, dim)
     scores = {}
     for query_prompt in QueryPrompt:
-        encoder.model.prompt_format = encoder.model.prompt_format.with_query_prompt(query_prompt)
+        encoder.model.use_query_prompt(query_prompt)
         queries = encoder.encode_queries(sample.queries, batch_size=BATCH_SIZE)  # (m, dim), as search embeds them
         scores[query_prompt.value] = round(self_retrieval_mrr(queries, passages, sample.positive_rows), 4)
     better = scores[QueryPrompt.EBAE.value] >= scores[QueryPrompt.EBAR.value] + MIN_GAIN

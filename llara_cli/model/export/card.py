@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llara_cli.core.prompts import TEMPLATES, QueryPrompt, Side
+from llara_cli.core.prompts import TEMPLATES, Side, prompted_side
 from llara_cli.model.config import LlaraConfig, Pooling
 from llara_cli.storage.files import read_json
 
@@ -42,7 +42,7 @@ def render_model_card(config: LlaraConfig, directory: Path, export_format: str, 
                       merged_adapter: bool, dim: int) -> str:
     template = TEMPLATES[config.prompt_family]
     passage = template.render("{text}", Side.PASSAGE)
-    query_side = Side.PASSAGE if config.query_prompt is QueryPrompt.EBAE else Side.QUERY
+    query_side = prompted_side(Side.QUERY, config.query_prompt)
     query = template.render("{text}", query_side)
     query_prompt = "EBAR" if query_side is Side.QUERY else "the passage prompt: this model is symmetric"
     library = "sentence-transformers" if export_format == "sentence-transformers" else "transformers"
