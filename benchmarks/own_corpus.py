@@ -81,6 +81,7 @@ def sub_collection(source: Path, work: Path, max_queries: int | None, max_docs: 
     return target
 
 
+FIRST_SUPERVISED_STEPS = 60  # the step count of the first --supervised-steps runs (their cache names carry none)
 DEFAULT_SEED = 42  # TrainingRunConfig's: the seed of the runs made before --seed existed (their cache names)
 
 
@@ -231,10 +232,13 @@ def main() -> None:
     stage_times = {"adapt_and_pairs_s": round(time.perf_counter() - started)}
 
     models = {"raw": MODEL, "adapted": str(adapted), "adapted+pairs": str(paired)}
+    # the first supervised runs' step count keeps their cache names; another names its own model and report
+    steps_tag = ("" if arguments.supervised_steps in (None, FIRST_SUPERVISED_STEPS)
+                 else str(arguments.supervised_steps))
     if arguments.supervised_steps:
         models["adapted+pairs+supervised"] = str(supervised_finetune(
             source, paired,
-            work / "models" / f"{collection_name}-adapted-pairs-supervised{seed_tag}{margin_tag}",
+            work / "models" / f"{collection_name}-adapted-pairs-supervised{steps_tag}{seed_tag}{margin_tag}",
             arguments.supervised_steps, seed, work))
     runs: dict[str, dict] = {"bm25": bm25}
     choices: dict[str, dict] = {}
@@ -242,7 +246,8 @@ def main() -> None:
         query_prompt = QueryPrompt.EBAR if name == "raw" else trained_query_prompt(Path(model), source, seed)
         encoder = LlaraEncoder.load(model, dtype=dtype)
         cached = (name if name == "raw" else
-                  f"{name}{seed_tag}{margin_tag if name.startswith('adapted+pairs') else ''}")
+                  f"{name}{steps_tag if name.endswith('supervised') else ''}{seed_tag}"
+                  f"{margin_tag if name.startswith('adapted+pairs') else ''}")
         queries_cached = cached if query_prompt is QueryPrompt.EBAR else f"{cached}-{query_prompt.value}"
         passages = cache.get(cached, f"{collection_name}-passages", doc_ids, doc_texts,
                              lambda texts, e=encoder: e.encode_passages(texts, batch_size=16))
@@ -303,7 +308,8 @@ def main() -> None:
                                                for system, value in result.items()},
         "choices": choices, "stage_times": {**stage_times, "total_s": round(time.perf_counter() - started)},
     }
-    save_report(f"own_corpus_{collection_name}{seed_tag}{margin_tag}", payload, table(payload), plot)
+    supervised_tag = f"-supervised{steps_tag}" if steps_tag else ""
+    save_report(f"own_corpus_{collection_name}{seed_tag}{margin_tag}{supervised_tag}", payload, table(payload), plot)
 
 
 GOALS = {"adapted": 0.5, "adapted+pairs, whiten auto": 0.7,  # issue #32 (a) and (b), as a ratio to BM25
