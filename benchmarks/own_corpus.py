@@ -316,6 +316,39 @@ GOALS = {"adapted": 0.5, "adapted+pairs, whiten auto": 0.7,  # issue #32 (a) and
          "adapted+pairs+supervised": 0.9}  # (b), supervised, where the collection has train qrels
 
 
+STAGES = ("bm25", "raw", "adapted", "adapted+pairs", "adapted+pairs+supervised")
+VARIANTS = ("", ", whiten auto", ", whiten auto + robust fusion", ", whiten auto + pseudo-tuned fusion")
+
+
+def pipeline_position(system: str) -> tuple[int, int, str]:
+    """Sort key of a system's name: the pipeline's stages in order, each model's variants in order (saved
+    JSON has its keys sorted); an unknown name goes last."""
+    for variant_index, variant in reversed(list(enumerate(VARIANTS))):
+        stage_name = system.removesuffix(variant) if variant else system
+        if (not variant or system.endswith(variant)) and stage_name in STAGES:
+            return STAGES.index(stage_name), variant_index, system
+    return len(STAGES), 0, system
+
+
+def choice_matches(payloads: list[dict]) -> dict[str, dict[str, int]]:
+    """How often each label-free choice (query prompt, whitening, fusion weight) equals the test qrels' best,
+    over the trained models of every seed's run (the raw model chooses no query prompt)."""
+    counts = {choice: {"match": 0, "of": 0} for choice in ("query_prompt", "whitening", "pseudo_tuned_fusion_weight")}
+    for payload in payloads:
+        for name, choice in payload["choices"].items():
+            if name == "raw":
+                continue
+            prompt, whitening, fusion = choice.get("query_prompt"), choice["whitening"], choice["fusion_weight"]
+            outcomes = {"whitening": whitening["match"],
+                        "pseudo_tuned_fusion_weight": fusion["label_free"] == fusion.get("labelled_best")}
+            if prompt:
+                outcomes["query_prompt"] = prompt["label_free"] == prompt["labelled_best"]
+            for key, matched in outcomes.items():
+                counts[key]["of"] += 1
+                counts[key]["match"] += int(matched)
+    return counts
+
+
 def summarize() -> None:
     """Every saved full-collection run (``own_corpus_<collection>[-seed<N>].json``), per collection and system:
     nDCG@10 mean and standard deviation over seeds, the ratio of the mean to BM25's, and how many seeds' runs
@@ -340,7 +373,8 @@ def summarize() -> None:
     for collection, payloads in runs.items():
         seeds = sorted(payload.get("seed", DEFAULT_SEED) for payload in payloads)
         rows = {}
-        for system in payloads[0]["results"]:
+        systems = {system for payload in payloads for system in payload["results"]}  # a stage some seeds lack too
+        for system in sorted(systems, key=pipeline_position):
             values = [payload["results"][system]["ndcg10"] for payload in payloads if system in payload["results"]]
             above = sum(1 for payload in payloads if system in payload["results"]
                         and (payload["results"][system]["p_vs_bm25"] or 1.0) < 0.05
@@ -351,8 +385,10 @@ def summarize() -> None:
         bm25 = rows["bm25"]["mean"]
         for row in rows.values():
             row["ratio_to_bm25"] = round(row["mean"] / bm25, 3)
+        matches = choice_matches(payloads)
         summary[collection] = {"seeds": seeds, "documents": payloads[0]["documents"],
                                "test_queries": payloads[0]["test_queries"], "systems": rows,
+                               "label_free_matches_labelled_best": matches,
                                "goals": {system: {"ratio": rows[system]["ratio_to_bm25"], "goal": goal,
                                                   "met": rows[system]["ratio_to_bm25"] >= goal}
                                          for system, goal in GOALS.items() if system in rows}}
@@ -363,7 +399,8 @@ def summarize() -> None:
             spread = f" ± {row['sd']:.3f}" if row["sd"] is not None else ""
             lines.append(f"| {system} | {row['mean']:.3f}{spread} | {row['ratio_to_bm25']:.2f} | "
                          f"{row['significantly_above_bm25']}/{row['runs']} |")
-        lines.append("")
+        lines += ["", "Label-free choice = the test qrels' best (trained models x seeds): "
+                  + ", ".join(f"{choice} {count['match']}/{count['of']}" for choice, count in matches.items()), ""]
     save_result("own_corpus_summary", {"benchmark": "own_corpus_summary", "collections": summary})
     (RESULTS_DIR / "own_corpus_summary.md").write_text("\n".join(lines))
     print("\n".join(lines))
