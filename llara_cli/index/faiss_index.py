@@ -158,18 +158,18 @@ class DenseIndex:
     doc_ids: Sequence[str]  # a DocIds when loaded from a directory
     meta: IndexMeta
     path: Path | None = None
-    whitening: Any = None
+    transform: Any = None
     rescore_vectors: Any = None  # (ntotal, stored dim) read-only memory map of vectors.npy, if the index has one
 
     @property
     def dim(self) -> int:
         """The dimension of the query vectors it takes (the embeddings', also for a whitened or projected index)."""
-        return int(self.whitening.d_in) if self.whitening is not None else int(self.faiss_index.d)
+        return int(self.transform.d_in) if self.transform is not None else int(self.faiss_index.d)
 
     def prepare_queries(self, query_vectors: np.ndarray) -> np.ndarray:
         """``(n, dim)`` float32 query vectors as the index stores passages: transformed where it is whitened or
         projected."""
-        return apply_whitening(self.whitening, query_vectors) if self.whitening is not None else query_vectors
+        return apply_whitening(self.transform, query_vectors) if self.transform is not None else query_vectors
 
     @property
     def ntotal(self) -> int:
@@ -223,12 +223,12 @@ def _load_shards(directories: Sequence[Path], partial: bool) -> tuple[list[Embed
 
 
 def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], meta: IndexMeta,
-                     whitening: Any = None, temp_dir: Path | None = None,
+                     transform: Any = None, temp_dir: Path | None = None,
                      transform_file: str = WHITENING_FILE) -> IndexMeta:
-    """Write ``index``, ``docid``, ``meta.json`` (and the transform ``whitening`` as ``transform_file``) into a
-    temp dir beside ``out_dir`` (or the given ``temp_dir``, which may already hold the rescoring store), then
-    rename it into place; ``meta.json`` records the sha256 of each file but the rescoring store (read by memory
-    map, never whole). Returns the meta as written."""
+    """Write ``index``, ``docid``, ``meta.json`` (and ``transform``, the whitening or the ``--pca`` projection, as
+    ``transform_file``) into a temp dir beside ``out_dir`` (or the given ``temp_dir``, which may already hold the
+    rescoring store), then rename it into place; ``meta.json`` records the sha256 of each file but the rescoring
+    store (read by memory map, never whole). Returns the meta as written."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     if temp_dir is None:
         temp_dir = _new_temp_dir(out_dir)
@@ -236,8 +236,8 @@ def _write_index_dir(out_dir: Path, faiss_index: Any, doc_ids: Sequence[str], me
         write_any_index(faiss_index, temp_dir, INDEX_FILE)
         with open(temp_dir / DOCID_FILE, "w", encoding="utf-8", newline="\n") as handle:
             handle.writelines(f"{doc_id}\n" for doc_id in doc_ids)
-        if whitening is not None:
-            save_whitening(whitening, temp_dir, transform_file)
+        if transform is not None:
+            save_whitening(transform, temp_dir, transform_file)
         checksums = file_checksums(temp_dir, sorted(path.name for path in temp_dir.iterdir()
                                                     if path.name != RESCORE_FILE))
         meta = dataclasses.replace(meta, embedding=dataclasses.replace(
@@ -324,17 +324,17 @@ def build_index(
     first_meta = shards[0].meta
     total, dim = len(doc_ids), first_meta.dim
     vectors = [shard.vectors for shard in shards]  # (rows, dim) each, memory maps
-    whitening = None  # the transform passages and queries pass: whitening or the --pca projection
+    transform = None  # what passages and queries pass: the whitening or the --pca projection
     if whiten is not None:
         check_whitening_dim(whiten, dim, total)
-        whitening = fit_whitening(training_sample(vectors, max_train_rows(total, dim)), whiten)
+        transform = fit_whitening(training_sample(vectors, max_train_rows(total, dim)), whiten)
     elif pca is not None:
         check_pca_dim(pca, dim, total)
-        whitening = fit_pca(training_sample(vectors, max_train_rows(total, dim)), pca)
+        transform = fit_pca(training_sample(vectors, max_train_rows(total, dim)), pca)
     index_dim = whiten or pca or dim
 
     def stored(rows: np.ndarray) -> np.ndarray:  # (n, dim) float32 -> (n, index_dim), as the index holds them
-        return apply_whitening(whitening, rows) if whitening is not None else rows
+        return apply_whitening(transform, rows) if transform is not None else rows
 
     params = index_params(index_type, total, index_dim, hnsw_m=hnsw_m, ef_construction=ef_construction,
                           ef_search=ef_search, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
@@ -377,7 +377,7 @@ def build_index(
         corpus_shards=covered if partial else None,
         corpus_shard_num=first_meta.shard_num if partial else None,
     )
-    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, whitening, temp_dir,
+    meta = _write_index_dir(out_dir, faiss_index, doc_ids, meta, transform, temp_dir,
                             PCA_FILE if pca is not None else WHITENING_FILE)
     logger.info("indexed %d vectors of dim %d (%s%s) into %s", total, dim, index_type.value,
                 f", whitened to {whiten}" if whiten is not None else
@@ -427,7 +427,7 @@ def load_index(directory: str | Path) -> DenseIndex:
         said = (f"whitened dim {whiten}" if whiten is not None else f"projected dim {pca}" if pca is not None
                 else f"dim {meta.embedding.dim}")
         raise UsageError(f"{directory}: {META_FILE} says {said} but the index has dim {faiss_index.d}")
-    whitening = (load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else
+    transform = (load_whitening(directory, meta.embedding.dim, whiten) if whiten is not None else
                  load_whitening(directory, meta.embedding.dim, pca, PCA_FILE, "projected (--pca)")
                  if pca is not None else None)
     if faiss_index.metric_type != faiss.METRIC_INNER_PRODUCT:
@@ -437,5 +437,5 @@ def load_index(directory: str | Path) -> DenseIndex:
     store_dtype = meta.params.get(RESCORE_PARAM)
     rescore_vectors = open_rescore_vectors(directory, len(doc_ids), stored_dim, store_dtype) \
         if store_dtype is not None else None
-    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, whitening=whitening,
+    return DenseIndex(faiss_index=faiss_index, doc_ids=doc_ids, meta=meta, path=directory, transform=transform,
                       rescore_vectors=rescore_vectors)

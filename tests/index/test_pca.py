@@ -123,7 +123,7 @@ def test_projected_dimensions_share_the_energy_that_the_top_principal_direction_
     build_index([root / "emb"], root / "projected", pca=PCA)
     stored = load_index(root / "projected").rescore_vectors  # absent: a flat index keeps no store
     assert stored is None
-    transform = load_index(root / "projected").whitening
+    transform = load_index(root / "projected").transform
     projected = transform.apply(np.ascontiguousarray(docs))  # (n, PCA): the stored dims before L2 norm
     shares = (projected ** 2).sum(axis=0) / (projected ** 2).sum()
     singular = np.linalg.svd(docs.astype(np.float64), compute_uv=False)
