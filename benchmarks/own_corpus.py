@@ -178,7 +178,8 @@ def main() -> None:
                         "score (0: no margin); a margin other than 0.05 names its own pairs model")
     parser.add_argument("--supervised-steps", type=int, default=None,
                         help="also finetune the label-free pipeline's model this many steps on the collection's "
-                        "train qrels (SciFact has them): the labelled stage on top")
+                        "train qrels (SciFact has them): the labelled stage on top (a count other than 60 names its own "
+                        "model and report, -supervised<N>)")
     arguments = parser.parse_args()
     if arguments.summarize:
         summarize()
