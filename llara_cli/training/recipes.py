@@ -28,12 +28,12 @@ logger = logging.getLogger(__name__)
 LARGE_MODEL_PARAMETERS = 1_000_000_000  # from here on a model gets the paper's (7B) recipe
 ADAPT = "adapt"
 FINETUNE = "finetune"
-# The settings a recipe may set, per command (config field names), in the order they are printed.
 # Tokens per query, prompt included: RepLLaMA's 32 was for a 3-token prompt; the flagembedding query prompt alone
 # takes 19 (SmolLM2's tokenizer), so 32 cut 72-79% of the Cranfield, CACM and SciFact test queries to 13 tokens and
 # cost the corpus-pairs model 0.07 nDCG@10 on Cranfield (docs/results.md). 64 cuts 1% / 23% / 0.2% of them, and it
 # is the length an adapted model encodes queries with.
 QUERY_MAX_LENGTH = 64
+# The settings a recipe may set, per command (config field names), in the order they are printed.
 RECIPE_FIELDS = {
     ADAPT: ("learning_rate", "max_steps", "batch_size", "max_length", "prompt_family", "objective"),
     FINETUNE: ("learning_rate", "max_steps", "batch_size", "group_size", "query_max_length", "passage_max_length",
@@ -67,7 +67,7 @@ class ModelRecipe:
 
 # The headline setting of benchmarks/quality.py (docs/results.md, "Quality work on the embedded model"): the
 # released code's form, 200 steps of 8 x 128 tokens at lr 1e-4 (10x the paper's, measured best on this model; the
-# gain is mostly there at 100 steps); finetuning: LoRA at 1e-4, 8 queries x group 2, 32/128 tokens, t 0.01.
+# gain is mostly there at 100 steps); finetuning: LoRA at 1e-4, 8 queries x group 2, 64/128 tokens, t 0.01.
 SMOLLM2_RECIPE = ModelRecipe(
     name="smollm2-135m", source=RecipeSource.ALIAS,
     adapt={"learning_rate": 1e-4, "max_steps": 200, "batch_size": 8, "max_length": 128,
@@ -77,7 +77,7 @@ SMOLLM2_RECIPE = ModelRecipe(
     note="measured best on the embedded model (benchmarks/quality.py headline)",
 )
 # The paper's learning rate (Llama-2-7B: lr 1e-5; 10k steps of global batch 256 at 1024 tokens there) at llara's
-# single-machine step count and length; finetuning: RepLLaMA's lengths (32/196) and LoRA at 1e-4.
+# single-machine step count and length; finetuning: 64 query tokens, RepLLaMA's 196 passage tokens, LoRA at 1e-4.
 PAPER_RECIPE = ModelRecipe(
     name="paper (7B-class)", source=RecipeSource.PAPER,
     adapt={"learning_rate": 1e-5, "max_steps": 1000, "batch_size": 8, "max_length": 512,
